@@ -1,0 +1,197 @@
+"""`python -m core`: list recipes, train, predict images and list runs from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Sequence, TextIO
+
+EXIT_FAILURE, EXIT_USAGE = 1, 2
+
+
+class UsageError(Exception):
+    """Bad arguments: exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one line and exit code 2, instead of a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line grammar."""
+    parser = _Parser(prog="python -m core", description="Digit Studio's engine: train and use digit recognisers.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands.add_parser("recipes", help="the reference recipes and their reported accuracies")
+    train = commands.add_parser("train", help="train a model and save the run")
+    train.add_argument("--recipe", help="start from a reference recipe (see `recipes`)")
+    train.add_argument("--model")
+    train.add_argument("--dataset")
+    train.add_argument("--epochs", type=_positive_int)
+    train.add_argument("--batch-size", type=_positive_int)
+    train.add_argument("--lr", type=_positive_float, help="learning rate")
+    train.add_argument("--optimizer")
+    train.add_argument("--schedule")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--train-limit", type=_positive_int, help="use only the first N training images")
+    train.add_argument("--data-dir", type=Path)
+    train.add_argument("--runs-dir", type=Path)
+    train.add_argument("--json", action="store_true", help="end with one JSON line describing the run")
+    predict = commands.add_parser("predict", help="read digits from image files")
+    predict.add_argument("images", nargs="+", type=Path)
+    predict.add_argument("--run", help="a run id from `runs` (default: the model shipped with the app)")
+    predict.add_argument("--runs-dir", type=Path)
+    predict.add_argument("--json", action="store_true", help="one JSON object per image")
+    runs = commands.add_parser("runs", help="the saved runs")
+    runs.add_argument("--runs-dir", type=Path)
+    runs.add_argument("--json", action="store_true")
+    return parser
+
+
+def cmd_recipes(args: argparse.Namespace, out: TextIO) -> int:
+    """Print the presets with their settings and reported accuracies."""
+    from core.recipes import RECIPES
+
+    for item in RECIPES.values():
+        c = item.config
+        out.write(f"{item.name:<11} {c.model} on {c.dataset}, {c.optimizer} lr {c.learning_rate:g}, "
+                  f"batch {c.batch_size}, {c.epochs} epochs; reported: {item.reported_note}\n")
+    return 0
+
+
+def _train_config(args: argparse.Namespace):
+    from core.recipes import recipe
+    from core.training import TrainConfig
+
+    base = recipe(args.recipe) if args.recipe else None
+    overrides = dict(model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
+                     learning_rate=args.lr, optimizer=args.optimizer, schedule=args.schedule, seed=args.seed,
+                     train_limit=args.train_limit, data_dir=str(args.data_dir) if args.data_dir else None)
+    if base is None:
+        return None, TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+    return base, base.settings(**overrides)
+
+
+def cmd_train(args: argparse.Namespace, out: TextIO) -> int:
+    """Train with progress on stderr; the run is saved as it goes."""
+    from core.record import RecordedTraining
+    from core.store import RunStore
+    from core.training import ConfigError, Finished
+    from core.progress import ProgressPrinter
+
+    try:
+        preset, config = _train_config(args)
+        recorded = RecordedTraining(config, RunStore(args.runs_dir), recipe=preset)
+    except (ValueError, ConfigError) as error:
+        raise UsageError(str(error)) from None
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C stops cleanly and keeps the run
+    printer = ProgressPrinter(sys.stderr)
+    try:
+        for event in recorded.events(stop):
+            printer.show(event)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    finished = event if isinstance(event, Finished) else None
+    summary = _train_summary(recorded, finished)
+    out.write((json.dumps(summary) if args.json else printer.summary_line(summary)) + "\n")
+    return 0 if finished and finished.status == "done" else EXIT_FAILURE
+
+
+def _train_summary(recorded, finished) -> dict:
+    return {"run_id": recorded.run_id, "run_dir": str(recorded.run_dir.resolve()), "status": finished.status,
+            "reason": finished.reason, "dataset": recorded.training.config.dataset,
+            "model": recorded.training.config.model, "epochs": finished.epochs_completed,
+            "test_accuracy": finished.test_accuracy, "test_loss": finished.test_loss,
+            "train_seconds": round(finished.elapsed_seconds, 3),
+            "images_per_second": round(finished.images_per_second, 1), "parameters": recorded.training.parameters}
+
+
+def cmd_predict(args: argparse.Namespace, out: TextIO) -> int:
+    """One line per image: the digit, or that the image is blank or unreadable."""
+    from core.images import ImageError, load_image
+    from core.inference import load_default_model, predict_image
+    from core.store import RunStore
+
+    run = RunStore(args.runs_dir).load(args.run) if args.run else load_default_model()
+    failures = 0
+    for path in args.images:
+        try:
+            loaded = load_image(path, name=path.name)
+        except (ImageError, OSError) as error:
+            sys.stderr.write(f"{path}: {error}\n")
+            failures += 1
+            continue
+        answer = predict_image(run, loaded.image)
+        out.write(_prediction_line(path, answer, run.class_names, args.json) + "\n")
+    return EXIT_FAILURE if failures else 0
+
+
+def _prediction_line(path: Path, answer, class_names: tuple[str, ...], as_json: bool) -> str:
+    if as_json:
+        probabilities = None if answer.blank else [round(float(p), 6) for p in answer.probabilities]
+        return json.dumps({"image": str(path), "digit": answer.label, "class": None if answer.blank else
+                           class_names[answer.label], "confidence": answer.confidence, "probabilities": probabilities})
+    if answer.blank:
+        return f"{path}: blank (no ink found)"
+    return f"{path}: {class_names[answer.label]} ({answer.confidence:.1%})"
+
+
+def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
+    """The saved runs, newest first."""
+    from core.store import RunStore
+
+    runs = RunStore(args.runs_dir).list_runs()
+    for info in runs:
+        if args.json:
+            out.write(json.dumps({"run_id": info.run_id, "status": info.status, "model": info.get("model"),
+                                  "dataset": info.get("dataset"), "epochs": info.get("epochs_completed"),
+                                  "test_accuracy": info.get("final", {}).get("test_accuracy"),
+                                  "error": info.error}) + "\n")
+        else:
+            accuracy = info.get("final", {}).get("test_accuracy")
+            score = f"{accuracy:.2%}" if isinstance(accuracy, (int, float)) else "-"
+            detail = info.error or f"{info.get('model')} on {info.get('dataset')}, {info.get('epochs_completed')} epochs"
+            out.write(f"{info.run_id}  {info.status:<11} {score:>7}  {detail}\n")
+    if not runs and not args.json:
+        out.write("No runs yet: train one with `python -m core train --recipe digits-cnn`.\n")
+    return 0
+
+
+COMMANDS = {"recipes": cmd_recipes, "train": cmd_train, "predict": cmd_predict, "runs": cmd_runs}
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+    """Run one command; errors are one line on stderr, exit 2 for bad arguments and 1 otherwise."""
+    from core.data import DatasetUnavailable
+    from core.store import RunError
+
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args, out)
+    except UsageError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return EXIT_USAGE
+    except (DatasetUnavailable, RunError, OSError, ValueError) as error:
+        sys.stderr.write(f"error: {error}\n")
+        return EXIT_FAILURE

@@ -1,0 +1,93 @@
+"""Training that saves itself: a consumer of training events that keeps the run folder up to date."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import asdict, replace
+from typing import Any, Iterator
+
+from core.data import Dataset
+from core.models import model_spec
+from core.recipes import Recipe
+from core.store import RunStore, utc_now
+from core.training import EpochEnd, Finished, Started, TrainConfig, Training, TrainingEvent
+
+SAVE_INTERVAL_SECONDS = 1.0  # tiny epochs (digits: 1,000 of them) must not spend their time writing files
+
+
+class RecordedTraining:
+    """A Training whose run folder is written at the first epoch, then at most every second, and at the end."""
+
+    def __init__(self, config: TrainConfig, store: RunStore, *, recipe: Recipe | None = None,
+                 data: Dataset | None = None, run_id: str | None = None) -> None:
+        self.training = Training(config, data)
+        self.store = store
+        self.recipe = recipe
+        self.run_id = run_id or store.new_run_id(config.model, config.dataset)
+        self.created_at = utc_now()
+        self._last_save = 0.0
+        self._saved_epochs = 0
+        self._weights_file: str | None = None
+
+    @property
+    def run_dir(self):
+        return self.store.run_dir(self.run_id)
+
+    def meta(self, status: str, finished: Finished | None = None) -> dict[str, Any]:
+        """The run's metadata as it stands now."""
+        training, config = self.training, self.training.config
+        history = [asdict(event) for event in training.history]
+        last = history[-1] if history else {}
+        seconds = finished.elapsed_seconds if finished else (last.get("elapsed_seconds") or 0.0)
+        return {
+            "model": config.model, "model_title": model_spec(config.model).title, "dataset": config.dataset,
+            "input_format": asdict(training.data.input_format), "pixel_scale": training.pixel_scale,
+            "normalization": {"mean": training.mean, "std": training.std},
+            "class_names": list(training.data.class_names), "settings": config.to_dict(),
+            "recipe": self.recipe.name if self.recipe else None,
+            "reported_accuracy": self.recipe.reported_accuracy if self.recipe else None,
+            "status": status, "reason": finished.reason if finished else "", "history": history,
+            "epochs_completed": len(history), "final": {k: last.get(k) for k in
+                                                         ("train_loss", "train_accuracy", "test_loss", "test_accuracy")},
+            "parameters": training.parameters, "train_seconds": seconds,
+            "images_per_second": finished.images_per_second if finished else last.get("images_per_second"),
+            "train_size": min(len(training.data.train_labels), config.train_limit or 10**12),
+            "test_size": len(training.data.test_labels), "device": str(training.device),
+            "created_at": self.created_at, "pid": os.getpid(),
+        }
+
+    def _save(self, status: str, finished: Finished | None = None) -> None:
+        epochs = len(self.training.history)
+        weights = self.training.last_complete_state if epochs > self._saved_epochs else None
+        meta = {**self.meta(status, finished), "weights_file": self._weights_file}
+        self._weights_file = self.store.save(self.run_id, meta, weights)
+        self._saved_epochs = epochs if weights is not None else self._saved_epochs
+        self._last_save = time.monotonic()
+
+    def events(self, stop: threading.Event | None = None) -> Iterator[TrainingEvent]:
+        """The training's events, saving the run as they pass; a failed save ends training as failed."""
+        stop = stop or threading.Event()
+        for event in self.training.events(stop):
+            try:
+                self._save_for(event)
+            except OSError as error:  # disk full, read-only: the run must not pretend it was saved
+                stop.set()
+                yield _failed(event, f"the run could not be saved: {error}")
+                return
+            yield event
+
+    def _save_for(self, event: TrainingEvent) -> None:
+        if isinstance(event, Finished):
+            self._save(event.status, event)
+        elif isinstance(event, Started) or (isinstance(event, EpochEnd) and
+                                            time.monotonic() - self._last_save >= SAVE_INTERVAL_SECONDS):
+            self._save("running")
+
+
+def _failed(event: TrainingEvent, reason: str) -> Finished:
+    if isinstance(event, Finished):
+        return replace(event, status="failed", reason=reason)
+    elapsed = getattr(event, "elapsed_seconds", 0.0)
+    return Finished("failed", reason, 0, None, None, elapsed, getattr(event, "images_per_second", 0.0))

@@ -1,0 +1,432 @@
+"""The training engine: `train(config)` yields a stream of small frozen events that any consumer can read."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Iterator, Literal, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.augment import Augmentation, augment_batch
+from core.data import Dataset, dataset_spec, ensure_dataset, pixel_scale_for
+from core.models import Output, build_model, count_parameters, model_spec, to_log_probs, to_probs
+
+OptimizerName = Literal["sgd", "momentum", "adam", "adamw"]
+ScheduleName = Literal["none", "step", "one-cycle"]
+LossName = Literal["cross-entropy", "bce-one-hot"]
+OPTIMIZERS: tuple[str, ...] = ("sgd", "momentum", "adam", "adamw")
+SCHEDULES: tuple[str, ...] = ("none", "step", "one-cycle")
+LOSSES: tuple[str, ...] = ("cross-entropy", "bce-one-hot")
+PROGRESS_INTERVAL_SECONDS = 0.2
+
+
+class ConfigError(ValueError):
+    """Training settings that cannot work; str() says which and why."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run; built from CLI arguments, page widgets or a recipe."""
+
+    model: str = "fast-cnn"
+    dataset: str = "digits"
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: OptimizerName = "adam"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9  # for "momentum" (SGD with momentum)
+    betas: tuple[float, float] = (0.9, 0.999)  # for Adam and AdamW
+    weight_decay: float = 0.0
+    schedule: ScheduleName = "none"
+    step_epochs: int = 0  # "step": epochs between x0.1 decays; 0 means a third of the run
+    loss: LossName = "cross-entropy"
+    label_smoothing: float = 0.0
+    augment_shift: float = 0.0
+    augment_rotation: float = 0.0
+    augment_scale: float = 0.0
+    augment_flip: bool = False
+    normalize_mean: float | None = None  # None: the dataset's own
+    normalize_std: float | None = None
+    test_batch_size: int = 1000
+    seed: int = 0
+    device: str = "auto"
+    data_dir: str | None = None
+    train_limit: int | None = None  # use only the first N training images (quick runs, tests)
+    progress_every: int = 0  # emit batch progress every N steps; 0: about five times a second
+
+    @property
+    def augmentation(self) -> Augmentation:
+        return Augmentation(self.augment_shift, self.augment_rotation, self.augment_scale, self.augment_flip)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready settings."""
+        settings = asdict(self)
+        settings["betas"] = list(self.betas)
+        return settings
+
+    @classmethod
+    def from_dict(cls, settings: dict) -> "TrainConfig":
+        """Settings back from JSON; unknown keys are ignored so older runs still load."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in settings.items() if k in known}
+        if "betas" in values:
+            values["betas"] = tuple(values["betas"])
+        return cls(**values)
+
+
+def _range_errors(config: TrainConfig) -> list[str]:
+    checks = [
+        (config.epochs >= 1, "epochs must be at least 1"),
+        (config.batch_size >= 1, "batch size must be at least 1"),
+        (math.isfinite(config.learning_rate) and config.learning_rate > 0, "learning rate must be a positive number"),
+        (0 <= config.momentum < 1, "momentum must be in [0, 1)"),
+        (all(0 <= b < 1 for b in config.betas), "Adam betas must be in [0, 1)"),
+        (config.weight_decay >= 0, "weight decay must not be negative"),
+        (0 <= config.label_smoothing < 1, "label smoothing must be in [0, 1)"),
+        (0 <= config.augment_shift <= 0.5, "shift must be between 0 and 0.5 of the image"),
+        (0 <= config.augment_rotation <= 180, "rotation must be between 0 and 180 degrees"),
+        (0 <= config.augment_scale < 1, "scale must be in [0, 1)"),
+        (config.test_batch_size >= 1, "test batch size must be at least 1"),
+        (config.step_epochs >= 0, "step epochs must not be negative"),
+        (config.normalize_std is None or (math.isfinite(config.normalize_std) and config.normalize_std > 0),
+         "normalisation std must be a positive number"),
+        (config.train_limit is None or config.train_limit >= 1, "train limit must be at least 1"),
+    ]
+    return [message for ok, message in checks if not ok]
+
+
+def _choice_errors(config: TrainConfig) -> list[str]:
+    errors = []
+    for value, allowed, what in ((config.optimizer, OPTIMIZERS, "optimizer"), (config.schedule, SCHEDULES, "schedule"),
+                                 (config.loss, LOSSES, "loss")):
+        if value not in allowed:
+            errors.append(f"unknown {what} {value!r} (choose {', '.join(allowed)})")
+    for lookup in (model_spec, dataset_spec):
+        try:
+            lookup(config.model if lookup is model_spec else config.dataset)
+        except ValueError as error:
+            errors.append(str(error).rstrip("."))
+    return errors
+
+
+def validate(config: TrainConfig, data: Dataset | None = None) -> None:
+    """Raise ConfigError naming every setting that cannot work (with `data`: also against its size)."""
+    errors = _range_errors(config) + _choice_errors(config)
+    if data is not None and not errors:
+        train_size = _train_size(config, data)
+        if config.batch_size > train_size:
+            errors.append(f"batch size {config.batch_size} is larger than the {train_size} training images")
+    if errors:
+        raise ConfigError("Invalid settings: " + "; ".join(errors) + ".")
+
+
+def _train_size(config: TrainConfig, data: Dataset) -> int:
+    size = len(data.train_labels)
+    return min(size, config.train_limit) if config.train_limit else size
+
+
+def resolve_device(requested: str = "auto") -> torch.device:
+    """The device to train on: "auto" picks CUDA, then Apple's MPS, then the CPU."""
+    if requested != "auto":
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class Started:
+    """Training is about to take its first step."""
+
+    model: str
+    dataset: str
+    parameters: int
+    epochs: int
+    steps_per_epoch: int
+    total_steps: int
+    train_size: int
+    test_size: int
+    device: str
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """Emitted every few batches: the loss is the mean since the previous progress event."""
+
+    epoch: int
+    epochs: int
+    step: int
+    total_steps: int
+    loss: float
+    accuracy: float  # running, over this epoch so far
+    images_per_second: float
+    eta_seconds: float
+    elapsed_seconds: float
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    """An epoch finished and the model was evaluated on the test split."""
+
+    epoch: int
+    epochs: int
+    step: int
+    train_loss: float
+    train_accuracy: float
+    test_loss: float
+    test_accuracy: float
+    elapsed_seconds: float
+    images_per_second: float
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The end: status "done", "stopped" or "failed" (with the reason)."""
+
+    status: Literal["done", "stopped", "failed"]
+    reason: str
+    epochs_completed: int
+    test_accuracy: float | None
+    test_loss: float | None
+    elapsed_seconds: float
+    images_per_second: float
+
+
+TrainingEvent = Union[Started, BatchProgress, EpochEnd, Finished]
+
+
+def normalized(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """Scaled pixels (N, 1, H, W) to the model's input: the one normalisation used by training and inference."""
+    return (images - mean) / std
+
+
+def scaled_pixels(images: torch.Tensor, pixel_scale: float) -> torch.Tensor:
+    """uint8 images (N, H, W) to floats (N, 1, H, W) in 0..1 (or raw 0..16 for digits)."""
+    return images.unsqueeze(1).float().div_(pixel_scale)
+
+
+def compute_loss(output: torch.Tensor, labels: torch.Tensor, kind: Output, loss: str, smoothing: float) -> torch.Tensor:
+    """The configured loss on whatever the model emits (logits, log-probabilities or probabilities)."""
+    if loss == "bce-one-hot":
+        targets = F.one_hot(labels, output.shape[1]).float()
+        targets = targets * (1 - smoothing) + smoothing / output.shape[1]
+        return F.binary_cross_entropy(to_probs(output, kind).clamp(0, 1), targets)
+    log_probs = to_log_probs(output, kind)
+    nll = F.nll_loss(log_probs, labels)
+    return nll if not smoothing else (1 - smoothing) * nll - smoothing * log_probs.mean(dim=1).mean()
+
+
+@dataclass
+class _Meter:
+    """Running sums of loss and correct answers."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    batches: int = 0
+
+    def add(self, loss: float, correct: int, count: int) -> None:
+        self.loss_sum += loss
+        self.correct += correct
+        self.seen += count
+        self.batches += 1
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / max(self.batches, 1)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / max(self.seen, 1)
+
+
+def evaluate(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, kind: Output, loss: str,
+             batch_size: int = 1000) -> tuple[float, float]:
+    """Mean loss and accuracy of `model` on already normalised inputs, in large batches."""
+    model.eval()
+    total_loss, correct = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, len(labels), batch_size):
+            x, y = inputs[start:start + batch_size], labels[start:start + batch_size]
+            output = model(x)
+            total_loss += float(compute_loss(output, y, kind, loss, 0.0)) * len(y)
+            correct += int((output.argmax(1) == y).sum())
+    model.train()
+    return total_loss / max(len(labels), 1), correct / max(len(labels), 1)
+
+
+def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params, lr, decay = model.parameters(), config.learning_rate, config.weight_decay
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=config.betas, weight_decay=decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=config.betas, weight_decay=decay)
+    momentum = config.momentum if config.optimizer == "momentum" else 0.0
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=decay)
+
+
+def _make_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
+    """The LR schedule and whether it steps per batch (True) or per epoch (False)."""
+    if config.schedule == "one-cycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.learning_rate,
+                                                   total_steps=steps_per_epoch * config.epochs), True
+    if config.schedule == "step":
+        every = config.step_epochs or max(1, config.epochs // 3)
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=every, gamma=0.1), False
+    return None, False
+
+
+class Training:
+    """One training run: builds the model and data, then `events()` trains it, yielding progress.
+
+    After an EpochEnd, `last_complete_state` holds that epoch's weights: a stop or failure
+    mid-epoch keeps them, never a half-updated model.
+    """
+
+    def __init__(self, config: TrainConfig, data: Dataset | None = None) -> None:
+        validate(config)
+        self.config = config
+        self.data = data or ensure_dataset(config.dataset, config.data_dir)
+        validate(config, self.data)
+        self.device = resolve_device(config.device)
+        self.output: Output = model_spec(config.model).output
+        torch.manual_seed(config.seed)  # weight init and dropout
+        self.model = build_model(config.model, image_size=self.data.image_size,
+                                 num_classes=len(self.data.class_names)).to(self.device)
+        self.parameters = count_parameters(self.model)
+        self.mean = self.data.mean if config.normalize_mean is None else config.normalize_mean
+        self.std = self.data.std if config.normalize_std is None else config.normalize_std
+        self.pixel_scale = pixel_scale_for(self.data.input_format)
+        self.last_complete_state: dict[str, torch.Tensor] | None = None
+        self.history: list[EpochEnd] = []
+
+    def _tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training pixels scaled (augmentation needs a zero background), test inputs fully normalised."""
+        limit = _train_size(self.config, self.data)
+        train_x = scaled_pixels(self.data.train_images[:limit], self.pixel_scale).to(self.device)
+        train_y = self.data.train_labels[:limit].to(self.device)
+        test_x = normalized(scaled_pixels(self.data.test_images, self.pixel_scale), self.mean, self.std)
+        return train_x, train_y, test_x.to(self.device), self.data.test_labels.to(self.device)
+
+    def _snapshot(self) -> dict[str, torch.Tensor]:
+        return {name: tensor.detach().to("cpu", copy=True) for name, tensor in self.model.state_dict().items()}
+
+    def events(self, stop: threading.Event | None = None) -> Iterator[TrainingEvent]:
+        """Train, yielding Started, BatchProgress, EpochEnd and exactly one Finished; never raises for training faults."""
+        clock = _Clock()
+        try:
+            yield from self._loop(stop or threading.Event(), clock)
+        except Exception as error:  # reported as an event: consumers must never see a traceback
+            yield self._finished("failed", f"{type(error).__name__}: {error}", clock)
+
+    def _loop(self, stop: threading.Event, clock: "_Clock") -> Iterator[TrainingEvent]:
+        config = self.config
+        train_x, train_y, test_x, test_y = self._tensors()
+        steps_per_epoch = math.ceil(len(train_y) / config.batch_size)
+        total_steps = steps_per_epoch * config.epochs
+        optimizer = _make_optimizer(config, self.model)
+        schedule, per_batch = _make_schedule(config, optimizer, steps_per_epoch)
+        generator = torch.Generator().manual_seed(config.seed)
+        yield Started(config.model, config.dataset, self.parameters, config.epochs, steps_per_epoch, total_steps,
+                      len(train_y), len(test_y), str(self.device))
+        step = 0
+        for epoch in range(1, config.epochs + 1):
+            epoch_meter, recent = _Meter(), _Meter()
+            order = torch.randperm(len(train_y), generator=generator).to(self.device)
+            for start in range(0, len(train_y), config.batch_size):
+                if stop.is_set():
+                    yield self._finished("stopped", "stopped by request", clock)
+                    return
+                index = order[start:start + config.batch_size]
+                loss, correct = self._step(train_x[index], train_y[index], optimizer, generator)
+                if not math.isfinite(loss):
+                    yield self._finished("failed", "the loss became NaN or infinite: lower the learning rate", clock)
+                    return
+                if schedule is not None and per_batch:
+                    schedule.step()
+                step += 1
+                clock.trained(len(index))
+                epoch_meter.add(loss, correct, len(index))
+                recent.add(loss, correct, len(index))
+                if self._progress_due(step, clock):
+                    yield self._progress(epoch, step, total_steps, recent, epoch_meter, clock)
+                    recent = _Meter()
+            if schedule is not None and not per_batch:
+                schedule.step()
+            yield self._end_epoch(epoch, step, epoch_meter, test_x, test_y, clock)
+        yield self._finished("done", "", clock)
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor, optimizer: torch.optim.Optimizer,
+              generator: torch.Generator) -> tuple[float, int]:
+        config = self.config
+        inputs = normalized(augment_batch(images, config.augmentation, generator), self.mean, self.std)
+        output = self.model(inputs)
+        loss = compute_loss(output, labels, self.output, config.loss, config.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.item(), int((output.argmax(1) == labels).sum())
+
+    def _progress_due(self, step: int, clock: "_Clock") -> bool:
+        if self.config.progress_every:
+            return step % self.config.progress_every == 0
+        return clock.since_progress() >= PROGRESS_INTERVAL_SECONDS
+
+    def _progress(self, epoch: int, step: int, total_steps: int, recent: _Meter, epoch_meter: _Meter,
+                  clock: "_Clock") -> BatchProgress:
+        clock.mark_progress()
+        elapsed = clock.elapsed()
+        eta = elapsed / step * (total_steps - step)
+        return BatchProgress(epoch, self.config.epochs, step, total_steps, recent.loss, epoch_meter.accuracy,
+                             clock.images_per_second(), eta, elapsed)
+
+    def _end_epoch(self, epoch: int, step: int, meter: _Meter, test_x: torch.Tensor, test_y: torch.Tensor,
+                   clock: "_Clock") -> EpochEnd:
+        test_loss, test_accuracy = evaluate(self.model, test_x, test_y, self.output, self.config.loss,
+                                            self.config.test_batch_size)
+        self.last_complete_state = self._snapshot()
+        event = EpochEnd(epoch, self.config.epochs, step, meter.loss, meter.accuracy, test_loss, test_accuracy,
+                         clock.elapsed(), clock.images_per_second())
+        self.history.append(event)
+        return event
+
+    def _finished(self, status: Literal["done", "stopped", "failed"], reason: str, clock: "_Clock") -> Finished:
+        last = self.history[-1] if self.history else None
+        return Finished(status, reason, len(self.history), last.test_accuracy if last else None,
+                        last.test_loss if last else None, clock.elapsed(), clock.images_per_second())
+
+
+@dataclass
+class _Clock:
+    """Wall time since the start, time spent in training steps, and images trained."""
+
+    started: float = field(default_factory=time.perf_counter)
+    last_progress: float = field(default_factory=time.perf_counter)
+    images: int = 0
+
+    def trained(self, count: int) -> None:
+        self.images += count
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def since_progress(self) -> float:
+        return time.perf_counter() - self.last_progress
+
+    def mark_progress(self) -> None:
+        self.last_progress = time.perf_counter()
+
+    def images_per_second(self) -> float:
+        return self.images / max(self.elapsed(), 1e-9)
+
+
+def train(config: TrainConfig, *, stop: threading.Event | None = None, data: Dataset | None = None) -> Iterator[TrainingEvent]:
+    """Train `config`'s model on its dataset, yielding events; ConfigError or DatasetUnavailable before the first."""
+    return Training(config, data).events(stop)

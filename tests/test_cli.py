@@ -1,0 +1,108 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, check_code: int | None = 0) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "core", *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+    if check_code is not None:
+        assert done.returncode == check_code, done.stderr
+    return done
+
+
+def test_recipes_lists_every_preset_with_its_reported_accuracy():
+    out = cli("recipes").stdout
+    for name in ("digits-cnn", "digit-net", "lenet5", "cnn-5x5", "net-10-20", "fast-cnn-99"):
+        assert name in out
+    assert "98.67%" in out and "97.72%" in out
+
+
+def test_train_json_ends_with_the_run_summary(tmp_path):
+    done = cli("train", "--recipe", "digits-cnn", "--epochs", "30", "--runs-dir", str(tmp_path), "--json")
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    for key in ("run_id", "run_dir", "dataset", "model", "epochs", "test_accuracy", "train_seconds", "images_per_second"):
+        assert key in summary, key
+    assert summary["epochs"] == 30 and summary["test_accuracy"] > 0.9 and Path(summary["run_dir"]).is_dir()
+    assert "epoch 30/30" in done.stderr
+    listed = cli("runs", "--runs-dir", str(tmp_path), "--json").stdout.strip().splitlines()
+    assert json.loads(listed[0])["run_id"] == summary["run_id"]
+
+
+def test_train_on_the_mnist_subset(tmp_path, mnist_dir):
+    done = cli("train", "--recipe", "net-10-20", "--data-dir", str(mnist_dir), "--epochs", "1", "--runs-dir",
+               str(tmp_path), "--json")
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["dataset"] == "mnist" and summary["test_accuracy"] > 0.85  # 1 subset epoch = 223 steps
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "--lr", "0"], ["train", "--lr", "-1"], ["train", "--batch-size", "0"], ["train", "--epochs", "0"],
+    ["train", "--model", "alexnet"], ["train", "--dataset", "cifar"], ["train", "--recipe", "nope"],
+    ["train", "--batch-size", "5000", "--dataset", "digits"], ["frobnicate"], [],
+])
+def test_bad_arguments_exit_2_with_one_line(args, tmp_path):
+    extra = ["--runs-dir", str(tmp_path)] if args and args[0] == "train" else []
+    done = cli(*args, *extra, check_code=None)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("error:")
+    assert not list(tmp_path.iterdir())  # nothing saved
+
+
+def test_missing_mnist_offline_exits_1_with_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-c", (
+        "import sys, torchvision.datasets as d\n"
+        "def offline(*a, **k): raise OSError('offline')\n"
+        "d.MNIST = offline\n"
+        "from core.cli import main\n"
+        f"sys.exit(main(['train', '--dataset', 'mnist', '--data-dir', {str(tmp_path)!r}, '--runs-dir', {str(tmp_path)!r}]))")],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert len(done.stderr.strip().splitlines()) == 1 and "digits dataset works now" in done.stderr
+
+
+def draw_digit_photo(path: Path) -> None:
+    """A dark 7 written on light, unevenly lit paper, like a phone photo."""
+    gradient = np.linspace(200, 245, 400)[None, :].repeat(300, 0)
+    noise = np.random.default_rng(0).normal(0, 4, (300, 400))
+    image = Image.fromarray(np.clip(gradient + noise, 0, 255).astype(np.uint8)).convert("RGB")
+    pen = ImageDraw.Draw(image)
+    pen.line([(150, 70), (250, 70), (185, 240)], fill=(35, 35, 45), width=14, joint="curve")
+    image.save(path, "JPEG", quality=90)
+
+
+def draw_canvas_png(path: Path) -> None:
+    """White strokes of a 1 on a transparent 280x280 canvas, as the drawing widget saves it."""
+    image = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
+    ImageDraw.Draw(image).line([(140, 50), (140, 230)], fill=(255, 255, 255, 255), width=18)
+    image.save(path)
+
+
+def test_predict_reads_a_photo_and_a_transparent_canvas_with_the_default_model(tmp_path):
+    photo, canvas, blank = tmp_path / "seven.jpg", tmp_path / "one.png", tmp_path / "blank.png"
+    draw_digit_photo(photo)
+    draw_canvas_png(canvas)
+    Image.new("L", (100, 100), 255).save(blank)
+    lines = cli("predict", str(photo), str(canvas), str(blank), "--json").stdout.strip().splitlines()
+    answers = [json.loads(line) for line in lines]
+    assert [a["digit"] for a in answers] == [7, 1, None]
+    assert len(answers[0]["probabilities"]) == 10 and abs(sum(answers[0]["probabilities"]) - 1) < 1e-3
+    assert answers[2]["probabilities"] is None
+
+
+def test_predict_refuses_a_non_image_with_one_line_and_exit_1(tmp_path):
+    fake = tmp_path / "notes.png"
+    fake.write_text("this is text, not a picture")
+    done = cli("predict", str(fake), check_code=1)
+    assert len(done.stderr.strip().splitlines()) == 1 and "notes.png" in done.stderr
+
+
+def test_predict_with_an_unknown_run_is_one_line(tmp_path):
+    done = cli("predict", "x.png", "--run", "nope", "--runs-dir", str(tmp_path), check_code=1)
+    assert done.stderr.count("\n") == 1 and "no run called 'nope'" in done.stderr

@@ -1,0 +1,60 @@
+import torch
+import pytest
+
+from core.data import DatasetUnavailable, dataset_spec, ensure_dataset, is_available, load_dataset, read_idx
+
+
+def test_digits_split_matches_the_recipe():
+    data = load_dataset("digits")
+    assert data.train_images.shape == (1347, 8, 8) and data.test_images.shape == (450, 8, 8)
+    assert data.train_images.dtype == torch.uint8 and int(data.train_images.max()) == 16
+    assert data.train_labels.dtype == torch.int64 and set(data.test_labels.tolist()) == set(range(10))
+    assert data.pixel_scale == 1.0 and (data.mean, data.std) == (0.0, 1.0)
+
+
+def test_datasets_are_loaded_once_per_process():
+    assert load_dataset("digits") is load_dataset("digits")
+
+
+def test_mnist_subset_loads_from_the_data_dir(mnist_dir):
+    data = load_dataset("mnist", mnist_dir)
+    assert data.train_images.shape == (14262, 28, 28) and data.test_images.shape == (10000, 28, 28)
+    assert data.pixel_scale == 255.0 and data.mean == pytest.approx(0.1307)
+    counts = torch.bincount(data.train_labels).tolist()
+    assert counts == [1429, 1601, 1393, 1477, 1396, 1256, 1415, 1511, 1360, 1424]
+
+
+def test_mnist_root_comes_from_the_environment(mnist_dir, monkeypatch):
+    monkeypatch.setenv("DIGIT_STUDIO_DATA", str(mnist_dir))
+    assert is_available("mnist")
+
+
+def test_missing_mnist_offline_is_one_clear_sentence(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    with pytest.raises(DatasetUnavailable) as caught:
+        ensure_dataset("mnist", tmp_path)
+    message = str(caught.value)
+    assert "not on this machine" in message and "digits dataset works now" in message and "\n" not in message
+
+
+def test_truncated_idx_file_is_refused(tmp_path):
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    path.write_bytes(bytes([0, 0, 8, 3]) + (10).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + b"\0" * 100)
+    with pytest.raises(DatasetUnavailable, match="truncated"):
+        read_idx(path)
+
+
+def test_fashion_mnist_from_the_debian_package():
+    if not is_available("fashion-mnist"):
+        pytest.skip("dataset-fashion-mnist is not installed")
+    data = load_dataset("fashion-mnist")
+    assert data.train_images.shape == (60000, 28, 28) and data.class_names[0] == "T-shirt/top"
+
+
+def test_unknown_dataset_lists_the_known_ones():
+    with pytest.raises(ValueError, match="digits, mnist, fashion-mnist"):
+        dataset_spec("cifar")

@@ -1,0 +1,126 @@
+import threading
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from core.augment import Augmentation, augment_batch
+from core.data import load_dataset
+from core.recipes import RECIPES, recipe
+from core.training import (BatchProgress, ConfigError, EpochEnd, Finished, Started, TrainConfig, Training,
+                           compute_loss, train, validate)
+
+QUICK = TrainConfig(model="digits-cnn", dataset="digits", epochs=3, batch_size=100, optimizer="sgd",
+                    learning_rate=0.5, loss="bce-one-hot", progress_every=5)
+
+
+def run(config):
+    return list(train(config))
+
+
+def test_event_stream_has_a_start_progress_epochs_and_one_end():
+    events = run(QUICK)
+    assert isinstance(events[0], Started) and events[0].steps_per_epoch == 14 and events[0].parameters == 3018
+    assert isinstance(events[-1], Finished) and events[-1].status == "done"
+    assert sum(isinstance(e, Finished) for e in events) == 1
+    epochs = [e for e in events if isinstance(e, EpochEnd)]
+    assert [e.epoch for e in epochs] == [1, 2, 3]
+    progress = [e for e in events if isinstance(e, BatchProgress)]
+    assert [p.step for p in progress] == list(range(5, 43, 5))
+    assert all(p.images_per_second > 0 and p.eta_seconds >= 0 for p in progress)
+
+
+def test_digits_cnn_accuracy_rises_past_a_threshold():
+    epochs = [e for e in run(QUICK.__class__(**{**QUICK.__dict__, "epochs": 40})) if isinstance(e, EpochEnd)]
+    assert epochs[0].test_accuracy < epochs[-1].test_accuracy
+    assert epochs[-1].test_accuracy > 0.95
+
+
+def test_mnist_subset_run_learns(mnist_dir):
+    config = TrainConfig(model="fast-cnn", dataset="mnist", data_dir=str(mnist_dir), epochs=1, batch_size=128,
+                         optimizer="adam", learning_rate=3e-3, train_limit=4000)
+    finished = run(config)[-1]
+    assert finished.status == "done" and finished.test_accuracy > 0.93  # on the full 10,000 test images
+
+
+def test_same_seed_same_result_on_the_cpu():
+    first, second = Training(QUICK), Training(QUICK)
+    accuracies = [[e.test_accuracy for e in t.events() if isinstance(e, EpochEnd)] for t in (first, second)]
+    assert accuracies[0] == accuracies[1]
+    for name, tensor in first.last_complete_state.items():
+        assert torch.equal(tensor, second.last_complete_state[name]), name
+    other = Training(TrainConfig(**{**QUICK.__dict__, "seed": 1}))
+    list(other.events())
+    assert not torch.equal(other.last_complete_state["0.weight"], first.last_complete_state["0.weight"])
+
+
+def test_stop_from_another_thread_ends_within_a_second_and_keeps_the_last_epoch():
+    training = Training(recipe("digits-cnn").config)
+    stop, stopped_at, seen = threading.Event(), [], []
+
+    def press_stop():
+        while len(training.history) < 3:
+            time.sleep(0.01)
+        stopped_at.append(time.perf_counter())
+        stop.set()
+    threading.Thread(target=press_stop, daemon=True).start()
+    for event in training.events(stop):
+        seen.append(event)
+    finished = seen[-1]
+    assert finished.status == "stopped" and time.perf_counter() - stopped_at[0] < 1.0
+    assert finished.epochs_completed == len(training.history) >= 3
+    assert training.last_complete_state is not None
+
+
+def test_a_diverging_run_fails_with_the_reason_and_no_traceback():
+    config = TrainConfig(model="mlp", dataset="digits", epochs=2, optimizer="sgd", learning_rate=1e30)
+    finished = run(config)[-1]
+    assert finished.status == "failed" and "NaN" in finished.reason
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"learning_rate": 0}, "learning rate"), ({"learning_rate": -1}, "learning rate"),
+    ({"batch_size": 0}, "batch size"), ({"epochs": 0}, "epochs"), ({"model": "alexnet"}, "Unknown model"),
+    ({"dataset": "cifar"}, "Unknown dataset"), ({"optimizer": "rmsprop"}, "optimizer"),
+])
+def test_settings_out_of_range_are_refused(changes, words):
+    with pytest.raises(ConfigError, match=words):
+        validate(TrainConfig(**{**QUICK.__dict__, **changes}))
+
+
+def test_batch_larger_than_the_dataset_is_refused():
+    with pytest.raises(ConfigError, match="larger than the 1347 training images"):
+        Training(TrainConfig(**{**QUICK.__dict__, "batch_size": 5000}))
+
+
+def test_losses_match_pytorch_references():
+    logits, labels = torch.randn(16, 10), torch.randint(0, 10, (16,))
+    ours = compute_loss(logits, labels, "logits", "cross-entropy", 0.1)
+    assert torch.allclose(ours, F.cross_entropy(logits, labels, label_smoothing=0.1), atol=1e-6)
+    probs = logits.softmax(1)
+    bce = F.binary_cross_entropy(probs, F.one_hot(labels, 10).float())
+    assert torch.allclose(compute_loss(probs, labels, "probs", "bce-one-hot", 0.0), bce, atol=1e-6)
+    assert torch.allclose(compute_loss(logits.log_softmax(1), labels, "log_probs", "cross-entropy", 0.0),
+                          F.cross_entropy(logits, labels), atol=1e-6)
+
+
+def test_augmentation_transforms_whole_batches():
+    images = load_dataset("digits").train_images[:32].unsqueeze(1).float()
+    generator = torch.Generator().manual_seed(0)
+    assert augment_batch(images, Augmentation(), generator) is images
+    moved = augment_batch(images, Augmentation(shift=0.2, rotation=20, scale=0.2), generator)
+    assert moved.shape == images.shape and not torch.allclose(moved, images)
+    assert torch.equal(augment_batch(torch.zeros(4, 1, 8, 8), Augmentation(rotation=30), generator), torch.zeros(4, 1, 8, 8))
+    flipped = augment_batch(images, Augmentation(horizontal_flip=True), torch.Generator().manual_seed(1))
+    assert all(torch.equal(f, i) or torch.equal(f, i.flip(-1)) for f, i in zip(flipped, images))
+
+
+def test_recipes_fill_the_settings_as_published():
+    digits = recipe("digits-cnn").config
+    assert (digits.loss, digits.optimizer, digits.learning_rate, digits.batch_size, digits.epochs) == \
+        ("bce-one-hot", "sgd", 0.5, 100, 1000)
+    assert recipe("lenet5").reported_accuracy == 0.9772 and recipe("lenet5").config.augment_flip
+    assert recipe("cnn-5x5").config.normalize_mean == 0.5 and recipe("net-10-20").config.momentum == 0.5
+    assert {"digits-cnn", "digit-net", "lenet5", "cnn-5x5", "net-10-20"} <= set(RECIPES)
+    assert recipe("net-10-20").settings(epochs=1, seed=None).epochs == 1

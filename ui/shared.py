@@ -1,0 +1,63 @@
+"""What every page needs: where data and runs live, cached loaders, and the device line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from core.data import DATASETS, Dataset, default_data_dir, is_available, load_dataset, missing_message
+from core.store import LoadedRun, RunInfo, RunStore, default_runs_dir, load_run_dir, modified_stamp
+
+
+def data_dir() -> Path:
+    """The data root ($DIGIT_STUDIO_DATA or ./data)."""
+    return default_data_dir()
+
+
+def run_store() -> RunStore:
+    """The runs folder ($DIGIT_STUDIO_RUNS or ./runs)."""
+    return RunStore(default_runs_dir())
+
+
+def available_datasets() -> dict[str, str | None]:
+    """Each dataset name -> None when it can be used now, else the sentence saying how to get it."""
+    root = data_dir()
+    return {name: None if is_available(name, root) else missing_message(name, root) for name in DATASETS}
+
+
+@st.cache_resource(show_spinner="Loading the dataset...")
+def cached_dataset(name: str, root: str) -> Dataset:
+    """A dataset loaded once per server process (shared by every session: never mutate it)."""
+    return load_dataset(name, root)
+
+
+@st.cache_resource(show_spinner="Loading the model...", max_entries=32)
+def _cached_run(path: str, stamp: float) -> LoadedRun:
+    return load_run_dir(Path(path))
+
+
+def cached_run(path: Path) -> LoadedRun:
+    """A run's model, reloaded only when its metadata changes on disk."""
+    return _cached_run(str(path), modified_stamp(path))
+
+
+@st.cache_data(ttl=3600)
+def device_description() -> str:
+    """The device training will use, in words."""
+    import torch
+
+    from core.training import resolve_device
+
+    device = resolve_device()
+    if device.type == "cuda":
+        return f"GPU: {torch.cuda.get_device_name(0)}"
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
+    return f"CPU, {torch.get_num_threads()} threads"
+
+
+def accuracy_text(info: RunInfo) -> str:
+    """A run's final test accuracy as a percentage, or a dash."""
+    accuracy = (info.get("final") or {}).get("test_accuracy")
+    return f"{accuracy:.2%}" if isinstance(accuracy, (int, float)) else "-"
