@@ -53,7 +53,7 @@ class RecordedTraining:
                                                          ("train_loss", "train_accuracy", "test_loss", "test_accuracy")},
             "parameters": training.parameters, "train_seconds": seconds,
             "images_per_second": finished.images_per_second if finished else last.get("images_per_second"),
-            "train_size": min(len(training.data.train_labels), config.train_limit or 10**12),
+            "train_size": training.train_size,
             "test_size": len(training.data.test_labels), "device": str(training.device),
             "created_at": self.created_at, "pid": os.getpid(),
         }

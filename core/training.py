@@ -307,9 +307,14 @@ class Training:
         self.last_complete_state: dict[str, torch.Tensor] | None = None
         self.history: list[EpochEnd] = []
 
+    @property
+    def train_size(self) -> int:
+        """How many training images this run uses."""
+        return _train_size(self.config, self.data)
+
     def _tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Training pixels scaled (augmentation needs a zero background), test inputs fully normalised."""
-        limit = _train_size(self.config, self.data)
+        limit = self.train_size
         train_x = scaled_pixels(self.data.train_images[:limit], self.pixel_scale).to(self.device)
         train_y = self.data.train_labels[:limit].to(self.device)
         test_x = normalized(scaled_pixels(self.data.test_images, self.pixel_scale), self.mean, self.std)
