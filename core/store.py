@@ -298,11 +298,3 @@ class RunStore:
                 removed += 1
         return removed
 
-
-def modified_stamp(path: Path) -> float:
-    """The metadata's modification time, for cache keys (0 when absent)."""
-    try:
-        return (path / META_FILE).stat().st_mtime
-    except OSError:
-        return 0.0
-

@@ -1,4 +1,4 @@
-"""What every page needs: where data and runs live, cached loaders, and the device line."""
+"""What every page needs: where data and runs live, which datasets are here, and the device line."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.data import DATASETS, Dataset, default_data_dir, is_available, load_dataset, missing_message
-from core.store import LoadedRun, RunInfo, RunStore, default_runs_dir, load_run_dir, modified_stamp
+from core.data import DATASETS, default_data_dir, is_available, missing_message
+from core.store import RunInfo, RunStore, default_runs_dir
 
 
 def data_dir() -> Path:
@@ -24,22 +24,6 @@ def available_datasets() -> dict[str, str | None]:
     """Each dataset name -> None when it can be used now, else the sentence saying how to get it."""
     root = data_dir()
     return {name: None if is_available(name, root) else missing_message(name, root) for name in DATASETS}
-
-
-@st.cache_resource(show_spinner="Loading the dataset...")
-def cached_dataset(name: str, root: str) -> Dataset:
-    """A dataset loaded once per server process (shared by every session: never mutate it)."""
-    return load_dataset(name, root)
-
-
-@st.cache_resource(show_spinner="Loading the model...", max_entries=32)
-def _cached_run(path: str, stamp: float) -> LoadedRun:
-    return load_run_dir(Path(path))
-
-
-def cached_run(path: Path) -> LoadedRun:
-    """A run's model, reloaded only when its metadata changes on disk."""
-    return _cached_run(str(path), modified_stamp(path))
 
 
 @st.cache_data(ttl=3600)
