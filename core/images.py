@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,35 +12,56 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-MAX_IMAGE_BYTES = 8 * 1024 * 1024
-MAX_IMAGE_PIXELS = 25_000_000  # declared width x height, checked before decoding
-MIN_IMAGE_SIDE = 8
-ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")  # never EPS: PIL would run Ghostscript on it
-SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
+MAX_IMAGE_BYTES: int = 8 * 1024 * 1024
+MAX_IMAGE_PIXELS: int = 25_000_000  # declared width x height, checked before decoding
+MIN_IMAGE_SIDE: int = 8
+ALLOWED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "BMP", "GIF", "WEBP")  # never EPS: PIL would run Ghostscript on it
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_GREYSCALE_MODES = ("1", "L", "LA", "La") + _SIXTEEN_BIT_MODES
+_ACCEPTED = ", ".join(ALLOWED_FORMATS)
+_WARNINGS_LOCK = threading.Lock()  # catch_warnings swaps process-wide state; Streamlit runs sessions in threads
 
 
 class ImageError(ValueError):
-    """An input that cannot be used as an image; str() is one clear sentence for the user."""
+    """An input that cannot be used as an image; str(err) is one clear sentence for the user."""
 
 
 @dataclass(frozen=True)
 class LoadedImage:
-    """A decoded image (mode L, RGB or RGBA) and notices about what was done to it."""
+    """A decoded image and what was done to it on the way."""
 
-    image: Image.Image
-    notices: tuple[str, ...]
+    image: Image.Image  # mode "RGBA" if the source had any transparency, else "RGB" or "L"
+    notices: tuple[str, ...]  # e.g. ("anim.gif is animated: only its first frame is used.",)
 
 
-def _read_bytes(source: bytes | str | os.PathLike, label: str) -> bytes:
-    if isinstance(source, (bytes, bytearray)):
-        data = bytes(source)
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise ImageError(f"{label} does not exist or is not a file.")
-        if path.stat().st_size > MAX_IMAGE_BYTES:
-            raise ImageError(f"{label} is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MB.")
-        data = path.read_bytes()
+class _EndWatchingStream(io.BytesIO):
+    """The file's bytes, remembering whether a decoder asked for more after the end (a truncated file)."""
+
+    asked_past_end = False
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Read as BytesIO does, noting a request for bytes that are not there."""
+        chunk = super().read(size)
+        if not chunk and size != 0:
+            self.asked_past_end = True
+        return chunk
+
+
+def _read_file(path: Path, label: str) -> bytes:
+    """At most MAX_IMAGE_BYTES + 1 bytes of a regular file: enough to tell that it is too big."""
+    try:
+        if path.is_file():  # also keeps FIFOs and devices such as /dev/zero out
+            with path.open("rb") as file:
+                return file.read(MAX_IMAGE_BYTES + 1)
+    except (OSError, ValueError) as error:  # permissions, NUL bytes in the name ...
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        raise ImageError(f"{label} could not be read ({reason}).") from None
+    raise ImageError(f"{label} does not exist or is not a file.")
+
+
+def _read_bytes(source: bytes | bytearray | memoryview | str | os.PathLike, label: str) -> bytes:
+    """The raw bytes, refusing empty and oversized input before anything parses them."""
+    data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else _read_file(Path(source), label)
     if not data:
         raise ImageError(f"{label} is empty.")
     if len(data) > MAX_IMAGE_BYTES:
@@ -47,61 +69,90 @@ def _read_bytes(source: bytes | str | os.PathLike, label: str) -> bytes:
     return data
 
 
-def _open(data: bytes, label: str) -> Image.Image:
-    """Identify the format from the header without decoding pixels."""
+def _open_header(stream: _EndWatchingStream, label: str) -> Image.Image:
+    """Identify the format and size from the header alone; nothing is decoded yet."""
     try:
-        with warnings.catch_warnings():
+        with _WARNINGS_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+            return Image.open(stream, formats=ALLOWED_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{label} declares an enormous size (a decompression bomb?); it was not decoded.") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{label} is not an image this app reads (use {', '.join(ALLOWED_FORMATS)}).") from None
-    except Exception as error:  # PIL raises many kinds on hostile headers
-        raise ImageError(f"{label} is damaged or truncated and could not be read ({type(error).__name__}).") from None
+        raise ImageError(f"{label} is not an image this app can read (accepted formats: {_ACCEPTED}).") from None
+    except Exception:  # hostile headers raise many kinds
+        raise ImageError(f"{label} is damaged or truncated: its header could not be read.") from None
+
+
+def _check_size(image: Image.Image, label: str) -> None:
+    """Refuse decompression bombs and images too small to hold a digit, before any pixel is decoded."""
     width, height = image.size
     if width * height > MAX_IMAGE_PIXELS:
-        raise ImageError(f"{label} declares {width}x{height} pixels, more than this app decodes "
-                         f"({MAX_IMAGE_PIXELS:,}); it was not decoded.")
+        raise ImageError(f"{label} declares {width}x{height} pixels, more than the {MAX_IMAGE_PIXELS:,} "
+                         "this app decodes; it was not decoded.")
     if min(width, height) < MIN_IMAGE_SIDE:
-        raise ImageError(f"{label} is too small ({width}x{height}); a digit needs at least "
-                         f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} pixels.")
-    return image
+        raise ImageError(f"{label} is too small ({width}x{height} pixels); a digit needs at least "
+                         f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}.")
 
 
-def _decode(image: Image.Image, label: str) -> tuple[Image.Image, list[str]]:
-    notices = []
-    if getattr(image, "n_frames", 1) > 1:
-        notices.append(f"{label} is animated: only its first frame is used.")
+def _decode_first_frame(image: Image.Image, stream: _EndWatchingStream, label: str) -> tuple[Image.Image, list[str]]:
+    """Decode frame 0 and fail on truncation whatever ImageFile.LOAD_TRUNCATED_IMAGES says."""
+    damaged = f"{label} is damaged or truncated: its pixels could not be decoded."
     try:
+        animated = getattr(image, "is_animated", False)
+        notices = [f"{label} is animated: only its first frame is used."] if animated else []
         image.seek(0)
+        stream.asked_past_end = False
         image.load()
-        image = ImageOps.exif_transpose(image) or image
-    except Exception as error:  # truncated or corrupt data
-        raise ImageError(f"{label} is damaged or truncated and could not be decoded ({type(error).__name__}).") from None
+    except Exception:  # truncated data, bad checksums, bombs hidden in later GIF frames ...
+        raise ImageError(damaged) from None
+    if stream.asked_past_end:  # with LOAD_TRUNCATED_IMAGES set elsewhere, PIL would pad silently
+        raise ImageError(damaged)
     return image, notices
 
 
+def _upright(image: Image.Image, label: str, notices: list[str]) -> Image.Image:
+    """Apply the EXIF orientation so phone photos stand upright."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block should not cost the user their picture
+        notices.append(f"{label} has an unreadable EXIF orientation; it is used as stored.")
+        return image
+
+
 def _eight_bit(image: Image.Image) -> Image.Image:
-    """16-bit greyscale scaled to 8 bits by its bit depth, never clipped."""
-    values = np.asarray(image, dtype=np.float64)
-    depth_max = 65535.0 if image.mode.startswith("I;16") else max(65535.0, float(values.max()))
-    return Image.fromarray(np.clip(np.rint(values * 255.0 / depth_max), 0, 255).astype(np.uint8), "L")
+    """16-bit greyscale scaled to 8 bits by its bit depth (65535 -> 255), never clipped."""
+    values = np.asarray(image).astype(np.float64)
+    bits = 16 if image.mode.startswith("I;16") else max(16, int(values.max()).bit_length())  # "I" is 32-bit
+    grey = np.rint(np.clip(values, 0, None) * (255.0 / (2 ** bits - 1))).astype(np.uint8)
+    key = image.info.get("transparency")  # a tRNS grey level marks transparent pixels
+    if isinstance(key, int) and bool((values == key).any()):
+        alpha = np.where(values == key, 0, 255).astype(np.uint8)
+        return Image.fromarray(np.dstack([grey, grey, grey, alpha]), "RGBA")
+    return Image.fromarray(grey, "L")
 
 
 def _normal_mode(image: Image.Image) -> Image.Image:
-    """L, RGB or RGBA: palette and grey+alpha keep their transparency, CMYK becomes RGB."""
-    if image.mode in SIXTEEN_BIT_MODES:
+    """RGBA when some pixel is transparent, else L for greyscale sources and RGB for the rest (palette, CMYK ...)."""
+    if image.mode in _SIXTEEN_BIT_MODES:
         return _eight_bit(image)
-    transparent = "A" in image.getbands() or "transparency" in image.info
-    if image.mode in ("L", "RGB", "RGBA") and not (transparent and image.mode != "RGBA"):
-        return image
-    return image.convert("RGBA" if transparent else ("L" if image.mode == "1" else "RGB"))
+    if "A" in image.getbands() or "a" in image.getbands() or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        if rgba.getchannel("A").getextrema()[0] < 255:  # declared but unused transparency is not transparency
+            return rgba
+    target = "L" if image.mode in _GREYSCALE_MODES else "RGB"
+    return image if image.mode == target else image.convert(target)
 
 
 def load_image(source: bytes | str | os.PathLike, *, name: str = "") -> LoadedImage:
     """Decode an untrusted file or bytes into a PIL image, or raise ImageError with one sentence."""
-    label = name or (Path(source).name if not isinstance(source, (bytes, bytearray)) else "The file")
-    image = _open(_read_bytes(source, label), label)
-    decoded, notices = _decode(image, label)
-    return LoadedImage(_normal_mode(decoded), tuple(notices))
+    is_bytes = isinstance(source, (bytes, bytearray, memoryview))
+    label = name or ("The file" if is_bytes else Path(source).name)
+    stream = _EndWatchingStream(_read_bytes(source, label))
+    image = _open_header(stream, label)
+    _check_size(image, label)
+    decoded, notices = _decode_first_frame(image, stream, label)
+    try:
+        normal = _normal_mode(_upright(decoded, label, notices))
+    except Exception:  # an exotic pixel layout PIL decodes but cannot convert
+        raise ImageError(f"{label} uses a pixel format this app cannot convert.") from None
+    return LoadedImage(normal, tuple(notices))

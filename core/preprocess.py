@@ -8,6 +8,7 @@ MNIST's digits were cropped to their ink, scaled so the longer side is 20 px (an
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Literal
 
 import numpy as np
@@ -16,16 +17,23 @@ from scipy import ndimage
 
 WORKING_SIDE = 512  # larger inputs (phone photos) are shrunk first: the answer does not need 12 megapixels
 MIN_CONTRAST = 40.0  # of 255: less than this between ink and background is a blank image
+UNEVEN_BORDER = 8.0  # of 255: the border's quartiles further apart than this mean uneven lighting
 INK_FLOOR = 0.2  # fraction of the ink's peak below which a pixel is background (paper texture, noise)
-MIN_INK_FRACTION = 0.0002  # fewer ink pixels than this share of the image (or 6) is a speck, not a digit
+STROKE_LEVEL = 0.3  # ink above this is stroke; below it, anti-aliasing fringe
+SPECK_SHARE = 0.02  # components smaller than this share of the largest one are specks
+MIN_INK_PIXELS = 6  # fewer stroke pixels than this is no drawing at all
+MIN_INK_EXTENT = 0.02  # ink spanning less than this share of the image's longer side is a speck, not a digit
+MNIST_STROKE = 2.6  # px at 28x28 for thin strokes: MNIST's test digits' median (10th-90th percentile: 2.1-3.7)
+DIGITS_STROKE = 4.5  # px in the 32x32 bitmap: one 4x4 block, as upscaled scikit-learn digits measure
+EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
 
 
 @dataclass(frozen=True)
 class InputFormat:
     """What a model eats: square images of `size`, values 0..max_value, made in MNIST's or the digits' style."""
 
-    size: int
-    max_value: int
+    size: int  # 28 for MNIST-style data, 8 for scikit-learn digits
+    max_value: int  # 255 for MNIST-style, 16 for digits
     style: Literal["mnist", "digits"]
 
 
@@ -37,234 +45,413 @@ DIGITS_FORMAT = InputFormat(8, 16, "digits")
 class Preprocessed:
     """The model's input before normalisation (uint8, white ink on black), or blank=True when there is no ink."""
 
-    pixels: np.ndarray
-    blank: bool
-    ink_box: tuple[int, int, int, int] | None  # (left, top, right, bottom) in the source image
+    pixels: np.ndarray  # uint8 (size, size), values 0..max_value
+    blank: bool  # no ink found: pixels are all zero and must not be predicted
+    ink_box: tuple[int, int, int, int] | None  # (left, top, right, bottom) in the source image, right/bottom exclusive
 
 
-def _as_float_array(image: Image.Image | np.ndarray) -> np.ndarray:
-    """Pixels as float32 in 0..255, shape (H, W) or (H, W, C)."""
-    if isinstance(image, Image.Image):
-        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-            array = np.asarray(image, dtype=np.float32)
-            return array * (255.0 / max(float(array.max()), 255.0) if image.mode == "I" else 255.0 / 65535.0)
-        if image.mode not in ("L", "RGB", "RGBA", "F"):
-            image = image.convert("RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB")
-        image = image if image.mode != "F" else Image.fromarray(np.clip(np.asarray(image), 0, 255))
-    array = np.asarray(image, dtype=np.float32)
-    if array.size and array.dtype.kind == "f" and float(array.max()) <= 1.0 and not isinstance(image, Image.Image):
-        array = array * 255.0  # float arrays in 0..1
-    return array
+# ---- any image to float pixels in 0..255 -------------------------------------------------------------------------
+
+def _array_pixels(array: np.ndarray) -> np.ndarray:
+    """Float32 in 0..255 from any numeric array: floats in 0..1 are stretched, wide integers scaled by their depth."""
+    if array.dtype == np.uint8:
+        return array.astype(np.float32)
+    if array.dtype == bool:
+        return array.astype(np.float32) * 255.0
+    if array.dtype.kind == "f":
+        values = np.nan_to_num(array.astype(np.float32))
+        return values * 255.0 if float(values.max()) <= 1.0 else np.clip(values, 0.0, 255.0)
+    top = int(array.max())
+    if array.dtype.itemsize == 1 or (array.dtype.kind == "i" and top <= 255):
+        return np.clip(array, 0, 255).astype(np.float32)  # plain 8-bit values, whatever the integer type
+    bits = max(8 * array.dtype.itemsize if array.dtype.kind == "u" else 16, top.bit_length())
+    return np.clip(array, 0, None).astype(np.float32) * (255.0 / (2 ** bits - 1))  # 16-bit scans: scaled, not clipped
 
 
-def _shrink(array: np.ndarray) -> tuple[np.ndarray, float]:
-    """A copy no larger than WORKING_SIDE, and the factor from it back to the source."""
-    height, width = array.shape[:2]
-    factor = max(height, width) / WORKING_SIDE
-    if factor <= 1:
-        return array, 1.0
-    size = (max(1, round(width / factor)), max(1, round(height / factor)))
-    channels = [np.asarray(Image.fromarray(array[..., c] if array.ndim == 3 else array).resize(size, Image.Resampling.BOX))
-                for c in range(array.shape[2] if array.ndim == 3 else 1)]
-    return (np.stack(channels, axis=-1) if array.ndim == 3 else channels[0]), factor
-
-
-def _grey(array: np.ndarray) -> np.ndarray:
+def _array_planes(array: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Colour (3, H, W) or grey (H, W) and alpha (None when there is none), float32 in 0..255, from an array."""
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (2, 3, 4)) or 0 in array.shape:
+        raise ValueError(f"expected an image array (H, W), (H, W, 2), (H, W, 3) or (H, W, 4), got {array.shape}")
     if array.ndim == 2:
-        return array
-    if array.shape[2] in (1, 2):
-        return array[..., 0]
-    return array[..., 0] * 0.299 + array[..., 1] * 0.587 + array[..., 2] * 0.114
+        return _array_pixels(array), None
+    planes = _array_pixels(np.ascontiguousarray(np.moveaxis(array, -1, 0)))  # channel-first: each plane contiguous
+    alpha = planes[-1] if len(planes) in (2, 4) else None
+    return (planes[0] if len(planes) == 2 else planes[:3]), alpha
 
 
-def _alpha(array: np.ndarray) -> np.ndarray | None:
-    """The alpha channel when it varies enough to carry the drawing (ink of any colour on transparent)."""
-    if array.ndim != 3 or array.shape[2] not in (2, 4):
-        return None
-    alpha = array[..., -1]
-    return alpha if float(alpha.min()) < 250 and float(alpha.max() - alpha.min()) > MIN_CONTRAST else None
+def _pil_planes(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Colour or grey, and alpha, of a PIL image in any mode; palette, CMYK and the like are converted first."""
+    if image.mode in ("L", "F", "I") or image.mode.startswith("I;16"):
+        return _array_pixels(np.asarray(image)), None
+    if image.mode not in ("LA", "RGB", "RGBA"):
+        transparent = "A" in image.getbands() or "a" in image.getbands() or "transparency" in image.info
+        image = image.convert("RGBA" if transparent else "RGB")
+    return _array_planes(np.asarray(image))
 
+
+def _shrunk_image(image: Image.Image) -> Image.Image:
+    """Big photos shrunk to WORKING_SIDE in their own mode (fast, 8-bit)."""
+    factor = max(image.size) / WORKING_SIDE
+    if factor <= 1 or image.mode not in ("L", "LA", "RGB", "RGBA"):
+        return image
+    return image.resize((max(1, round(image.width / factor)), max(1, round(image.height / factor))),
+                        Image.Resampling.BOX)
+
+
+def _resized(values: np.ndarray, size: tuple[int, int], method: Image.Resampling) -> np.ndarray:
+    """A float plane, or each plane of (C, H, W), resized by PIL in mode F (no rounding); size is (width, height)."""
+    if values.ndim == 3:
+        return np.stack([_resized(plane, size, method) for plane in values])
+    return np.asarray(Image.fromarray(np.ascontiguousarray(values, dtype=np.float32), "F").resize(size, method))
+
+
+def _shrunk_to(values: np.ndarray, side: float) -> np.ndarray:
+    """Box-averaged so the longer side is about `side` (and at least 1 px)."""
+    height, width = values.shape[-2:]
+    factor = max(height, width) / side
+    return _resized(values, (max(1, round(width / factor)), max(1, round(height / factor))), Image.Resampling.BOX)
+
+
+def _working_planes(image: Image.Image | np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Colour or grey, and alpha, in 0..255, no larger than WORKING_SIDE."""
+    if isinstance(image, Image.Image):
+        values, alpha = _pil_planes(_shrunk_image(image))
+    else:
+        values, alpha = _array_planes(np.asarray(image))
+    if max(values.shape[-2:]) <= WORKING_SIDE:
+        return values, alpha
+    return _shrunk_to(values, WORKING_SIDE), (None if alpha is None else _shrunk_to(alpha, WORKING_SIDE))
+
+
+def _source_size(image: Image.Image | np.ndarray) -> tuple[int, int]:
+    """(width, height) of the image as given."""
+    return image.size if isinstance(image, Image.Image) else (np.shape(image)[1], np.shape(image)[0])
+
+
+# ---- ink: bright strokes in 0..1 on a zero background ------------------------------------------------------------
 
 def _border(values: np.ndarray) -> np.ndarray:
-    return np.concatenate([values[:2].ravel(), values[-2:].ravel(), values[:, :2].ravel(), values[:, -2:].ravel()])
+    """The outermost two rows and columns, (N,) or (C, N): where the background shows in almost any digit picture."""
+    edges = [values[..., :2, :], values[..., -2:, :], values[..., :, :2], values[..., :, -2:]]
+    return np.concatenate([edge.reshape(*values.shape[:-2], -1) for edge in edges], axis=-1)
 
 
-def _bright_ink(grey: np.ndarray) -> np.ndarray:
-    """Greyscale turned so the ink is bright: the border tells the background's colour."""
-    return 255.0 - grey if float(np.median(_border(grey))) > 127 else grey
+def _is_drawing(alpha: np.ndarray | None) -> bool:
+    """Whether alpha carries the drawing: it varies, and the background (the border) is transparent."""
+    if alpha is None or float(alpha.max()) - float(alpha.min()) <= MIN_CONTRAST:
+        return False
+    return float(np.median(_border(alpha))) < 128
 
 
-def _background_field(values: np.ndarray) -> np.ndarray:
-    """The background's level at each pixel (uneven lighting), estimated where strokes are thinner than a quarter of the image."""
-    border = _border(values)
-    if float(np.percentile(border, 95) - np.percentile(border, 5)) < 12:
-        return np.full_like(values, float(np.median(border)))  # clean scans and canvases: one level
-    step = max(1, min(values.shape) // 64)
-    small = values[::step, ::step]
-    opened = ndimage.grey_opening(small, size=max(3, min(small.shape) // 4))
-    smooth = ndimage.uniform_filter(opened, size=3)
-    return np.asarray(Image.fromarray(smooth).resize(values.shape[::-1], Image.Resampling.BILINEAR))
+def _overview(values: np.ndarray, side: int = 64) -> np.ndarray:
+    """Means of whole blocks, about `side` px on the shorter side: noise averaged out for background statistics."""
+    factor = min(values.shape[-2:]) // side
+    if factor < 2:
+        return values
+    height, width = values.shape[-2] // factor * factor, values.shape[-1] // factor * factor  # a ragged edge is left out
+    rows = sum(values[..., i:height:factor, :width] for i in range(factor))  # strided sums: faster than PIL per plane
+    return sum(rows[..., j::factor] for j in range(factor)) / (factor * factor)
+
+
+LUMINANCE = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as PIL's "L"
+
+
+def _grey(values: np.ndarray) -> np.ndarray:
+    """Luminance of colour values (3, H, W); grey values unchanged."""
+    return np.tensordot(LUMINANCE, values, axes=1) if values.ndim == 3 else values
+
+
+def _quadratic_terms(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """1, x, y, x², xy, y² stacked on a last axis: a quadratic surface's design matrix."""
+    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)
+
+
+def _fitted_surface(overview: np.ndarray, chosen: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A quadratic surface (a lamp's gradient, vignetting) fitted to the chosen overview pixels, drawn at `shape`."""
+    rows, cols = np.mgrid[0:overview.shape[0], 0:overview.shape[1]]
+    design = _quadratic_terms(rows[chosen] / overview.shape[0], cols[chosen] / overview.shape[1])
+    coefficients = np.linalg.lstsq(design, overview[chosen].astype(np.float64), rcond=None)[0]
+    y = (np.arange(shape[0], dtype=np.float32)[:, None] + 0.5) / shape[0] - 0.5 / overview.shape[0]  # pixel centres
+    x = (np.arange(shape[1], dtype=np.float32)[None, :] + 0.5) / shape[1] - 0.5 / overview.shape[1]
+    return _quadratic_terms(*np.broadcast_arrays(y, x)) @ coefficients.astype(np.float32)
+
+
+def _paper_light(overview: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """How brightly each pixel of the paper is lit: a smooth surface fitted to the logarithm of the overview (light
+    multiplies), refitted to the pixels it explains well, so that the ink (a minority, dark or bright) drops out."""
+    logs = np.log1p(overview)
+    paper = np.ones(overview.shape, dtype=bool)
+    for _ in range(3):
+        residual = logs - _fitted_surface(logs, paper, overview.shape)
+        paper = np.abs(residual) <= 2.5 * float(np.median(np.abs(residual[paper]))) + 1e-3
+    return np.expm1(_fitted_surface(logs, paper, shape))
+
+
+def _is_unevenly_lit(overview: np.ndarray) -> bool:
+    """Whether the background varies along the border, as under a lamp; clean scans and canvases have an even one."""
+    low, high = np.percentile(_border(_grey(overview)), [25, 75])  # quartiles ignore ink touching the border
+    return float(high - low) >= UNEVEN_BORDER
+
+
+def _evenly_lit(values: np.ndarray, overview: np.ndarray) -> np.ndarray:
+    """The picture as if evenly lit: a lamp's gradient or vignetting divided out."""
+    light = _paper_light(_grey(overview), values.shape[-2:])
+    typical = float(np.median(light))
+    return values * (typical / np.maximum(light, 0.1 * typical))
+
+
+def _ink_signal(values: np.ndarray, overview: np.ndarray) -> np.ndarray:
+    """How far each pixel departs from the background colour towards the ink, in its most telling channel: dark
+    ink on paper and light or coloured strokes on black all come out bright (blue has little luminance)."""
+    background = np.median(_border(values), axis=-1).astype(np.float32)  # float64 would double every later step
+    lows, highs = overview.min(axis=(-2, -1)), overview.max(axis=(-2, -1))  # averaged: a hot pixel is not ink
+    ink_is_darker = float(np.max(background - lows)) > float(np.max(highs - background))  # ink lies far out on one side
+    if values.ndim == 2:
+        return background - values if ink_is_darker else values - background
+    planes = [level - plane if ink_is_darker else plane - level for plane, level in zip(values, background)]
+    return np.maximum(np.maximum(planes[0], planes[1]), planes[2])
+
+
+def _robust_peak(values: np.ndarray) -> float:
+    """The ink's peak: the 99.9th percentile (a few hot pixels are not the ink), at least half the maximum."""
+    sample = values[::2, ::2]  # a quarter of the pixels estimates a percentile just as well, 4x faster
+    counts = np.bincount(np.clip(sample, 0, 255).astype(np.uint8).ravel(), minlength=256)  # faster than a sort
+    percentile = float(np.searchsorted(np.cumsum(counts), sample.size - sample.size // 1000))
+    return max(percentile, 0.5 * float(values.max()))
 
 
 def _stretch(values: np.ndarray) -> np.ndarray:
     """Background to 0, the ink's peak to 1, faint texture cut; all zeros when the contrast is too low."""
-    peak = float(np.percentile(values, 99.9)) if values.size > 1000 else float(values.max())
-    peak = max(peak, float(values.max()) * 0.5)
+    peak = _robust_peak(values)
     if peak < MIN_CONTRAST:
-        return np.zeros_like(values)
+        return np.zeros(values.shape, dtype=np.float32)
     floor = peak * INK_FLOOR
-    return np.clip((values - floor) / (peak - floor), 0.0, 1.0)
+    return np.clip((values - floor) * (1.0 / (peak - floor)), 0.0, 1.0).astype(np.float32, copy=False)
 
 
-def _ink_and_scale(image: Image.Image | np.ndarray) -> tuple[np.ndarray, float]:
-    array, factor = _shrink(_as_float_array(image))
-    alpha = _alpha(array)
-    if alpha is not None:
-        return _stretch(alpha), factor
-    values = _bright_ink(_grey(array))
-    return _stretch(values - _background_field(values)), factor
+def _working_ink(image: Image.Image | np.ndarray) -> np.ndarray:
+    """Ink in 0..1 at working resolution (no larger than WORKING_SIDE)."""
+    values, alpha = _working_planes(image)
+    if _is_drawing(alpha):
+        return _stretch(alpha)  # ink of any colour on transparent: the alpha is the drawing
+    overview = _overview(values)
+    if _is_unevenly_lit(overview):
+        values = _evenly_lit(values, overview)
+        overview = _overview(values)
+    return _stretch(np.maximum(_ink_signal(values, overview), 0.0))
 
 
 def ink_map(image: Image.Image | np.ndarray) -> np.ndarray:
-    """Float32 (H, W) in [0, 1] where 1 is ink, whatever the image's mode, polarity or background."""
-    ink, factor = _ink_and_scale(image)
-    if factor == 1:
-        return ink.astype(np.float32)
-    source_size = (round(ink.shape[1] * factor), round(ink.shape[0] * factor))
-    resized = Image.fromarray(ink.astype(np.float32)).resize(source_size, Image.Resampling.BILINEAR)
-    return np.asarray(resized, dtype=np.float32)
+    """Float32 (H, W) in [0, 1] where 1 is ink, whatever the image's mode, polarity, background or lighting."""
+    ink, size = _working_ink(image), _source_size(image)
+    if ink.shape == (size[1], size[0]):
+        return ink
+    return np.clip(_resized(ink, size, Image.Resampling.BILINEAR), 0.0, 1.0)
 
 
-def _digit_mask(ink: np.ndarray) -> np.ndarray:
-    """Ink pixels that belong to real strokes: specks much smaller than the largest stroke are dropped."""
-    solid = ink > 0.3
-    labels, count = ndimage.label(solid, structure=np.ones((3, 3)))
-    if count <= 1:
-        return solid
-    sizes = np.bincount(labels.ravel())[1:]
-    keep = np.flatnonzero(sizes >= max(3, 0.02 * sizes.max())) + 1
-    return np.isin(labels, keep)
+# ---- which ink is a digit ----------------------------------------------------------------------------------------
+
+def _kept(sizes: np.ndarray) -> np.ndarray:
+    """Per label (0 = background, never kept): True unless it is a speck beside a much larger component."""
+    keep = sizes >= max(3.0, SPECK_SHARE * float(sizes[1:].max(initial=0)))
+    keep[0] = False
+    return keep
 
 
-def _is_blank(mask: np.ndarray) -> bool:
-    return int(mask.sum()) < max(6, MIN_INK_FRACTION * mask.size)
+def _strokes(ink: np.ndarray) -> tuple[np.ndarray, int]:
+    """Connected stroke components (8-neighbour labels) with specks relabelled 0, and the number of labels."""
+    labels, count = ndimage.label(ink > STROKE_LEVEL, structure=EIGHT_NEIGHBOURS)
+    if count > 1:
+        labels = np.where(_kept(np.bincount(labels.ravel()))[labels], labels, 0)
+    return labels, count
+
+
+def _touching(regions: np.ndarray, count: int, mask: np.ndarray) -> np.ndarray:
+    """The ink regions (labels of ink > 0) that contain part of `mask`: strokes with their whole fringe."""
+    touched = np.zeros(count + 1, dtype=bool)
+    touched[regions[mask]] = True  # stroke pixels have ink, so never region 0, the background
+    return touched[regions]
+
+
+def _single_digit(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The stroke mask and the ink support (strokes and their fringe) of everything but specks."""
+    regions, count = ndimage.label(ink > 0, structure=EIGHT_NEIGHBOURS)
+    strokes = ink > STROKE_LEVEL
+    keep = _kept(np.bincount(regions[strokes], minlength=count + 1))  # specks judged by their stroke pixels
+    support = keep[regions]
+    return strokes & support, support
 
 
 def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the True pixels, right/bottom exclusive."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
+def _is_blank(mask: np.ndarray, image_side: int) -> bool:
+    """Too little ink, or ink so small against the image (a speck, a stray dot) that no digit fits in it."""
+    if int(np.count_nonzero(mask)) < MIN_INK_PIXELS:
+        return True
+    left, top, right, bottom = _box(mask)
+    return max(right - left, bottom - top) < MIN_INK_EXTENT * image_side
+
+
+# ---- glyph: the crop scaled to the training data's size and stroke width -----------------------------------------
+
 def _stroke_width(mask: np.ndarray) -> float:
-    """Mean stroke width in pixels: twice the area over the outline's length."""
-    outline = mask & ~ndimage.binary_erosion(mask)
-    return 2.0 * float(mask.sum()) / max(float(outline.sum()), 1.0)
+    """Mean stroke width in pixels of a binary drawing: twice its area over the length of its outline."""
+    padded = np.pad(mask, 1)
+    inner = padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    outline = np.count_nonzero(mask) - np.count_nonzero(inner)  # pixels with a 4-neighbour outside the drawing
+    return 2.0 * float(np.count_nonzero(mask)) / max(float(outline), 1.0)
 
 
-def _thickened(crop: np.ndarray, mask: np.ndarray, scale: float, target_width: float) -> np.ndarray:
-    """Dilate strokes drawn with a thin brush so that, once scaled, they are as wide as the training data's."""
-    missing = target_width / scale - _stroke_width(mask)
-    if missing <= 0:
-        return crop
-    radius = int(np.ceil(missing / 2))
-    padded = np.pad(crop, radius)
-    return ndimage.grey_dilation(padded, footprint=_disk(radius))
+def _max_pooled(values: np.ndarray, factor: int) -> np.ndarray:
+    """Shrunk by an integer factor keeping each block's maximum, so hair-lines survive as whole pixels."""
+    if factor == 1:
+        return values
+    height, width = -(-values.shape[0] // factor) * factor, -(-values.shape[1] // factor) * factor
+    padded = np.zeros((height, width), dtype=values.dtype)
+    padded[:values.shape[0], :values.shape[1]] = values
+    return np.maximum.reduce([padded[i::factor, j::factor] for i in range(factor) for j in range(factor)])
 
 
-def _disk(radius: int) -> np.ndarray:
-    y, x = np.ogrid[-radius:radius + 1, -radius:radius + 1]
-    return x * x + y * y <= radius * radius + radius
+def _thickened(crop: np.ndarray, mask: np.ndarray, width: float, glyph_side: int, target: float) -> np.ndarray:
+    """Strokes `width` px wide (a thin brush) widened so that, once scaled to glyph_side, they are `target` px."""
+    factor = max(1, -(-max(crop.shape) // (4 * glyph_side)))  # work at 2.7x to 4x the glyph: fast and still smooth
+    pooled, pooled_mask = _max_pooled(crop, factor), _max_pooled(mask, factor)
+    width = width / factor + (factor - 1) / factor  # pooling widens by up to one block
+    longer = max(pooled.shape)
+    radius = max(0.0, (target * longer - glyph_side * width) / (2 * glyph_side - 2 * target))  # the box grows too
+    pad = int(np.ceil(radius)) + 1
+    distance = ndimage.distance_transform_edt(~np.pad(pooled_mask, pad))
+    widened = np.maximum(np.pad(pooled, pad), np.clip(radius + 0.5 - distance, 0.0, 1.0).astype(np.float32))
+    left, top, right, bottom = _box(widened > 0)
+    return widened[top:bottom, left:right]
 
 
-def _fit(crop: np.ndarray, longer_side: int) -> np.ndarray:
-    """Resize so the longer side is `longer_side`, keeping the aspect ratio, anti-aliased."""
-    height, width = crop.shape
-    scale = longer_side / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    resized = Image.fromarray(crop.astype(np.float32)).resize(size, Image.Resampling.LANCZOS)
-    return np.clip(np.asarray(resized), 0.0, 1.0)
+def _glyph(crop: np.ndarray, mask: np.ndarray, glyph_side: int, target: float) -> np.ndarray:
+    """The ink scaled so its longer side is glyph_side (aspect kept, anti-aliased), thin strokes thickened first."""
+    width = _stroke_width(mask)
+    if width * glyph_side / max(crop.shape) < target:
+        crop = _thickened(crop, mask, width, glyph_side, target)
+    scale = glyph_side / max(crop.shape)
+    size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+    return np.clip(_resized(crop, size, Image.Resampling.LANCZOS), 0.0, 1.0)
 
 
-def _paste_centred(glyph: np.ndarray, side: int) -> np.ndarray:
+def _placed_by_mass(glyph: np.ndarray, side: int) -> np.ndarray:
+    """The glyph in a side x side square, shifted by whole pixels so its centre of mass is at the centre (MNIST)."""
+    centre_y, centre_x = ndimage.center_of_mass(glyph)
+    top = int(np.clip(round(side / 2 - centre_y), 0, side - glyph.shape[0]))  # MNIST's mean is (14.0, 14.0)
+    left = int(np.clip(round(side / 2 - centre_x), 0, side - glyph.shape[1]))
+    canvas = np.zeros((side, side), dtype=np.float32)
+    canvas[top:top + glyph.shape[0], left:left + glyph.shape[1]] = glyph
+    return canvas
+
+
+def _placed_centred(glyph: np.ndarray, side: int) -> np.ndarray:
+    """The glyph in the middle of a side x side square (the digits' 32x32 bitmaps)."""
     canvas = np.zeros((side, side), dtype=np.float32)
     top, left = (side - glyph.shape[0]) // 2, (side - glyph.shape[1]) // 2
     canvas[top:top + glyph.shape[0], left:left + glyph.shape[1]] = glyph
     return canvas
 
 
-def _centre_of_mass_shift(canvas: np.ndarray) -> np.ndarray:
-    """Translate so the ink's centre of mass sits at the centre, as MNIST did, without pushing ink off the edge."""
-    side = canvas.shape[0]
-    centre_y, centre_x = ndimage.center_of_mass(canvas)
-    rows, cols = np.flatnonzero(canvas.any(axis=1)), np.flatnonzero(canvas.any(axis=0))
-    target = side / 2  # MNIST's own mean centre of mass is (14.0, 14.0) in 28x28
-    dy = int(np.clip(round(target - centre_y), -rows[0], side - 1 - rows[-1]))
-    dx = int(np.clip(round(target - centre_x), -cols[0], side - 1 - cols[-1]))
-    return np.roll(canvas, (dy, dx), axis=(0, 1))
-
-
-def _to_pixels(values: np.ndarray, max_value: int) -> np.ndarray:
-    peak = float(values.max())
-    scaled = values / peak * max_value if peak > 0 else values
-    return np.clip(np.rint(scaled), 0, max_value).astype(np.uint8)
-
-
-def _mnist_style(crop: np.ndarray, mask: np.ndarray, fmt: InputFormat) -> np.ndarray:
+def _mnist_pixels(crop: np.ndarray, mask: np.ndarray, fmt: InputFormat) -> np.ndarray:
+    """MNIST's recipe: longer side 20 of 28, centre of mass in the middle, brightest pixel at max_value."""
     glyph_side = round(fmt.size * 20 / 28)
-    scale = glyph_side / max(crop.shape)
-    glyph = _fit(_thickened(crop, mask, scale, target_width=2.2), glyph_side)
-    return _to_pixels(_centre_of_mass_shift(_paste_centred(glyph, fmt.size)), fmt.max_value)
+    canvas = _placed_by_mass(_glyph(crop, mask, glyph_side, MNIST_STROKE * glyph_side / 20), fmt.size)
+    return np.rint(canvas * (fmt.max_value / max(float(canvas.max()), 1e-6))).astype(np.uint8)
 
 
-def _digits_style(crop: np.ndarray, mask: np.ndarray, fmt: InputFormat) -> np.ndarray:
-    bitmap_side = fmt.size * 4  # scikit-learn's digits: 32x32 bitmaps, 4x4 blocks counted
-    scale = bitmap_side / max(crop.shape)
-    bitmap = _paste_centred(_fit(_thickened(crop, mask, scale, target_width=3.5), bitmap_side), bitmap_side)
+def _digits_pixels(crop: np.ndarray, mask: np.ndarray, fmt: InputFormat) -> np.ndarray:
+    """scikit-learn's recipe: a 32x32 bitmap, each 4x4 block's mean ink as 0..16, the fullest block at 16."""
+    bitmap_side = fmt.size * 4
+    bitmap = _placed_centred(_glyph(crop, mask, bitmap_side, DIGITS_STROKE * bitmap_side / 32), bitmap_side)
     blocks = bitmap.reshape(fmt.size, 4, fmt.size, 4).mean(axis=(1, 3))
-    return np.clip(np.rint(blocks / max(float(blocks.max()), 1e-6) * fmt.max_value), 0, fmt.max_value).astype(np.uint8)
+    return np.rint(blocks * (fmt.max_value / max(float(blocks.max()), 1e-6))).astype(np.uint8)  # as 98% of theirs
 
 
-def _from_ink(ink: np.ndarray, mask: np.ndarray, factor: float, fmt: InputFormat) -> Preprocessed:
-    if _is_blank(mask):
-        return Preprocessed(np.zeros((fmt.size, fmt.size), dtype=np.uint8), True, None)
-    left, top, right, bottom = _box(mask)
-    crop = np.where(ndimage.binary_dilation(mask, iterations=2), ink, 0.0)[top:bottom, left:right]
-    mask_crop = mask[top:bottom, left:right]
-    pixels = (_mnist_style if fmt.style == "mnist" else _digits_style)(crop, mask_crop, fmt)
-    box = tuple(int(round(v * factor)) for v in (left, top, right, bottom))
-    return Preprocessed(pixels, False, box)  # type: ignore[arg-type]
+def _blank(fmt: InputFormat) -> Preprocessed:
+    """No ink: all-zero pixels the caller must not predict."""
+    return Preprocessed(np.zeros((fmt.size, fmt.size), dtype=np.uint8), True, None)
+
+
+def _from_ink(ink: np.ndarray, mask: np.ndarray, support: np.ndarray, fmt: InputFormat,
+              to_source: tuple[float, float], offset: tuple[int, int] = (0, 0)) -> Preprocessed:
+    """Preprocess the ink under `support` alone (strokes in `mask`). `ink` lies at `offset` in the working image;
+    `to_source` (x, y) scales working pixels to the source's, for the box."""
+    left, top, right, bottom = _box(support)
+    crop = np.where(support[top:bottom, left:right], ink[top:bottom, left:right], 0.0)
+    pixels = (_mnist_pixels if fmt.style == "mnist" else _digits_pixels)(crop, mask[top:bottom, left:right], fmt)
+    (x, y), (scale_x, scale_y) = offset, to_source
+    box = (int((left + x) * scale_x), int((top + y) * scale_y),
+           int(np.ceil((right + x) * scale_x - 1e-6)), int(np.ceil((bottom + y) * scale_y - 1e-6)))
+    return Preprocessed(pixels, False, box)
+
+
+def _scale_to_source(image: Image.Image | np.ndarray, ink: np.ndarray) -> tuple[float, float]:
+    """(x, y) factors from working pixels to the source's."""
+    width, height = _source_size(image)
+    return width / ink.shape[1], height / ink.shape[0]
 
 
 def preprocess(image: Image.Image | np.ndarray, fmt: InputFormat = MNIST_FORMAT) -> Preprocessed:
     """Turn a drawing, scan or photo into the model's input, or report it blank."""
-    ink, factor = _ink_and_scale(image)
-    return _from_ink(ink, _digit_mask(ink), factor, fmt)
+    ink = _working_ink(image)
+    if not ink.any():
+        return _blank(fmt)
+    left, top, right, bottom = _box(ink > 0)  # all later work only where there is ink at all
+    mask, support = _single_digit(ink[top:bottom, left:right])
+    if _is_blank(mask, max(ink.shape)):
+        return _blank(fmt)
+    return _from_ink(ink[top:bottom, left:right], mask, support, fmt, _scale_to_source(image, ink), (left, top))
 
 
-def _column_groups(labels: np.ndarray, count: int) -> list[list[int]]:
-    """Components grouped into digits: pieces that overlap a lot horizontally (a 4's two strokes) are one digit."""
-    spans = ndimage.find_objects(labels)
-    order = sorted(range(count), key=lambda i: spans[i][1].start)
-    groups: list[list[int]] = []
-    for index in order:
-        start, stop = spans[index][1].start, spans[index][1].stop
+# ---- several digits in a row -------------------------------------------------------------------------------------
+
+def _column_groups(labels: np.ndarray, count: int) -> list[tuple[list[int], int, int]]:
+    """Stroke labels grouped into digits, left to right, with each group's column span.
+
+    Pieces that overlap a lot horizontally (the two strokes of a 4 or a 5) are one digit.
+    """
+    spans = [(objects[1].start, objects[1].stop, label)
+             for label, objects in enumerate(ndimage.find_objects(labels, count), start=1) if objects is not None]
+    groups: list[tuple[list[int], int, int]] = []
+    for start, stop, label in sorted(spans):
         if groups:
-            g_start = min(spans[i][1].start for i in groups[-1])
-            g_stop = max(spans[i][1].stop for i in groups[-1])
-            overlap = min(stop, g_stop) - max(start, g_start)
-            if overlap > 0.5 * min(stop - start, g_stop - g_start):
-                groups[-1].append(index)
+            members, group_start, group_stop = groups[-1]
+            overlap = min(stop, group_stop) - max(start, group_start)
+            if overlap > 0.5 * min(stop - start, group_stop - group_start):
+                groups[-1] = (members + [label], group_start, max(group_stop, stop))
                 continue
-        groups.append([index])
+        groups.append(([label], start, stop))
     return groups
+
+
+def _column_ranges(groups: list[tuple[list[int], int, int]], width: int) -> list[tuple[int, int]]:
+    """Columns each digit may take its fringe from: the image cut halfway between neighbouring digits."""
+    cuts = [(left[2] + right[1]) // 2 for left, right in pairwise(groups)]
+    return list(zip([0] + cuts, cuts + [width]))
 
 
 def split_digits(image: Image.Image | np.ndarray, fmt: InputFormat = MNIST_FORMAT) -> list[Preprocessed]:
     """Several digits written in a row: one Preprocessed per digit, left to right (empty when blank)."""
-    ink, factor = _ink_and_scale(image)
-    mask = _digit_mask(ink)
-    if _is_blank(mask):
+    ink = _working_ink(image)
+    labels, count = _strokes(ink)
+    if _is_blank(labels > 0, max(ink.shape)):
         return []
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
-    return [_from_ink(ink, np.isin(labels, [i + 1 for i in group]), factor, fmt)
-            for group in _column_groups(labels, count)]
+    groups = _column_groups(labels, count)
+    regions, region_count = ndimage.label(ink > 0, structure=EIGHT_NEIGHBOURS)
+    digits = []
+    for (members, _, _), (first, last) in zip(groups, _column_ranges(groups, ink.shape[1])):
+        in_group = np.zeros(count + 1, dtype=bool)
+        in_group[members] = True
+        mask = in_group[labels]
+        support = _touching(regions, region_count, mask)
+        support[:, :first], support[:, last:] = False, False
+        digits.append(_from_ink(ink, mask, support | mask, fmt, _scale_to_source(image, ink)))
+    return digits

@@ -1,14 +1,21 @@
 import io
+import json
+import random
 import struct
 import subprocess
+import sys
+import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import EpsImagePlugin, Image, ImageDraw, ImageFile, features
 
-from core.images import ImageError, load_image
+from core.images import MAX_IMAGE_PIXELS, ImageError, load_image
 from core.preprocess import ink_map
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def encoded(image: Image.Image, fmt: str, **options) -> bytes:
@@ -18,79 +25,265 @@ def encoded(image: Image.Image, fmt: str, **options) -> bytes:
 
 
 def digit(mode: str = "L", size: int = 120) -> Image.Image:
+    """A black 7 on white."""
     image = Image.new("L", (size, size), 255)
     ImageDraw.Draw(image).line([(30, 25), (90, 25), (55, 100)], fill=0, width=10)
     return image.convert(mode)
 
 
-def png_bomb(side: int = 30000) -> bytes:
-    """A valid PNG header declaring side x side pixels, with almost no data: tiny on disk."""
+def ink_on_transparent() -> Image.Image:
+    """A black 7 on a fully transparent background, hard-edged so every format stores it exactly."""
+    image = Image.new("RGBA", (120, 120), (0, 0, 0, 0))
+    ImageDraw.Draw(image).line([(30, 25), (90, 25), (55, 100)], fill=(0, 0, 0, 255), width=10)
+    return image
+
+
+def png_declaring(width: int, height: int, *, rgba: bool = False, with_pixels: bool = True) -> bytes:
+    """A PNG whose header declares width x height, its pixels all zero (or absent): tiny on disk, huge decoded."""
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    header = struct.pack(">IIBBBBB", width, height, 8, 6 if rgba else 0, 0, 0, 0)
+    compressor, row = zlib.compressobj(1), b"\0" * (width * (4 if rgba else 1) + 1)
+    pixels = b"".join(compressor.compress(row) for _ in range(height if with_pixels else 0)) + compressor.flush()
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
 
 
-@pytest.mark.parametrize("data, words", [
-    (b"", "empty"), (b"this is text renamed to png", "not an image"),
-    (encoded(Image.new("L", (1, 1)), "PNG"), "too small"),
-    (encoded(digit(), "PNG")[:300], "damaged or truncated"), (encoded(digit("RGB"), "JPEG")[:400], "damaged or truncated"),
-    (encoded(digit(), "TIFF"), "not an image"),
-    (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\nshowpage\n", "not an image"),
-    (png_bomb(), "not decoded"),
-], ids=["empty", "text", "1x1", "truncated-png", "truncated-jpeg", "tiff", "eps", "bomb"])
-def test_bad_files_get_one_clear_message(data, words):
-    with pytest.raises(ImageError, match=words) as caught:
-        load_image(data, name="upload.png")
-    assert "\n" not in str(caught.value)
+def refusal(data: bytes, name: str = "upload.png") -> str:
+    with pytest.raises(ImageError) as caught:
+        load_image(data, name=name)
+    message = str(caught.value)
+    assert "\n" not in message and message.endswith(".")  # one sentence for the user
+    return message
 
 
-def test_eps_never_reaches_ghostscript(monkeypatch):
-    def forbidden(*args, **kwargs):
-        raise AssertionError("a subprocess was started")
-    monkeypatch.setattr(subprocess, "Popen", forbidden)
-    with pytest.raises(ImageError):
-        load_image(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", name="x.eps")
+def test_empty_input_is_refused():
+    assert refusal(b"") == "upload.png is empty."
+    assert "empty" in refusal(bytearray())
 
 
-def test_oversized_bytes_are_refused_before_decoding():
-    with pytest.raises(ImageError, match="larger than 8 MB"):
-        load_image(b"\x89PNG" + b"\0" * (9 * 1024 * 1024))
+def test_text_renamed_to_png_is_not_an_image():
+    message = refusal(b"Dear diary, today I renamed this file to digit.png", name="digit.png")
+    assert message.startswith("digit.png is not an image") and "PNG, JPEG, BMP, GIF, WEBP" in message
 
 
-def test_animated_gif_uses_the_first_frame_with_a_notice():
-    frames = [digit("P"), Image.new("P", (120, 120), 0)]
-    data = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
-    loaded = load_image(data, name="anim.gif")
-    assert loaded.notices and "first frame" in loaded.notices[0]
-    assert np.allclose(ink_map(loaded.image), ink_map(digit()), atol=0.05)
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+@pytest.mark.parametrize("load_truncated", [False, True], ids=["strict-pil", "LOAD_TRUNCATED_IMAGES"])
+def test_truncated_files_are_refused_whatever_pil_is_told(fmt, load_truncated, monkeypatch):
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", load_truncated)  # as some other library might set it
+    data = encoded(digit("RGB"), fmt)
+    for cut in (len(data) // 2, len(data) - 30):
+        assert "damaged or truncated" in refusal(data[:cut])
+    assert load_image(data).image.size == (120, 120)
 
 
-def test_palette_and_grey_alpha_pngs_give_the_flattened_ink():
-    reference = ink_map(digit())
-    for variant in (digit("P"), digit("LA")):
-        assert np.allclose(ink_map(load_image(encoded(variant, "PNG")).image), reference, atol=0.05)
+@pytest.mark.parametrize("size", [(1, 1), (7, 100), (100, 7)])
+def test_images_smaller_than_eight_pixels_a_side_are_too_small(size):
+    message = refusal(encoded(Image.new("L", size, 255), "PNG"), name="dot.png")
+    assert message.startswith("dot.png is too small") and f"{size[0]}x{size[1]}" in message
+    assert load_image(encoded(Image.new("L", (8, 8), 255), "PNG")).image.size == (8, 8)
 
 
-def test_sixteen_bit_png_is_scaled_not_clipped():
-    values = (np.asarray(digit(), dtype=np.uint16) * 257)  # full 16-bit range
-    loaded = load_image(encoded(Image.fromarray(values), "PNG")).image
-    assert loaded.mode == "L" and np.asarray(loaded).max() == 255 and np.asarray(loaded).min() == 0
-    dim = (np.asarray(digit(), dtype=np.uint16) * 16)  # max 4080: keeps its relative contrast
-    dim_loaded = np.asarray(load_image(encoded(Image.fromarray(dim), "PNG")).image)
-    assert 10 <= dim_loaded.max() <= 20 and len(np.unique(dim_loaded)) > 1
+def test_tiff_is_refused_naming_the_accepted_formats():
+    message = refusal(encoded(digit(), "TIFF"), name="scan.tif")
+    assert message.startswith("scan.tif is not an image") and "accepted formats: PNG, JPEG, BMP, GIF, WEBP" in message
 
 
-def test_cmyk_jpeg_becomes_rgb():
-    loaded = load_image(encoded(digit("CMYK"), "JPEG")).image
-    assert loaded.mode == "RGB" and ink_map(loaded).max() > 0.9
+def test_eps_is_refused_at_format_detection_and_never_reaches_ghostscript(monkeypatch):
+    started, parsed = [], []
+
+    def no_subprocess(*args, **kwargs):
+        started.append(args)
+        raise OSError("no subprocess in this test")
+
+    real_open = EpsImagePlugin.EpsImageFile._open
+    monkeypatch.setattr(subprocess, "Popen", no_subprocess)
+    monkeypatch.setattr(EpsImagePlugin, "gs_binary", None)  # were EPS decoded, PIL would now look for Ghostscript
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", lambda self: parsed.append(1) or real_open(self))
+    eps = encoded(digit(), "EPS")
+    assert eps.startswith(b"%!PS-Adobe")
+    assert "not an image" in refusal(eps, name="drawing.eps")
+    assert parsed == [] and started == []
 
 
-def test_exif_rotation_is_applied():
-    upright = Image.new("L", (160, 80), 255)
-    ImageDraw.Draw(upright).rectangle([10, 10, 40, 70], fill=0)  # ink on the left
+def test_files_over_eight_megabytes_are_refused_before_parsing(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "open", lambda *args, **kwargs: pytest.fail("parsed an oversized file"))
+    huge = b"\x89PNG\r\n\x1a\n" + b"\0" * (8 * 1024 * 1024)
+    assert "larger than 8 MB" in refusal(huge)
+    path = tmp_path / "huge.png"
+    path.write_bytes(huge)
+    with pytest.raises(ImageError, match="huge.png is larger than 8 MB"):
+        load_image(path)
+
+
+@pytest.mark.parametrize("bomb", [
+    png_declaring(5001, 5000),  # just over MAX_IMAGE_PIXELS, far under PIL's own limit: our check
+    png_declaring(10_000, 10_000, with_pixels=False),  # PIL's DecompressionBombWarning, turned into an error
+    png_declaring(30_000, 30_000, with_pixels=False),  # PIL's DecompressionBombError
+], ids=["over-our-limit", "pil-warning", "pil-error"])
+def test_decompression_bombs_are_refused_before_decoding(bomb, monkeypatch):
+    assert len(bomb) < 200_000
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded a bomb"))
+    with warnings.catch_warnings(record=True) as escaped:
+        warnings.simplefilter("always")
+        filters_before = list(warnings.filters)
+        assert "was not decoded" in refusal(bomb, name="bomb.png")
+        assert warnings.filters == filters_before  # PIL's warning was caught locally: no filter leaks to other code
+    assert not [w for w in escaped if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_a_bomb_over_the_pixel_limit_costs_no_memory(tmp_path):
+    pytest.importorskip("resource")
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_declaring(5001, 5000, rgba=True))  # 100 MB of RGBA once decoded, ~0.4 MB on disk
+    assert 5001 * 5000 > MAX_IMAGE_PIXELS and bomb.stat().st_size < 1_000_000
+    script = f"""
+import json, resource, sys
+sys.path.insert(0, {str(REPO)!r})
+from core.images import ImageError, load_image
+data = open({str(bomb)!r}, "rb").read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    outcome = "decoded " + str(load_image(data).image.size)
+except ImageError as error:
+    outcome = str(error)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"outcome": outcome, "peak_growth_kb": after - before}}))
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    result = json.loads(run.stdout)
+    assert "was not decoded" in result["outcome"]
+    assert result["peak_growth_kb"] < 20_000  # decoding would have added about 100,000 kB
+
+
+def animation(fmt: str) -> bytes:
+    frames = [digit("RGB"), Image.new("RGB", (120, 120), "white")]
+    return encoded(frames[0], fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP", "PNG"])
+def test_animations_give_their_first_frame_and_say_so(fmt):
+    if fmt == "WEBP" and not features.check("webp"):
+        pytest.skip("this PIL has no WebP support")
+    loaded = load_image(animation(fmt), name=f"anim.{fmt.lower()}")
+    assert loaded.notices == (f"anim.{fmt.lower()} is animated: only its first frame is used.",)
+    assert np.abs(ink_map(loaded.image) - ink_map(digit())).max() < 0.2  # lossy WebP: close, not equal
+    assert load_image(encoded(digit("RGB"), fmt)).notices == ()
+
+
+def test_palette_png_with_transparency_gives_the_same_ink_as_rgba():
+    rgba = ink_on_transparent()
+    palette = Image.new("P", rgba.size, 0)
+    palette.frombytes((np.asarray(rgba.getchannel("A")) > 0).astype(np.uint8).tobytes())  # 1 = ink, 0 = background
+    palette.putpalette([255, 255, 255, 0, 0, 0])  # index 0 is white, made transparent when saved; 1 is black
+    loaded = load_image(encoded(palette, "PNG", transparency=0)).image
+    assert loaded.mode == "RGBA"
+    assert np.array_equal(np.asarray(loaded.getchannel("A")), np.asarray(rgba.getchannel("A")))
+    assert np.allclose(ink_map(loaded), ink_map(rgba))
+    opaque = load_image(encoded(digit("P"), "PNG")).image
+    assert opaque.mode == "RGB" and np.allclose(ink_map(opaque), ink_map(digit()))
+
+
+def test_grey_alpha_png_gives_the_same_ink_as_rgba():
+    rgba = ink_on_transparent()
+    grey_alpha = Image.merge("LA", (rgba.getchannel("R"), rgba.getchannel("A")))
+    loaded = load_image(encoded(grey_alpha, "PNG")).image
+    assert loaded.mode == "RGBA" and np.allclose(ink_map(loaded), ink_map(rgba))
+    opaque = load_image(encoded(digit("LA"), "PNG")).image
+    assert opaque.mode == "L" and np.array_equal(np.asarray(opaque), np.asarray(digit()))
+
+
+def test_rgba_without_any_transparent_pixel_becomes_rgb():
+    loaded = load_image(encoded(digit("RGBA"), "PNG")).image
+    assert loaded.mode == "RGB" and np.array_equal(np.asarray(loaded.convert("L")), np.asarray(digit()))
+    assert load_image(encoded(ink_on_transparent(), "PNG")).image.mode == "RGBA"
+
+
+def test_sixteen_bit_png_is_scaled_by_its_depth_not_clipped():
+    full = np.asarray(digit(), dtype=np.uint16) * 257  # 0..65535
+    loaded = load_image(encoded(Image.fromarray(full), "PNG")).image
+    assert loaded.mode == "L" and np.array_equal(np.asarray(loaded), np.asarray(digit()))  # 65535 -> 255
+    ramp = np.tile(np.linspace(0, 4096, 64).astype(np.uint16), (64, 1))  # a 12-bit sensor in a 16-bit file
+    dim = np.asarray(load_image(encoded(Image.fromarray(ramp), "PNG")).image, dtype=float)
+    assert np.allclose(dim, ramp / 257, atol=0.51)  # 4096 -> 16: the contrast stays relative, nothing saturates
+    assert dim.max() == 16 and len(np.unique(dim)) == 17
+
+
+def test_cmyk_jpeg_becomes_rgb_with_the_ink_in_place():
+    loaded = load_image(encoded(digit("CMYK"), "JPEG", quality=95)).image
+    assert loaded.mode == "RGB"
+    assert np.abs(ink_map(loaded) - ink_map(digit())).mean() < 0.02
+
+
+@pytest.mark.parametrize("orientation, stored_as", [
+    (6, Image.Transpose.ROTATE_90),  # "rotate 90 clockwise to view": the camera stored it turned left
+    (8, Image.Transpose.ROTATE_270),
+    (3, Image.Transpose.ROTATE_180),
+])
+def test_exif_orientation_makes_phone_photos_upright(orientation, stored_as):
+    upright = Image.new("L", (160, 96), 255)
+    ImageDraw.Draw(upright).rectangle([8, 8, 40, 30], fill=0)  # a mark in the top-left corner
     exif = Image.Exif()
-    exif[0x0112] = 6  # "rotate 90 CW to view": stored sideways
-    stored = upright.transpose(Image.Transpose.ROTATE_90)
-    loaded = load_image(encoded(stored.convert("RGB"), "JPEG", exif=exif.tobytes())).image
-    assert loaded.size == (160, 80)
+    exif[0x0112] = orientation
+    data = encoded(upright.transpose(stored_as).convert("RGB"), "JPEG", exif=exif.tobytes(), quality=95)
+    loaded = np.asarray(load_image(data).image.convert("L"), dtype=float)
+    assert loaded.shape == (96, 160)
+    assert np.abs(loaded - np.asarray(upright, dtype=float)).mean() < 3
+
+
+@pytest.mark.parametrize("fmt, mode", [("PNG", "L"), ("JPEG", "RGB"), ("BMP", "RGB"), ("GIF", "RGB"), ("WEBP", "RGB")])
+def test_every_accepted_format_loads(fmt, mode):
+    if fmt == "WEBP" and not features.check("webp"):
+        pytest.skip("this PIL has no WebP support")
+    options = {"lossless": True} if fmt == "WEBP" else {}
+    loaded = load_image(encoded(digit(mode if fmt != "GIF" else "P"), fmt, **options))
+    assert loaded.image.mode == mode and loaded.image.size == (120, 120) and loaded.notices == ()
+    assert np.abs(ink_map(loaded.image) - ink_map(digit())).mean() < 0.02
+
+
+def test_paths_are_read_and_missing_ones_refused(tmp_path):
+    path = tmp_path / "seven.png"
+    path.write_bytes(encoded(digit(), "PNG"))
+    assert load_image(path).image.size == (120, 120) and load_image(str(path)).image.size == (120, 120)
+    with pytest.raises(ImageError, match="^gone.png does not exist or is not a file.$"):
+        load_image(tmp_path / "gone.png")
+    with pytest.raises(ImageError, match="not a file"):
+        load_image(tmp_path)
+
+
+def test_a_file_is_never_read_past_the_size_limit(tmp_path, monkeypatch):
+    path = tmp_path / "endless.png"
+    path.write_bytes(b"\x89PNG")
+
+    class Endless(io.RawIOBase):
+        """A file that never ends (a device or a file still growing): only bounded reads may finish."""
+
+        def read(self, size: int = -1) -> bytes:
+            assert size is not None and size > 0, "tried to read the whole of an endless file"
+            return b"\0" * size
+
+    monkeypatch.setattr(Path, "open", lambda self, *args, **kwargs: Endless())
+    with pytest.raises(ImageError, match="larger than 8 MB"):
+        load_image(path)
+
+
+def test_a_png_with_a_wrong_chunk_length_is_damaged():
+    data = bytearray(encoded(digit(), "PNG"))
+    assert data[37:41] == b"IDAT"
+    data[33:37] = struct.pack(">I", 256)  # the next chunk header now falls inside the compressed pixels
+    assert "damaged or truncated" in refusal(bytes(data))
+
+
+def test_corrupted_bytes_only_ever_raise_image_error():
+    rng = random.Random(0)
+    originals = [encoded(digit(), "PNG"), encoded(digit("RGB"), "JPEG"), encoded(digit("P"), "GIF"),
+                 encoded(digit("RGB"), "BMP"), animation("GIF")]
+    for original in originals:
+        for _ in range(60):
+            damaged = bytearray(original)
+            for _ in range(rng.randint(1, 6)):
+                damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+            try:
+                loaded = load_image(bytes(damaged))
+            except ImageError:
+                continue
+            assert loaded.image.mode in ("L", "RGB", "RGBA")

@@ -1,18 +1,28 @@
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 from scipy import ndimage
 
-from core.preprocess import DIGITS_FORMAT, ink_map, preprocess, split_digits
+from core.preprocess import (
+    DIGITS_FORMAT,
+    MNIST_FORMAT,
+    STROKE_LEVEL,
+    InputFormat,
+    ink_map,
+    preprocess,
+    split_digits,
+)
 
+MNIST_TEST_IMAGES = Path(__file__).resolve().parents[1].parent / "shared/data/MNIST/raw/t10k-images-idx3-ubyte"
 SEVEN = [(0.2, 0.15), (0.8, 0.15), (0.45, 0.9)]
 
 
 def canvas(width: int = 18, box=(0, 0, 280, 280), background=(0, 0, 0, 0), ink=(255, 255, 255, 255),
            size=(280, 280), mode="RGBA") -> Image.Image:
-    """A 7 drawn as the canvas widget would, inside `box`."""
+    """A 7 drawn inside `box` as the drawing widget returns it: by default white strokes on transparent."""
     image = Image.new(mode, size, background)
     left, top, right, bottom = box
     points = [(left + x * (right - left), top + y * (bottom - top)) for x, y in SEVEN]
@@ -20,96 +30,304 @@ def canvas(width: int = 18, box=(0, 0, 280, 280), background=(0, 0, 0, 0), ink=(
     return image
 
 
+def scan(width: int = 18, size=(280, 280), box=(40, 30, 240, 250)) -> Image.Image:
+    """The same 7 in black on a white sheet, mode L."""
+    return canvas(width, box, background=255, ink=0, size=size, mode="L")
+
+
+def stroke_width(pixels: np.ndarray) -> float:
+    """MNIST-style stroke width: twice the area over the outline of the pixels brighter than half."""
+    mask = pixels > 127
+    return 2 * mask.sum() / max((mask & ~ndimage.binary_erosion(mask)).sum(), 1)
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.astype(float).ravel(), b.astype(float).ravel())[0, 1])
+
+
 def assert_mnist_like(result) -> None:
-    assert not result.blank and result.pixels.shape == (28, 28) and result.pixels.max() == 255
+    """MNIST's own invariants: 28x28 uint8, ink box's longer side 20, centre of mass at the centre, peak 255."""
+    assert not result.blank and result.pixels.shape == (28, 28) and result.pixels.dtype == np.uint8
+    assert result.pixels.max() == 255
     rows, cols = np.flatnonzero(result.pixels.any(1)), np.flatnonzero(result.pixels.any(0))
-    assert max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 in range(19, 23)
-    centre = ndimage.center_of_mass(result.pixels.astype(float))
-    assert abs(centre[0] - 14) <= 1 and abs(centre[1] - 14) <= 1
+    assert max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 in (19, 20, 21)
+    centre_y, centre_x = ndimage.center_of_mass(result.pixels.astype(float))
+    assert 13.4 <= centre_y <= 14.6 and 13.4 <= centre_x <= 14.6
 
 
-def test_small_digit_in_a_corner_is_scaled_and_centred():
+def test_a_small_digit_in_a_corner_is_cropped_scaled_and_centred():
     result = preprocess(canvas(width=6, box=(200, 190, 260, 270)))
     assert_mnist_like(result)
-    assert result.ink_box[0] >= 190 and result.ink_box[1] >= 180
+    left, top, right, bottom = result.ink_box  # the 7's strokes, brush half-width included
+    assert abs(left - 209) <= 4 and abs(top - 199) <= 4 and abs(right - 251) <= 4 and abs(bottom - 265) <= 4
 
 
-def test_thin_strokes_are_thickened_and_thick_ones_kept():
-    thin, thick = preprocess(canvas(width=2)), preprocess(canvas(width=45))
-    for result in (thin, thick):
+def test_thin_strokes_are_thickened_to_mnist_width():
+    hairline, normal = preprocess(canvas(width=2)), preprocess(canvas(width=18))
+    for result in (hairline, normal):
         assert_mnist_like(result)
-    assert np.mean(thin.pixels[thin.pixels > 0]) > 90  # not faint hair-lines
-    assert (thin.pixels > 128).sum() >= 40 and (thick.pixels > 128).sum() > (thin.pixels > 128).sum()
+        assert 2.0 <= stroke_width(result.pixels) <= 3.2  # MNIST's digits: 2.1 to 3.7, median 2.6
+        assert result.pixels[result.pixels > 0].mean() > 110  # not faint hair-lines
+    assert correlation(hairline.pixels, normal.pixels) > 0.9  # the brush no longer matters
 
 
-def test_transparent_and_black_canvases_agree():
-    transparent = preprocess(canvas())
-    black = preprocess(canvas(background=(0, 0, 0, 255)))
+def test_thick_strokes_are_kept_as_drawn():
+    thick = preprocess(canvas(width=45))
+    assert_mnist_like(thick)
+    drawn_width = 45 * 20 / (thick.ink_box[3] - thick.ink_box[1])  # the brush, scaled like the digit
+    assert stroke_width(thick.pixels) == pytest.approx(drawn_width, rel=0.25)
+    assert stroke_width(thick.pixels) > stroke_width(preprocess(canvas(width=18)).pixels) + 1
+
+
+def test_a_photo_with_uneven_lighting_and_noise_gives_the_clean_digit():
+    rng = np.random.default_rng(0)
+    light = np.linspace(110, 240, 400)[None, :] + np.linspace(-25, 25, 300)[:, None]  # a lamp on the right
+    drawn = canvas(width=14, box=(120, 40, 300, 260), size=(400, 300), mode="L", background=0, ink=255)
+    drawn = np.asarray(drawn, dtype=float)
+    photo = light * (1 - 0.8 * drawn / 255) + rng.normal(0, 6, (300, 400))  # dark ink absorbs the light
+    photo = Image.fromarray(np.clip(photo, 0, 255).astype(np.uint8)).convert("RGB")
+    ink = ink_map(photo)
+    assert ink.shape == (300, 400) and ink.dtype == np.float32
+    paper = ink[drawn == 0]  # on the shadow side and the bright side alike
+    assert np.percentile(paper, 99.9) < 0.05 and paper.max() < STROKE_LEVEL  # at most a few noisy pixels, no strokes
+    assert ink[drawn == 255].mean() > 0.85
+    result = preprocess(photo)
+    assert_mnist_like(result)
+    clean = preprocess(canvas(width=14, box=(120, 40, 300, 260), size=(400, 300)))
+    assert correlation(result.pixels, clean.pixels) > 0.95
+
+
+def test_black_ink_on_a_transparent_png_is_read_from_its_alpha():
+    black_ink = preprocess(canvas(ink=(0, 0, 0, 255)))
+    white_ink = preprocess(canvas())
+    assert np.abs(black_ink.pixels.astype(int) - white_ink.pixels.astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("ink", [(255, 255, 255, 255), (0, 0, 255, 255)], ids=["white", "blue"])  # blue: dim in grey
+def test_canvas_on_transparent_and_on_opaque_black_agree(ink):
+    transparent = preprocess(np.asarray(canvas(ink=ink)))
+    black = preprocess(np.asarray(canvas(ink=ink, background=(0, 0, 0, 255))))
+    assert_mnist_like(transparent)
+    assert transparent.ink_box == black.ink_box
     assert np.abs(transparent.pixels.astype(int) - black.pixels.astype(int)).max() <= 2
 
 
-def test_black_ink_on_a_transparent_png():
-    result = preprocess(canvas(ink=(0, 0, 0, 255)))
-    assert np.abs(result.pixels.astype(int) - preprocess(canvas()).pixels.astype(int)).max() <= 2
+def test_polarity_follows_the_background():
+    def drawn(background, ink, mode="L"):
+        return canvas(background=background, ink=ink, mode=mode, box=(40, 30, 240, 250))
+    reference = preprocess(drawn(0, 255)).pixels.astype(int)  # white on black, as MNIST
+    others = {"black on white": scan(), "pencil on dim paper": drawn(110, 20), "chalk on a grey board": drawn(150, 250),
+              "red on white": drawn((255, 255, 255), (200, 0, 0), "RGB"),
+              "blue on a yellow note": drawn((255, 235, 110), (30, 30, 150), "RGB")}
+    for name, image in others.items():
+        assert np.abs(preprocess(image).pixels.astype(int) - reference).max() <= 2, name
 
 
-def test_dark_ink_on_unevenly_lit_paper():
-    rng = np.random.default_rng(0)
-    paper = np.linspace(150, 240, 400)[None, :].repeat(300, 0) + rng.normal(0, 5, (300, 400))
-    photo = Image.fromarray(np.clip(paper, 0, 255).astype(np.uint8)).convert("RGB")
-    photo.paste(canvas(width=14, box=(120, 40, 280, 260), size=(400, 300), mode="RGB", background=(255, 255, 255),
-                       ink=(40, 40, 50)), mask=canvas(width=14, box=(120, 40, 280, 260), size=(400, 300), mode="L",
-                                                      background=0, ink=255))
-    ink = ink_map(photo)
-    assert ink[:, :60].max() < 0.1  # the dark side of the paper is not ink
-    assert_mnist_like(preprocess(photo))
+def test_a_screenshot_with_transparent_rounded_corners_is_read_from_its_colours():
+    screenshot = scan().convert("RGBA")
+    corners = Image.new("L", screenshot.size, 0)
+    ImageDraw.Draw(corners).rounded_rectangle([0, 0, 279, 279], radius=30, fill=255)
+    screenshot.putalpha(corners)  # alpha varies, yet the drawing is in the colours
+    assert np.abs(preprocess(screenshot).pixels.astype(int) - preprocess(scan()).pixels.astype(int)).max() <= 2
+
+
+def test_every_mode_and_array_type_gives_the_same_pixels():
+    grey = scan()
+    values = np.asarray(grey)
+    reference = preprocess(grey).pixels.astype(int)
+    variants = {
+        "LA": grey.convert("LA"), "P": grey.convert("P"), "RGB": grey.convert("RGB"), "RGBA": grey.convert("RGBA"),
+        "I;16": Image.fromarray(values.astype(np.uint16) * 257), "I": grey.convert("I"), "F": grey.convert("F"),
+        "uint8 HxW": values, "uint8 HxWx3": np.dstack([values] * 3), "uint8 HxWx4": np.asarray(grey.convert("RGBA")),
+        "uint16": values.astype(np.uint16) * 257, "float 0..1": values / 255.0,
+        "float32 0..255": values.astype(np.float32),
+        "int64": values.astype(np.int64), "HxWx1": values[..., None],
+    }
+    for name, variant in variants.items():
+        assert np.abs(preprocess(variant).pixels.astype(int) - reference).max() <= 2, name
+
+
+def test_ink_map_is_float_in_zero_to_one_at_the_source_size():
+    for image in (scan(), scan(size=(1200, 900), box=(300, 200, 900, 800)), np.asarray(canvas())):
+        ink = ink_map(image)
+        height, width = np.shape(image)[:2]
+        assert ink.shape == (height, width) and ink.dtype == np.float32
+        assert ink.min() == 0.0 and ink.max() == 1.0
 
 
 @pytest.mark.parametrize("image", [
-    Image.new("L", (200, 200), 255), Image.new("L", (200, 200), 0), Image.new("RGBA", (280, 280), (0, 0, 0, 0)),
-    Image.new("L", (200, 200), 128), np.zeros((280, 280, 4), np.uint8),
-], ids=["white", "black", "transparent", "grey", "empty-canvas-array"])
-def test_blank_inputs_are_reported_blank(image):
-    result = preprocess(image)
-    assert result.blank and result.ink_box is None and not result.pixels.any()
+    Image.new("L", (200, 200), 255), Image.new("L", (200, 200), 0), Image.new("L", (200, 200), 128),
+    Image.new("RGBA", (280, 280), (0, 0, 0, 0)), Image.new("RGBA", (280, 280), (0, 0, 0, 255)),
+    np.zeros((280, 280, 4), np.uint8), np.full((280, 280, 3), 0.5),
+    Image.fromarray(np.clip(np.random.default_rng(1).normal(200, 8, (300, 400)), 0, 255).astype(np.uint8)),
+    Image.fromarray(np.tile(np.linspace(90, 250, 400), (300, 1)).astype(np.uint8)),  # a lit sheet, nothing written
+], ids=["white", "black", "grey", "transparent", "opaque-black", "empty-canvas-array", "float-grey", "noisy-paper",
+        "lighting-gradient"])
+def test_images_without_ink_are_blank(image):
+    for fmt in (MNIST_FORMAT, DIGITS_FORMAT):
+        result = preprocess(image, fmt)
+        assert result.blank and result.ink_box is None
+        assert result.pixels.shape == (fmt.size, fmt.size) and not result.pixels.any()
+    assert split_digits(image) == []
 
 
-def test_a_single_speck_is_blank():
-    speck = Image.new("L", (280, 280), 0)
-    speck.putpixel((100, 100), 255)
+@pytest.mark.parametrize("side, speck_side", [(280, 1), (280, 3), (28, 2)])
+def test_a_speck_is_blank(side, speck_side):
+    speck = Image.new("L", (side, side), 0)
+    ImageDraw.Draw(speck).rectangle([side // 3, side // 3, side // 3 + speck_side - 1, side // 3 + speck_side - 1],
+                                    fill=255)
     assert preprocess(speck).blank
 
 
-def test_digits_style_is_8x8_in_0_to_16():
+def test_sixteen_bit_data_is_judged_at_its_own_depth():
+    flat = np.full((120, 120), 30_000, np.uint16)
+    flat[40:80, 55:65] = 30_500  # 500 of 65535: two grey levels, sensor noise rather than ink
+    assert preprocess(flat).blank and preprocess(Image.fromarray(flat)).blank
+    assert not preprocess(np.where(flat > 30_000, 50_000, 10_000).astype(np.uint16)).blank  # the shape, clearly
+
+
+def test_specks_beside_a_digit_are_ignored():
+    alone = preprocess(scan())
+    speckled = scan()
+    pen = ImageDraw.Draw(speckled)
+    for x, y in [(10, 10), (260, 20), (15, 265), (262, 262)]:
+        pen.rectangle([x, y, x + 1, y + 1], fill=0)
+    result = preprocess(speckled)
+    assert result.ink_box == alone.ink_box and np.array_equal(result.pixels, alone.pixels)
+
+
+def test_a_bright_speck_neither_joins_nor_dims_a_faint_digit():
+    faint = canvas(width=40, background=0, ink=100, mode="L", box=(40, 30, 240, 250))  # thick: not redrawn
+    with_glint = faint.copy()
+    ImageDraw.Draw(with_glint).rectangle([262, 262, 263, 263], fill=255)  # a reflection, far brighter than the ink
+    result = preprocess(with_glint)
+    assert_mnist_like(result)
+    assert result.ink_box == preprocess(faint).ink_box
+
+
+def test_the_ink_box_is_in_source_coordinates_for_large_photos():
+    photo = scan(width=60, size=(3000, 2000), box=(1200, 500, 2100, 1700)).convert("RGB")
+    small = scan(width=60, size=(3000, 2000), box=(1200, 500, 2100, 1700)).resize((750, 500), Image.Resampling.BOX)
+    left, top, right, bottom = preprocess(photo).ink_box
+    expected = [4 * v for v in preprocess(small).ink_box]
+    assert np.abs(np.array([left, top, right, bottom]) - expected).max() <= 8
+    assert 0 <= left < right <= 3000 and 0 <= top < bottom <= 2000
+    assert ink_map(photo).shape == (2000, 3000)
+
+
+def test_digits_style_gives_8x8_values_0_to_16():
     result = preprocess(canvas(), DIGITS_FORMAT)
-    assert result.pixels.shape == (8, 8) and result.pixels.max() == 16 and result.pixels.dtype == np.uint8
+    assert result.pixels.shape == (8, 8) and result.pixels.dtype == np.uint8
+    assert result.pixels.max() == 16 and not result.blank
+    rows, cols = np.flatnonzero(result.pixels.any(1)), np.flatnonzero(result.pixels.any(0))
+    assert rows[0] == 0 and rows[-1] == 7  # the longer side fills the bitmap, as in scikit-learn's digits
+    assert abs((cols[0] + cols[-1]) / 2 - 3.5) <= 0.5
+    assert 200 <= int(result.pixels.sum()) <= 400  # scikit-learn's digits hold about 310
+
+
+def test_scikit_learn_digits_survive_a_round_trip():
+    datasets = pytest.importorskip("sklearn.datasets")
+    originals = datasets.load_digits().images[:300]
+    correlations = []
+    for original in originals:
+        sheet = Image.fromarray((255 - original * 255 / 16).astype(np.uint8))  # black on white, as scanned
+        sheet = sheet.resize((256, 256), Image.Resampling.NEAREST)
+        correlations.append(correlation(preprocess(sheet, DIGITS_FORMAT).pixels, original))
+    assert np.median(correlations) > 0.9
 
 
 def mnist_test_images(count: int) -> np.ndarray:
-    path = Path(__file__).resolve().parents[2] / "shared/data/MNIST/raw/t10k-images-idx3-ubyte"
-    if not path.exists():
-        pytest.skip("the MNIST subset is not present")
-    raw = path.read_bytes()
+    if not MNIST_TEST_IMAGES.exists():
+        pytest.skip("the MNIST test images are not in ../shared/data")
+    raw = MNIST_TEST_IMAGES.read_bytes()
+    magic, total, rows, cols = np.frombuffer(raw[:16], dtype=">u4")
+    assert magic == 2051 and total >= count and (rows, cols) == (28, 28)
     return np.frombuffer(raw, np.uint8, offset=16)[:count * 784].reshape(count, 28, 28)
 
 
 def test_real_mnist_digits_survive_a_round_trip():
     correlations = []
     for original in mnist_test_images(200):
-        scan = Image.fromarray(255 - original).resize((280, 280), Image.Resampling.BILINEAR)
-        result = preprocess(scan).pixels.astype(float)
-        correlations.append(np.corrcoef(result.ravel(), original.astype(float).ravel())[0, 1])
-    assert np.median(correlations) > 0.9 and min(correlations) > 0.5
+        sheet = Image.fromarray(255 - original).resize((280, 280), Image.Resampling.BILINEAR)  # black on white
+        correlations.append(correlation(preprocess(sheet).pixels, original))
+    assert np.median(correlations) > 0.95 and min(correlations) > 0.6
 
 
-def test_split_reads_digits_left_to_right_and_keeps_two_stroke_digits_whole():
-    row = Image.new("L", (600, 200), 0)
-    pen = ImageDraw.Draw(row)
-    pen.line([(60, 40), (60, 160)], fill=255, width=12)  # 1
-    pen.line([(200, 40), (200, 110), (270, 110)], fill=255, width=12)  # a 4 in two strokes that do not touch
-    pen.line([(255, 40), (255, 160)], fill=255, width=12)
-    pen.ellipse([(400, 40), (500, 160)], outline=255, width=12)  # 0
+def test_mnist_digits_given_as_they_are_come_back_almost_unchanged():
+    originals = mnist_test_images(200)
+    results = [preprocess(original).pixels for original in originals]
+    assert np.median([correlation(result, original) for result, original in zip(results, originals)]) > 0.98
+    for result, original in zip(results, originals):  # centring by whole pixels may round the other way
+        shifted = [np.roll(result, (dy, dx), axis=(0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+        assert max(correlation(candidate, original) for candidate in shifted) > 0.9
+
+
+def draw_row() -> tuple[Image.Image, list[Image.Image]]:
+    """A 1, a 4 in two strokes that do not touch, a 5 whose top bar is a separate stroke, and a 0, each also alone."""
+    strokes = [
+        [[(60, 40), (60, 160)]],
+        [[(190, 40), (185, 110), (260, 110)], [(245, 40), (245, 165)]],
+        [[(330, 60), (320, 100), (370, 95), (385, 135), (350, 165), (315, 150)], [(338, 45), (390, 45)]],
+        [[(440, 45), (490, 45), (500, 150), (435, 155), (440, 45)]],
+    ]
+    row, alone = Image.new("L", (560, 200), 0), []
+    for digit_strokes in strokes:
+        single = Image.new("L", (560, 200), 0)
+        for image in (row, single):
+            for line in digit_strokes:
+                ImageDraw.Draw(image).line(line, fill=255, width=12, joint="curve")
+        alone.append(single)
+    return row, alone
+
+
+def test_split_digits_reads_left_to_right_and_keeps_two_stroke_digits_whole():
+    row, alone = draw_row()
     parts = split_digits(row)
-    assert len(parts) == 3 and [p.ink_box[0] for p in parts] == sorted(p.ink_box[0] for p in parts)
-    assert split_digits(Image.new("L", (100, 100), 0)) == []
+    assert len(parts) == 4
+    assert [p.ink_box[0] for p in parts] == sorted(p.ink_box[0] for p in parts)
+    for part, single in zip(parts, alone):
+        expected = preprocess(single)
+        assert part.ink_box == expected.ink_box
+        assert np.abs(part.pixels.astype(int) - expected.pixels.astype(int)).max() <= 1
 
+
+def test_split_digits_keeps_each_digit_to_itself_when_blur_joins_their_fringes():
+    row = Image.new("L", (300, 160), 0)
+    pen = ImageDraw.Draw(row)
+    pen.line([(90, 30), (90, 130)], fill=255, width=10)
+    pen.ellipse([(108, 30), (190, 130)], outline=255, width=10)
+    blurred = np.asarray(row.filter(ImageFilter.GaussianBlur(5)))
+    ink = ink_map(blurred)
+    eight = np.ones((3, 3))
+    assert ndimage.label(ink > 0.5, eight)[1] == 2 and ndimage.label(ink > 0, eight)[1] == 1  # joined by glow only
+    one, zero = split_digits(blurred)
+    assert one.ink_box[2] - one.ink_box[0] < 30 and one.ink_box[2] <= zero.ink_box[0] + 1
+
+
+def test_split_digits_in_digits_style():
+    parts = split_digits(draw_row()[0], DIGITS_FORMAT)
+    assert len(parts) == 4 and all(p.pixels.shape == (8, 8) and p.pixels.max() == 16 for p in parts)
+
+
+def test_a_custom_input_size_scales_the_recipe():
+    result = preprocess(canvas(), InputFormat(56, 255, "mnist"))
+    assert result.pixels.shape == (56, 56) and result.pixels.max() == 255
+    rows = np.flatnonzero(result.pixels.any(1))
+    assert rows[-1] - rows[0] + 1 in (39, 40, 41)  # 20/28 of the side
+
+
+def test_arrays_that_are_not_images_are_refused():
+    for bad in (np.zeros((4, 5, 6)), np.zeros(10), np.zeros((0, 5))):
+        with pytest.raises(ValueError, match="expected an image array"):
+            preprocess(bad)
+
+
+def test_a_canvas_is_preprocessed_in_a_few_milliseconds():
+    drawing = np.asarray(canvas())
+    preprocess(drawing)
+    timings = []
+    for _ in range(30):
+        start = time.perf_counter()
+        preprocess(drawing)
+        timings.append(time.perf_counter() - start)
+    assert np.median(timings) < 0.025  # about 2-3 ms here; per-pixel Python loops would take hundreds
