@@ -1,0 +1,303 @@
+"""Training jobs in the background: one worker thread trains one run at a time, the rest wait in a queue.
+
+The manager is plain Python: a page, a test or a script submits settings, polls `snapshot()` and asks
+for a stop. The worker consumes `RecordedTraining.events`, so every job is also a run folder on disk.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Literal
+
+if TYPE_CHECKING:  # torch is imported by the worker, not by whoever merely looks at jobs
+    from core.recipes import Recipe
+    from core.training import TrainConfig, TrainingEvent
+
+JobStatus = Literal["queued", "running", "done", "stopped", "failed", "cancelled"]
+ENDED: frozenset[str] = frozenset({"done", "stopped", "failed", "cancelled"})
+MAX_QUEUED = 2  # on a 2-core machine a longer queue is hours of waiting: refuse instead
+MAX_ENDED_JOBS = 8  # finished jobs stay on disk as runs; memory keeps only the latest few
+MAX_TRAIN_POINTS = 1000  # charts redraw the whole history each second: ~1k points is ~15 ms
+
+
+class JobRefused(RuntimeError):
+    """A job that cannot be queued now; str() says why."""
+
+
+@dataclass(frozen=True)
+class TrainPoint:
+    """One point of the live training curve."""
+
+    epoch_progress: float  # epochs done, fractional: 2.5 is half-way through the third epoch
+    loss: float
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class EpochPoint:
+    """One epoch's end: train and test metrics."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    test_loss: float
+    test_accuracy: float
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a running job stands, for the progress bar."""
+
+    epoch: int
+    epochs: int
+    step: int
+    total_steps: int
+    images_per_second: float
+    eta_seconds: float
+    elapsed_seconds: float
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.step / max(self.total_steps, 1))
+
+
+class CurveBuffer:
+    """Training-curve points kept under a fixed count by halving the resolution when full."""
+
+    def __init__(self, capacity: int = MAX_TRAIN_POINTS) -> None:
+        self.capacity = capacity
+        self.points: list[TrainPoint] = []
+        self.stride = 1  # keep every `stride`-th point offered
+        self._offered = 0
+
+    def add(self, point: TrainPoint) -> None:
+        index, self._offered = self._offered, self._offered + 1
+        if index % self.stride:
+            return
+        self.points.append(point)
+        if len(self.points) >= self.capacity:
+            self.points = self.points[::2]  # uniform coverage of the whole run, at half the density
+            self.stride *= 2
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """A consistent copy of a job's state that a page can draw without locks."""
+
+    job_id: int
+    status: JobStatus
+    config: "TrainConfig"
+    recipe: "Recipe | None"
+    run_id: str | None
+    queue_position: int  # 1 = next to start; 0 when not waiting
+    message: str
+    progress: Progress | None
+    train_points: tuple[TrainPoint, ...]
+    epoch_points: tuple[EpochPoint, ...]
+    submitted_at: float
+    finished_at: float | None
+
+    @property
+    def active(self) -> bool:
+        """Queued or running: the page should keep polling."""
+        return self.status not in ENDED
+
+
+@dataclass(eq=False)
+class Job:
+    """One submitted training: its settings, its stop flag, and what the worker has recorded so far."""
+
+    job_id: int
+    config: "TrainConfig"
+    recipe: "Recipe | None" = None
+    status: JobStatus = "queued"
+    run_id: str | None = None
+    message: str = ""
+    progress: Progress | None = None
+    curve: CurveBuffer = field(default_factory=CurveBuffer)
+    epochs: list[EpochPoint] = field(default_factory=list)
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+    submitted_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+
+
+class JobManager:
+    """Runs submitted trainings one after another in a single daemon worker thread."""
+
+    def __init__(self, runs_dir: Path | str, *, max_queued: int = MAX_QUEUED,
+                 run_job: "Callable[[Job, JobManager], None] | None" = None) -> None:
+        self.runs_dir = Path(runs_dir)
+        self.max_queued = max_queued
+        self._run_job = run_job or _record_training
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._waiting: deque[Job] = deque()
+        self._current: Job | None = None
+        self._ended: deque[Job] = deque(maxlen=MAX_ENDED_JOBS)
+        self._wake = queue.SimpleQueue()
+        self._worker = threading.Thread(target=self._work, name="digit-studio-trainer", daemon=True)
+        self._worker.start()
+
+    def submit(self, config: "TrainConfig", recipe: "Recipe | None" = None) -> int:
+        """Queue a training; returns its job id. JobRefused when the queue is full."""
+        with self._lock:
+            if len(self._waiting) >= self.max_queued:
+                raise JobRefused(f"{len(self._waiting)} trainings are already waiting behind the one running; "
+                                 "stop one or wait for it to finish.")
+            job = Job(next(self._ids), config, recipe)
+            self._waiting.append(job)
+        self._wake.put(job.job_id)
+        return job.job_id
+
+    def stop(self, job_id: int) -> bool:
+        """Stop a running job (it keeps its last complete epoch) or cancel a queued one; False if unknown or ended."""
+        with self._lock:
+            if self._current is not None and self._current.job_id == job_id:
+                self._current.stop_requested.set()
+                return True
+            for job in self._waiting:
+                if job.job_id == job_id:
+                    self._waiting.remove(job)
+                    self._end(job, "cancelled", "cancelled before it started")
+                    return True
+        return False
+
+    def snapshot(self, job_id: int) -> JobSnapshot | None:
+        """The job's current state, or None when it is unknown (or long forgotten)."""
+        with self._lock:
+            for job in self._all_jobs():
+                if job.job_id == job_id:
+                    return self._snapshot(job)
+        return None
+
+    def jobs(self) -> list[JobSnapshot]:
+        """Every job still in memory, newest first: waiting, then running, then recently ended."""
+        with self._lock:
+            return sorted((self._snapshot(job) for job in self._all_jobs()), key=lambda s: -s.job_id)
+
+    def current(self) -> JobSnapshot | None:
+        """The running job, if any."""
+        with self._lock:
+            return self._snapshot(self._current) if self._current is not None else None
+
+    def latest(self) -> JobSnapshot | None:
+        """The job a page should show: the running one, else the next queued, else the last ended."""
+        with self._lock:
+            job = self._current or (self._waiting[0] if self._waiting else None) or \
+                (self._ended[-1] if self._ended else None)
+            return self._snapshot(job) if job is not None else None
+
+    def busy(self) -> bool:
+        """Whether a job is running or waiting."""
+        with self._lock:
+            return self._current is not None or bool(self._waiting)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until nothing runs or waits (tests, scripts); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.busy():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    # ---- called by the worker --------------------------------------------------------------------------------
+
+    def record(self, job: Job, event: "TrainingEvent") -> None:
+        """Fold one training event into the job's state."""
+        from core.training import BatchProgress, EpochEnd, Finished, Started
+
+        with self._lock:
+            if isinstance(event, Started):
+                job.progress = Progress(0, event.epochs, 0, event.total_steps, 0.0, 0.0, 0.0)
+            elif isinstance(event, BatchProgress):
+                self._record_batch(job, event)
+            elif isinstance(event, EpochEnd):
+                self._record_epoch(job, event)
+            elif isinstance(event, Finished):
+                job.message = event.reason
+
+    def _record_batch(self, job: Job, event) -> None:
+        steps_per_epoch = event.total_steps / max(event.epochs, 1)
+        job.curve.add(TrainPoint(event.step / steps_per_epoch, event.loss, event.accuracy))
+        job.progress = Progress(event.epoch, event.epochs, event.step, event.total_steps, event.images_per_second,
+                                event.eta_seconds, event.elapsed_seconds)
+
+    def _record_epoch(self, job: Job, event) -> None:
+        job.epochs.append(EpochPoint(event.epoch, event.train_loss, event.train_accuracy, event.test_loss,
+                                     event.test_accuracy))
+        if job.progress is not None:
+            remaining = (event.epochs - event.epoch) * event.elapsed_seconds / max(event.epoch, 1)
+            job.progress = Progress(event.epoch, event.epochs, event.step, job.progress.total_steps,
+                                    event.images_per_second, remaining, event.elapsed_seconds)
+
+    def set_run(self, job: Job, run_id: str) -> None:
+        """The run folder the job writes to, known once its training is built."""
+        with self._lock:
+            job.run_id = run_id
+
+    def finish(self, job: Job, status: JobStatus, message: str) -> None:
+        """Mark the running job ended."""
+        with self._lock:
+            self._current = None
+            self._end(job, status, message)
+
+    # ---- internals ------------------------------------------------------------------------------------------
+
+    def _all_jobs(self) -> list[Job]:
+        running = [self._current] if self._current is not None else []
+        return [*self._waiting, *running, *self._ended]
+
+    def _end(self, job: Job, status: JobStatus, message: str) -> None:
+        job.status, job.message, job.finished_at = status, message, time.time()
+        self._ended.append(job)
+
+    def _snapshot(self, job: Job) -> JobSnapshot:
+        position = next((i + 1 for i, waiting in enumerate(self._waiting) if waiting is job), 0)
+        return JobSnapshot(job.job_id, job.status, job.config, job.recipe, job.run_id, position, job.message,
+                           job.progress, tuple(job.curve.points), tuple(job.epochs), job.submitted_at,
+                           job.finished_at)
+
+    def _next_job(self) -> Job | None:
+        with self._lock:
+            if not self._waiting:
+                return None
+            job = self._current = self._waiting.popleft()
+            job.status = "running"
+            return job
+
+    def _work(self) -> None:
+        while True:
+            self._wake.get()
+            while (job := self._next_job()) is not None:
+                try:
+                    self._run_job(job, self)
+                except Exception as error:  # the worker must survive anything a job does
+                    self.finish(job, "failed", f"{type(error).__name__}: {error}")
+                if job.status == "running":  # a run_job that forgot to finish its job
+                    self.finish(job, "failed", "training ended without reporting how")
+
+
+def _record_training(job: Job, manager: JobManager) -> None:
+    """The real job: train with the run saved as it goes, folding every event into the job."""
+    from core.data import DatasetUnavailable
+    from core.record import RecordedTraining
+    from core.store import RunStore
+    from core.training import ConfigError, Finished
+
+    try:
+        recorded = RecordedTraining(job.config, RunStore(manager.runs_dir), recipe=job.recipe)
+    except (ConfigError, DatasetUnavailable) as error:
+        manager.finish(job, "failed", str(error))
+        return
+    manager.set_run(job, recorded.run_id)
+    for event in recorded.events(job.stop_requested):
+        manager.record(job, event)
+        if isinstance(event, Finished):
+            manager.finish(job, event.status, event.reason)

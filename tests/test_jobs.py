@@ -1,0 +1,133 @@
+"""The background job manager: one training at a time, a bounded queue, stop, and bounded live history."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from core.jobs import CurveBuffer, JobManager, JobRefused, TrainPoint
+from core.store import RunStore
+from core.training import TrainConfig
+
+QUICK = TrainConfig(model="digits-cnn", dataset="digits", epochs=2, batch_size=32, train_limit=320,
+                    learning_rate=0.01, optimizer="adam")
+
+
+def wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+class Gate:
+    """A fake job body that holds the worker until released, counting how many run at once."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.running = 0
+        self.most_at_once = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, job, manager) -> None:
+        with self.lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        self.release.wait(30)
+        with self.lock:
+            self.running -= 1
+        manager.finish(job, "done", "")
+
+
+def test_curve_buffer_stays_bounded_and_covers_the_whole_run():
+    buffer = CurveBuffer(capacity=100)
+    for step in range(10_000):
+        buffer.add(TrainPoint(step / 100, 1.0, 0.5))
+    assert len(buffer.points) < 100
+    assert buffer.points[0].epoch_progress < 1.0 and buffer.points[-1].epoch_progress > 95.0
+    gaps = {round(b.epoch_progress - a.epoch_progress, 6) for a, b in zip(buffer.points, buffer.points[1:])}
+    assert len(gaps) == 1  # evenly spaced: halving keeps the spacing uniform
+
+
+def test_a_job_trains_records_its_history_and_saves_a_run(tmp_path):
+    manager = JobManager(tmp_path)
+    job_id = manager.submit(QUICK)
+    assert manager.wait_idle(120)
+    snapshot = manager.snapshot(job_id)
+    assert snapshot.status == "done", snapshot.message
+    assert [point.epoch for point in snapshot.epoch_points] == [1, 2]
+    assert snapshot.progress.fraction == 1.0
+    info = RunStore(tmp_path).info(snapshot.run_id)
+    assert info.status == "done" and info.get("epochs_completed") == 2
+    assert RunStore(tmp_path).load(snapshot.run_id).model is not None
+
+
+def test_stop_ends_a_running_job_quickly_and_keeps_its_last_epoch(tmp_path):
+    manager = JobManager(tmp_path)
+    job_id = manager.submit(TrainConfig(model="digits-cnn", dataset="digits", epochs=500, batch_size=32))
+    wait_for(lambda: len(manager.snapshot(job_id).epoch_points) >= 1)
+    asked = time.monotonic()
+    assert manager.stop(job_id)
+    assert manager.wait_idle(10)
+    assert time.monotonic() - asked < 2.0
+    snapshot = manager.snapshot(job_id)
+    assert snapshot.status == "stopped"
+    info = RunStore(tmp_path).info(snapshot.run_id)
+    assert info.status == "stopped" and info.get("epochs_completed") >= 1
+    RunStore(tmp_path).load(snapshot.run_id)
+
+
+def test_one_job_runs_at_a_time_and_the_queue_is_bounded(tmp_path):
+    gate = Gate()
+    manager = JobManager(tmp_path, max_queued=2, run_job=gate)
+    first = manager.submit(QUICK)
+    wait_for(lambda: manager.snapshot(first).status == "running")
+    second, third = manager.submit(QUICK), manager.submit(QUICK)
+    assert [manager.snapshot(job).queue_position for job in (first, second, third)] == [0, 1, 2]
+    with pytest.raises(JobRefused, match="already waiting"):
+        manager.submit(QUICK)
+    assert manager.stop(second)
+    assert manager.snapshot(second).status == "cancelled"
+    assert manager.snapshot(third).queue_position == 1
+    gate.release.set()
+    assert manager.wait_idle(10)
+    assert gate.most_at_once == 1
+    assert [manager.snapshot(job).status for job in (first, second, third)] == ["done", "cancelled", "done"]
+
+
+def test_the_worker_survives_a_job_that_raises(tmp_path):
+    calls = []
+
+    def explode_once(job, manager):
+        calls.append(job.job_id)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        manager.finish(job, "done", "")
+
+    manager = JobManager(tmp_path, run_job=explode_once)
+    broken, fine = manager.submit(QUICK), manager.submit(QUICK)
+    assert manager.wait_idle(10)
+    assert manager.snapshot(broken).status == "failed" and "boom" in manager.snapshot(broken).message
+    assert manager.snapshot(fine).status == "done"
+
+
+def test_settings_that_cannot_work_fail_the_job_with_the_reason(tmp_path):
+    manager = JobManager(tmp_path)
+    job_id = manager.submit(TrainConfig(model="digits-cnn", dataset="digits", epochs=1, batch_size=5000))
+    assert manager.wait_idle(30)
+    snapshot = manager.snapshot(job_id)
+    assert snapshot.status == "failed" and "larger than" in snapshot.message
+    assert RunStore(tmp_path).list_runs() == []
+
+
+def test_stopping_an_unknown_or_ended_job_says_so(tmp_path):
+    gate = Gate()
+    gate.release.set()
+    manager = JobManager(tmp_path, run_job=gate)
+    job_id = manager.submit(QUICK)
+    assert manager.wait_idle(10)
+    assert not manager.stop(job_id)
+    assert not manager.stop(999)
+    assert manager.latest().job_id == job_id
