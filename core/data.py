@@ -9,12 +9,14 @@ import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 
 from core.preprocess import DIGITS_FORMAT, MNIST_FORMAT, InputFormat
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: the home page lists datasets without it
+    import torch
 
 DATA_DIR_ENV = "DIGIT_STUDIO_DATA"
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -135,6 +137,8 @@ def _load_idx_dataset(name: str, folder: Path) -> Dataset:
 
 
 def _dataset(name: str, arrays: tuple[np.ndarray, ...]) -> Dataset:
+    import torch
+
     x_train, y_train, x_test, y_test = arrays
     spec = DATASETS[name]
     as_images = lambda a: torch.from_numpy(np.array(a, dtype=np.uint8))  # a writable copy  # noqa: E731

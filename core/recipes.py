@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from core.training import TrainConfig
+from core.config import TrainConfig  # not core.training: listing presets must not import torch
 
 
 @dataclass(frozen=True)

@@ -11,16 +11,17 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
-from torch import nn
 
-from core.models import Output, build_model, model_spec
 from core.preprocess import InputFormat
+
+if TYPE_CHECKING:  # torch is imported by the functions that need it: listing runs must not cost its 2 s import
+    import torch
+    from torch import nn
+
+    from core.models import Output
 
 RUNS_ENV = "DIGIT_STUDIO_RUNS"
 META_FILE = "meta.json"
@@ -173,6 +174,8 @@ def _read_weights(run_dir: Path, file_name: str) -> dict[str, torch.Tensor]:
     path = run_dir / file_name
     _check(path.is_file(), f"{run_dir.name}: its weights file {file_name} is missing.")
     _check(path.stat().st_size <= MAX_WEIGHTS_BYTES, f"{run_dir.name}: its weights file is too large.")
+    from safetensors.torch import load as load_safetensors
+
     try:
         return load_safetensors(path.read_bytes())
     except (SafetensorError, ValueError, RuntimeError, OSError) as error:
@@ -180,6 +183,10 @@ def _read_weights(run_dir: Path, file_name: str) -> dict[str, torch.Tensor]:
 
 
 def _rebuild(run_dir: Path, meta: dict[str, Any], weights: dict[str, torch.Tensor]) -> nn.Module:
+    import torch
+
+    from core.models import build_model, model_spec
+
     name = run_dir.name
     try:
         model_spec(meta["model"])
@@ -204,6 +211,8 @@ def load_run_dir(run_dir: Path) -> LoadedRun:
     run_dir = Path(run_dir)
     meta = read_meta(run_dir)
     _check(bool(meta.get("weights_file")), f"{run_dir.name}: this run stopped before its first epoch, so it has no weights.")
+    from core.models import model_spec
+
     model = _rebuild(run_dir, meta, _read_weights(run_dir, meta["weights_file"]))
     fmt = InputFormat(**meta["input_format"])
     norm = meta["normalization"]
@@ -243,6 +252,8 @@ class RunStore:
         meta = {**meta, "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "run_id": run_id, "updated_at": utc_now()}
         if weights is not None:
             meta["weights_file"] = f"weights-{int(meta.get('epochs_completed', 0)):06d}.safetensors"
+            from safetensors.torch import save as save_safetensors
+
             contiguous = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
             atomic_write(run_dir / meta["weights_file"], save_safetensors(contiguous))
         atomic_write(run_dir / META_FILE, json.dumps(meta, indent=1).encode("utf-8"))

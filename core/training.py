@@ -5,78 +5,20 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Iterator, Literal, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.augment import Augmentation, augment_batch
+from core.augment import augment_batch
+from core.config import (LOSSES, OPTIMIZERS, SCHEDULES, ConfigError, LossName, OptimizerName,  # noqa: F401
+                         ScheduleName, TrainConfig)  # re-exported: core.training stays the engine's one entry point
 from core.data import Dataset, dataset_spec, ensure_dataset, pixel_scale_for
 from core.models import Output, build_model, count_parameters, model_spec, to_log_probs, to_probs
 
-OptimizerName = Literal["sgd", "momentum", "adam", "adamw"]
-ScheduleName = Literal["none", "step", "one-cycle"]
-LossName = Literal["cross-entropy", "bce-one-hot"]
-OPTIMIZERS: tuple[str, ...] = ("sgd", "momentum", "adam", "adamw")
-SCHEDULES: tuple[str, ...] = ("none", "step", "one-cycle")
-LOSSES: tuple[str, ...] = ("cross-entropy", "bce-one-hot")
 PROGRESS_INTERVAL_SECONDS = 0.2
-
-
-class ConfigError(ValueError):
-    """Training settings that cannot work; str() says which and why."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides a training run; built from CLI arguments, page widgets or a recipe."""
-
-    model: str = "fast-cnn"
-    dataset: str = "digits"
-    epochs: int = 10
-    batch_size: int = 64
-    optimizer: OptimizerName = "adam"
-    learning_rate: float = 1e-3
-    momentum: float = 0.9  # for "momentum" (SGD with momentum)
-    betas: tuple[float, float] = (0.9, 0.999)  # for Adam and AdamW
-    weight_decay: float = 0.0
-    schedule: ScheduleName = "none"
-    step_epochs: int = 0  # "step": epochs between x0.1 decays; 0 means a third of the run
-    loss: LossName = "cross-entropy"
-    label_smoothing: float = 0.0
-    augment_shift: float = 0.0
-    augment_rotation: float = 0.0
-    augment_scale: float = 0.0
-    augment_flip: bool = False
-    normalize_mean: float | None = None  # None: the dataset's own
-    normalize_std: float | None = None
-    test_batch_size: int = 1000
-    seed: int = 0
-    device: str = "auto"
-    data_dir: str | None = None
-    train_limit: int | None = None  # use only the first N training images (quick runs, tests)
-    progress_every: int = 0  # emit batch progress every N steps; 0: about five times a second
-
-    @property
-    def augmentation(self) -> Augmentation:
-        return Augmentation(self.augment_shift, self.augment_rotation, self.augment_scale, self.augment_flip)
-
-    def to_dict(self) -> dict:
-        """Plain JSON-ready settings."""
-        settings = asdict(self)
-        settings["betas"] = list(self.betas)
-        return settings
-
-    @classmethod
-    def from_dict(cls, settings: dict) -> "TrainConfig":
-        """Settings back from JSON; unknown keys are ignored so older runs still load."""
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in settings.items() if k in known}
-        if "betas" in values:
-            values["betas"] = tuple(values["betas"])
-        return cls(**values)
 
 
 def _range_errors(config: TrainConfig) -> list[str]:

@@ -1,0 +1,44 @@
+"""The home page must not pay torch's ~2 s import: the modules it imports load torch only when a function needs it."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TORCH_FREE = ["core.config", "core.data", "core.store", "core.recipes", "ui.shared"]
+
+
+def _imported_modules(code: str) -> list[str]:
+    """Names of the project modules a fresh interpreter imported, and whether torch came with them."""
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def _check_torch_free(modules: list[str]) -> None:
+    code = ("import importlib, sys\n"
+            f"for name in {modules!r}: importlib.import_module(name)\n"
+            "print(*sorted(name for name in ('torch', 'torchvision') if name in sys.modules))")
+    assert _imported_modules(code) == [], f"importing {modules} imported torch"
+
+
+def test_modules_the_home_page_needs_do_not_import_torch():
+    _check_torch_free(TORCH_FREE)
+
+
+def test_every_project_module_the_home_page_imports_is_torch_free():
+    tree = ast.parse((REPO / "pages" / "home.py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    project = sorted(name for name in imported if name.split(".")[0] in ("core", "ui"))
+    assert project, "the home page imports no project module: this test no longer looks at anything"
+    _check_torch_free(project)
+
+
+def test_torch_still_loads_when_a_function_needs_it():
+    code = ("import sys\n"
+            "from core.data import load_dataset\n"
+            "before = 'torch' in sys.modules\n"
+            "data = load_dataset('digits')\n"
+            "print(before, type(data.train_images).__module__)")
+    assert _imported_modules(code) == ["False", "torch"]
