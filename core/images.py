@@ -143,6 +143,15 @@ def _normal_mode(image: Image.Image) -> Image.Image:
     return image if image.mode == target else image.convert(target)
 
 
+def _conversion_notice(mode: str, label: str) -> str | None:
+    """What the user should know about a conversion that changes the file's colours or depth."""
+    if mode in _SIXTEEN_BIT_MODES:
+        return f"{label} has more than 8 bits per pixel: it was scaled to 8 bits, keeping its contrast."
+    if mode == "CMYK":
+        return f"{label} is a CMYK (print) image: its colours were converted to RGB."
+    return None
+
+
 def load_image(source: bytes | str | os.PathLike, *, name: str = "") -> LoadedImage:
     """Decode an untrusted file or bytes into a PIL image, or raise ImageError with one sentence."""
     is_bytes = isinstance(source, (bytes, bytearray, memoryview))
@@ -155,4 +164,5 @@ def load_image(source: bytes | str | os.PathLike, *, name: str = "") -> LoadedIm
         normal = _normal_mode(_upright(decoded, label, notices))
     except Exception:  # an exotic pixel layout PIL decodes but cannot convert
         raise ImageError(f"{label} uses a pixel format this app cannot convert.") from None
-    return LoadedImage(normal, tuple(notices))
+    conversion = _conversion_notice(decoded.mode, label)
+    return LoadedImage(normal, tuple(notices) + ((conversion,) if conversion else ()))

@@ -1,26 +1,32 @@
-"""Prediction with a loaded run: probabilities, labels, saliency, and whole images in one call."""
+"""Prediction with a loaded run: probabilities, labels, saliency, whole images and rows of digits in one call."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from PIL import Image
 
-from core.models import to_probs
-from core.preprocess import Preprocessed, preprocess
+from core.models import to_log_probs, to_probs
+from core.preprocess import InputFormat, Preprocessed, preprocess, split_digits
 from core.store import LoadedRun, load_run_dir
 from core.training import normalized, scaled_pixels
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 LOW_CONFIDENCE = 0.6  # below this the UI says the model is unsure
+Result = TypeVar("Result")
 
 
 def model_inputs(run: LoadedRun, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8-range pixels (N, H, W) in the run's input format to the normalised tensor (N, 1, H, W) it was trained on."""
-    images = torch.as_tensor(np.asarray(pixels), dtype=torch.float32)
+    if isinstance(pixels, torch.Tensor):
+        images = pixels.float()
+    else:
+        images = torch.from_numpy(np.array(pixels, dtype=np.float32))  # a copy: read-only arrays (mmap, frombuffer) ok
     if images.ndim == 2:
         images = images.unsqueeze(0)
     return normalized(scaled_pixels(images, run.pixel_scale), run.mean, run.std)
@@ -41,15 +47,27 @@ def predict(run: LoadedRun, pixels: np.ndarray | torch.Tensor) -> np.ndarray:
     return predict_proba(run, pixels).argmax(axis=1)
 
 
-def saliency(run: LoadedRun, pixels: np.ndarray, target: int | None = None) -> np.ndarray:
-    """|d p(target) / d input| for one image (H, W), scaled to 0..1: which pixels drove the answer."""
-    inputs = model_inputs(run, pixels).requires_grad_(True)
-    probabilities = to_probs(run.model(inputs), run.output)[0]
-    chosen = int(probabilities.argmax()) if target is None else target
-    probabilities[chosen].backward()
-    grad = inputs.grad[0, 0].abs().numpy()
-    peak = float(grad.max())
-    return grad / peak if peak > 0 else grad
+def saliency(run: LoadedRun, pixels: np.ndarray, target: int | None = None, *, samples: int = 1,
+             noise: float = 0.15, seed: int = 0) -> np.ndarray:
+    """|d log p(target) / d input| for one image (H, W), scaled to 0..1: which pixels drove the answer.
+
+    With samples > 1 the gradient is averaged over noisy copies of the input (SmoothGrad), which keeps the
+    shape of the map and drops the speckle a single gradient has. The model's parameters are left untouched.
+    """
+    inputs = model_inputs(run, pixels)[:1]
+    batch = inputs.repeat(samples, 1, 1, 1)
+    if samples > 1:
+        spread = float(inputs.max() - inputs.min()) or 1.0
+        generator = torch.Generator().manual_seed(seed)  # the same map for the same input, rerun after rerun
+        batch[1:] += torch.randn(batch[1:].shape, generator=generator) * (noise * spread)  # copy 0 stays clean
+    with torch.inference_mode(False), torch.enable_grad():
+        batch = batch.clone().requires_grad_(True)
+        log_probs = to_log_probs(run.model(batch), run.output)  # log p: same direction as p, never saturated to 0
+        chosen = int(log_probs[0].argmax()) if target is None else target
+        (grad,) = torch.autograd.grad(log_probs[:, chosen].sum(), batch)  # not .backward(): the cached model is shared
+    strength = grad.abs().mean(dim=0)[0].numpy()
+    peak = float(strength.max())
+    return strength / peak if peak > 0 else strength
 
 
 @dataclass(frozen=True)
@@ -71,13 +89,87 @@ class ImagePrediction:
     def confidence(self) -> float | None:
         return None if self.probabilities is None else float(self.probabilities.max())
 
+    @property
+    def unsure(self) -> bool:
+        """The model's best guess has less than LOW_CONFIDENCE probability."""
+        return self.probabilities is not None and float(self.probabilities.max()) < LOW_CONFIDENCE
 
-def predict_image(run: LoadedRun, image: Image.Image | np.ndarray) -> ImagePrediction:
-    """Preprocess an image the way the run's data was made, then predict it unless it is blank."""
-    processed = preprocess(image, run.input_format)
+
+def predict_preprocessed(run: LoadedRun, processed: Preprocessed) -> ImagePrediction:
+    """Predict an already preprocessed image (in the run's input format) unless it is blank."""
     if processed.blank:
         return ImagePrediction(processed, None)
     return ImagePrediction(processed, predict_proba(run, processed.pixels[None])[0])
+
+
+def predict_image(run: LoadedRun, image: Image.Image | np.ndarray) -> ImagePrediction:
+    """Preprocess an image the way the run's data was made, then predict it unless it is blank."""
+    return predict_preprocessed(run, preprocess(image, run.input_format))
+
+
+@dataclass(frozen=True)
+class NumberReading:
+    """Several digits in a row read left to right; no digits when the image is blank."""
+
+    digits: tuple[ImagePrediction, ...]
+    class_names: tuple[str, ...]
+
+    @property
+    def blank(self) -> bool:
+        return not self.digits
+
+    @property
+    def text(self) -> str:
+        """The number as read, e.g. "1970" (class names joined by spaces when they are words)."""
+        names = [self.class_names[digit.label] for digit in self.digits]
+        return ("" if all(len(name) == 1 for name in names) else " ").join(names)
+
+    @property
+    def confidence(self) -> float:
+        """The probability that every digit is right, taking the digits as independent."""
+        return float(np.prod([digit.confidence for digit in self.digits])) if self.digits else 0.0
+
+    @property
+    def unsure(self) -> bool:
+        """At least one digit is below LOW_CONFIDENCE."""
+        return any(digit.unsure for digit in self.digits)
+
+
+def read_preprocessed_digits(run: LoadedRun, parts: Sequence[Preprocessed]) -> NumberReading:
+    """Predict digits already split and preprocessed in the run's input format, in one batch."""
+    if not parts:
+        return NumberReading((), run.class_names)
+    probabilities = predict_proba(run, np.stack([part.pixels for part in parts]))
+    return NumberReading(tuple(ImagePrediction(part, row) for part, row in zip(parts, probabilities)),
+                         run.class_names)
+
+
+def read_number(run: LoadedRun, image: Image.Image | np.ndarray) -> NumberReading:
+    """Split an image of digits written in a row (left to right) and read each one."""
+    return read_preprocessed_digits(run, split_digits(image, run.input_format))
+
+
+def _each_format(runs: Sequence[LoadedRun], image: Image.Image | np.ndarray,
+                 prepare: Callable[[Image.Image | np.ndarray, InputFormat], Any],
+                 answer: Callable[[LoadedRun, Any], Result]) -> list[Result]:
+    """`answer(run, prepare(image, format))` for each run, preparing the image once per input format."""
+    prepared: dict[InputFormat, Any] = {}
+    results = []
+    for run in runs:
+        if run.input_format not in prepared:
+            prepared[run.input_format] = prepare(image, run.input_format)
+        results.append(answer(run, prepared[run.input_format]))
+    return results
+
+
+def predict_each(runs: Sequence[LoadedRun], image: Image.Image | np.ndarray) -> list[ImagePrediction]:
+    """One image through several runs (MNIST-style and 8x8 alike), preprocessed once per input format."""
+    return _each_format(runs, image, preprocess, predict_preprocessed)
+
+
+def read_number_each(runs: Sequence[LoadedRun], image: Image.Image | np.ndarray) -> list[NumberReading]:
+    """One row of digits read by several runs, split once per input format."""
+    return _each_format(runs, image, split_digits, read_preprocessed_digits)
 
 
 def load_default_model() -> LoadedRun:

@@ -214,6 +214,15 @@ def test_cmyk_jpeg_becomes_rgb_with_the_ink_in_place():
     assert np.abs(ink_map(loaded) - ink_map(digit())).mean() < 0.02
 
 
+def test_sixteen_bit_and_cmyk_files_say_how_they_were_converted():
+    deep = load_image(encoded(Image.fromarray(np.asarray(digit(), dtype=np.uint16) * 257), "PNG"), name="scan16.png")
+    assert deep.notices == ("scan16.png has more than 8 bits per pixel: it was scaled to 8 bits, keeping its contrast.",)
+    cmyk = load_image(encoded(digit("CMYK"), "JPEG", quality=95), name="print.jpg")
+    assert cmyk.notices == ("print.jpg is a CMYK (print) image: its colours were converted to RGB.",)
+    for plain in (digit(), digit("RGB"), digit("P")):
+        assert load_image(encoded(plain, "PNG")).notices == ()
+
+
 @pytest.mark.parametrize("orientation, stored_as", [
     (6, Image.Transpose.ROTATE_90),  # "rotate 90 clockwise to view": the camera stored it turned left
     (8, Image.Transpose.ROTATE_270),

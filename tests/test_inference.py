@@ -1,0 +1,238 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from core.images import load_image
+from core.inference import (
+    LOW_CONFIDENCE,
+    ImagePrediction,
+    NumberReading,
+    load_default_model,
+    predict_each,
+    predict_image,
+    predict_proba,
+    read_number,
+    read_number_each,
+    saliency,
+)
+from core.models import build_model
+from core.preprocess import DIGITS_FORMAT, MNIST_FORMAT, preprocess, split_digits
+from core.store import LoadedRun
+from tests.drawn_digits import drawn, encoded, on_transparent, photo_of
+
+MNIST_RAW = Path(__file__).resolve().parents[1].parent / "shared/data/MNIST/raw"
+
+
+@pytest.fixture(scope="module")
+def default_run() -> LoadedRun:
+    return load_default_model()
+
+
+def untrained_digits_run() -> LoadedRun:
+    """An 8x8 run as the digits dataset makes them (values 0..16, not scaled), with seeded random weights."""
+    torch.manual_seed(0)
+    model = build_model("digits-cnn", image_size=8, num_classes=10).eval()
+    return LoadedRun("digits-run", Path("digits-run"), {"model": "digits-cnn", "dataset": "digits"}, model, "logits",
+                     DIGITS_FORMAT, 1.0, 4.9, 6.0, tuple("0123456789"))
+
+
+def linear_run(weights: torch.Tensor) -> LoadedRun:
+    """A softmax regression on 4x4 images, whose input gradient is known in closed form."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, weights.shape[0], bias=False)).eval()
+    with torch.no_grad():
+        model[1].weight.copy_(weights)
+    return LoadedRun("linear", Path("linear"), {}, model, "logits", MNIST_FORMAT, 255.0, 0.0, 1.0,
+                     tuple(str(i) for i in range(weights.shape[0])))
+
+
+# ---- reading drawings, photos and files ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("digit", range(10))
+def test_every_digit_drawn_on_the_canvas_is_read(default_run, digit):
+    answer = predict_image(default_run, np.asarray(drawn(digit)))
+    assert answer.label == digit and answer.confidence > 0.9 and not answer.unsure
+
+
+@pytest.mark.parametrize("digit", [0, 1, 4, 7, 9])
+@pytest.mark.parametrize("style", [
+    {"width": 6, "box": (200, 190, 262, 270)},  # small, in the bottom-right corner
+    {"width": 3},  # a thin brush
+    {"width": 45},  # a thick one
+    {"width": 10, "box": (10, 60, 90, 140)},  # small, on the left edge
+], ids=["small-in-a-corner", "thin", "thick", "small-on-the-edge"])
+def test_small_off_centre_thin_and_thick_drawings_are_read(default_run, digit, style):
+    answer = predict_image(default_run, drawn(digit, **style))
+    assert answer.label == digit and answer.confidence > 0.9
+
+
+@pytest.mark.parametrize("digit", [2, 3, 5, 7, 8])
+def test_photos_of_dark_ink_on_unevenly_lit_paper_are_read(default_run, digit):
+    answer = predict_image(default_run, load_image(encoded(photo_of(digit, seed=digit), "JPEG")).image)
+    assert answer.label == digit and answer.confidence > 0.9
+
+
+@pytest.mark.parametrize("ink", [(0, 0, 0, 255), (20, 60, 200, 255), (255, 255, 255, 255)], ids=["black", "blue", "white"])
+def test_transparent_pngs_are_read_from_their_alpha_whatever_the_ink(default_run, ink):
+    for digit in (3, 6):
+        loaded = load_image(encoded(on_transparent(digit, ink), "PNG"), name="export.png")
+        assert loaded.image.mode == "RGBA"
+        assert predict_image(default_run, loaded.image).label == digit
+
+
+@pytest.mark.parametrize("image", [
+    Image.new("RGBA", (280, 280), (0, 0, 0, 255)), Image.new("RGBA", (280, 280), (0, 0, 0, 0)),
+    Image.new("L", (300, 200), 255), drawn(1, width=2, box=(140, 140, 143, 143)),  # a dot, not a digit
+], ids=["empty-canvas", "transparent-canvas", "white-sheet", "a-dot"])
+def test_a_blank_image_gets_no_answer(default_run, image):
+    answer = predict_image(default_run, image)
+    assert answer.blank and answer.label is None and answer.confidence is None and not answer.unsure
+    assert read_number(default_run, image).blank
+
+
+def test_real_mnist_test_digits_are_read_as_well_as_the_model_was_measured(default_run):
+    images_file = MNIST_RAW / "t10k-images-idx3-ubyte"
+    if not images_file.exists():
+        pytest.skip("the MNIST test set is not in ../shared/data")
+    images = np.frombuffer(images_file.read_bytes(), np.uint8, offset=16).reshape(-1, 28, 28)[:2000]
+    labels = np.frombuffer((MNIST_RAW / "t10k-labels-idx1-ubyte").read_bytes(), np.uint8, offset=8)[:2000]
+    as_given = predict_proba(default_run, images).argmax(axis=1)
+    assert (as_given == labels).mean() > 0.985  # 99.15% on all 10,000
+    sheets = [Image.fromarray(255 - image).resize((280, 280), Image.Resampling.BILINEAR) for image in images[:300]]
+    redone = [predict_image(default_run, sheet).label for sheet in sheets]  # scanned on paper, 10x larger
+    assert np.mean(np.array(redone) == labels[:300]) > 0.97
+
+
+def test_unsure_below_low_confidence():
+    processed = preprocess(drawn(7))
+    spread = np.full(10, (1 - LOW_CONFIDENCE + 0.01) / 9)
+    spread[3] = LOW_CONFIDENCE - 0.01
+    assert ImagePrediction(processed, spread).unsure
+    sure = np.full(10, 0.01)
+    sure[3] = 0.91
+    assert not ImagePrediction(processed, sure).unsure and ImagePrediction(processed, sure).label == 3
+
+
+# ---- several digits -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("number", ["1407", "2583", "96", "7"])
+def test_a_row_of_digits_is_read_as_a_number(default_run, number):
+    reading = read_number(default_run, drawn(number, size=(140 * len(number), 200), box=(10, 20, 140 * len(number) - 10, 180)))
+    assert reading.text == number and len(reading.digits) == len(number)
+    assert 0.5 < reading.confidence <= 1 and not reading.unsure
+    lefts = [digit.preprocessed.ink_box[0] for digit in reading.digits]
+    assert lefts == sorted(lefts)
+
+
+def test_a_number_reading_joins_words_with_spaces_and_multiplies_confidences():
+    processed = preprocess(drawn(1))
+    first, second = np.array([0.05, 0.9, 0.05]), np.array([0.25, 0.25, 0.5])
+    digits = (ImagePrediction(processed, first), ImagePrediction(processed, second))
+    assert NumberReading(digits, ("0", "1", "2")).text == "12"
+    assert NumberReading(digits, ("Shirt", "Bag", "Boot")).text == "Bag Boot"
+    reading = NumberReading(digits, ("0", "1", "2"))
+    assert reading.confidence == pytest.approx(0.9 * 0.5) and reading.unsure
+    assert NumberReading((), ("0", "1")).text == "" and NumberReading((), ("0", "1")).confidence == 0.0
+
+
+# ---- every model at once ------------------------------------------------------------------------------------------
+
+def test_each_run_gets_the_image_in_its_own_input_format(default_run):
+    digits_run = untrained_digits_run()
+    image = drawn(4)
+    mnist_answer, digits_answer, again = predict_each([default_run, digits_run, default_run], image)
+    assert mnist_answer.preprocessed.pixels.shape == (28, 28) and mnist_answer.label == 4
+    assert digits_answer.preprocessed.pixels.shape == (8, 8) and digits_answer.preprocessed.pixels.max() == 16
+    assert np.array_equal(digits_answer.preprocessed.pixels, preprocess(image, DIGITS_FORMAT).pixels)
+    assert np.allclose(digits_answer.probabilities, predict_image(digits_run, image).probabilities, atol=1e-6)
+    assert again.preprocessed is mnist_answer.preprocessed  # preprocessed once per format
+
+
+def test_each_run_reads_the_number_split_in_its_own_format(default_run):
+    digits_run = untrained_digits_run()
+    row = drawn("31", size=(300, 180))
+    mnist_reading, digits_reading = read_number_each([default_run, digits_run], row)
+    assert mnist_reading.text == "31"
+    assert [d.preprocessed.pixels.shape for d in digits_reading.digits] == [(8, 8), (8, 8)]
+    expected = split_digits(row, DIGITS_FORMAT)
+    assert all(np.array_equal(d.preprocessed.pixels, e.pixels) for d, e in zip(digits_reading.digits, expected))
+    assert digits_reading.text == read_number(digits_run, row).text
+
+
+# ---- saliency -----------------------------------------------------------------------------------------------------
+
+def test_saliency_matches_the_closed_form_gradient_of_softmax_regression():
+    weights = torch.randn(3, 16, generator=torch.Generator().manual_seed(0))
+    run = linear_run(weights)
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 4)).astype(np.uint8)
+    inputs = pixels.astype(np.float64).ravel() / 255.0
+    logits = weights.double().numpy() @ inputs
+    probabilities = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    for target in range(3):
+        gradient = weights.double().numpy()[target] - probabilities @ weights.double().numpy()  # d log p_t / dx
+        expected = np.abs(gradient) / np.abs(gradient).max()
+        assert np.allclose(saliency(run, pixels, target), expected.reshape(4, 4), atol=1e-5)
+    assert np.allclose(saliency(run, pixels), saliency(run, pixels, int(probabilities.argmax())))
+
+
+def test_saliency_agrees_with_finite_differences_on_the_default_model(default_run):
+    pixels = preprocess(drawn(5)).pixels.astype(np.float64)
+    target = 3  # not the answer: log p(3) is far from 0, so float32 resolves its changes
+    strength = saliency(default_run, pixels, target=target)
+    strongest = np.argsort(strength.ravel())[-12:]  # where the signal is far above rounding noise
+
+    def log_p(image: np.ndarray) -> float:
+        return float(np.log(predict_proba(default_run, image[None])[0, target].astype(np.float64)))
+
+    changes = []
+    for index in strongest:
+        up, down = pixels.copy(), pixels.copy()
+        up.flat[index] += 0.5
+        down.flat[index] -= 0.5
+        changes.append(abs(log_p(up) - log_p(down)))  # central difference over one grey level
+    changes, predicted = np.array(changes), strength.flat[strongest]
+    scale = float(changes @ predicted / (predicted @ predicted))
+    assert np.allclose(changes, scale * predicted, rtol=0.1)
+    assert strength.shape == (28, 28) and strength.min() >= 0 and strength.max() == pytest.approx(1.0)
+
+
+def test_saliency_leaves_the_shared_model_untouched_and_works_in_inference_mode(default_run):
+    pixels = preprocess(drawn(2)).pixels
+    before = {name: tensor.clone() for name, tensor in default_run.model.state_dict().items()}
+    plain = saliency(default_run, pixels)
+    with torch.inference_mode():
+        assert np.allclose(saliency(default_run, pixels), plain)
+    assert all(parameter.grad is None for parameter in default_run.model.parameters())
+    assert all(torch.equal(before[name], tensor) for name, tensor in default_run.model.state_dict().items())
+    assert not default_run.model.training
+
+
+@pytest.mark.parametrize("digit", [0, 4, 7])
+def test_saliency_looks_at_the_digit_and_depends_on_the_target(default_run, digit):
+    pixels = preprocess(drawn(digit)).pixels
+    near_ink = np.zeros((28, 28), bool)
+    rows, cols = np.nonzero(pixels)
+    near_ink[max(rows.min() - 2, 0):rows.max() + 3, max(cols.min() - 2, 0):cols.max() + 3] = True
+    for samples in (1, 24):
+        strength = saliency(default_run, pixels, samples=samples)
+        assert strength[near_ink].mean() > 1.8 * strength[~near_ink].mean()  # the far border hardly matters
+    answer, one = saliency(default_run, pixels, digit), saliency(default_run, pixels, 1)  # evidence for a 1 lies elsewhere
+    assert np.corrcoef(answer.ravel(), one.ravel())[0, 1] < 0.8
+
+
+def test_smooth_saliency_is_repeatable_and_keeps_the_plain_map_shape(default_run):
+    pixels = preprocess(drawn(3)).pixels
+    smooth = saliency(default_run, pixels, samples=16)
+    assert np.array_equal(smooth, saliency(default_run, pixels, samples=16))  # same seed, same map
+    assert not np.array_equal(smooth, saliency(default_run, pixels, samples=16, seed=1))
+    assert np.corrcoef(smooth.ravel(), saliency(default_run, pixels).ravel())[0, 1] > 0.4
+    assert smooth.max() == pytest.approx(1.0) and smooth.min() >= 0
+
+
+def test_saliency_of_an_8x8_run_is_8x8():
+    run = untrained_digits_run()
+    strength = saliency(run, preprocess(drawn(6), DIGITS_FORMAT).pixels)
+    assert strength.shape == (8, 8) and strength.max() == pytest.approx(1.0)
