@@ -1,0 +1,129 @@
+"""The Train page's logic in AppTest, on scikit-learn's digits: choosing, validating, starting, stopping, results."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.store import RunStore, default_runs_dir
+from ui.train import job_manager
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "train.py")
+
+
+def open_page() -> AppTest:
+    app = AppTest.from_file(PAGE, default_timeout=120)
+    app.run()
+    assert not app.exception, app.exception
+    return app
+
+
+def by_label(widgets, label: str):
+    matches = [widget for widget in widgets if widget.label == label]
+    assert matches, f"no widget labelled {label!r}: {[w.label for w in widgets]}"
+    return matches[0]
+
+
+def button(app: AppTest, label: str):
+    return by_label(app.button, label)
+
+
+def errors(app: AppTest) -> list[str]:
+    return [element.value for element in app.error]
+
+
+def quick_run(app: AppTest, epochs: int = 2, images: int = 400) -> None:
+    by_label(app.number_input, "Epochs").set_value(epochs)
+    by_label(app.number_input, "Training images (0: all)").set_value(images)
+    by_label(app.number_input, "Batch size").set_value(50)
+    app.run()
+
+
+def wait_until(condition, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_the_page_opens_with_the_digits_preset_filled_in():
+    app = open_page()
+    assert by_label(app.selectbox, "Dataset").value == "digits"
+    assert by_label(app.selectbox, "Start from").value == "digits-cnn"
+    assert by_label(app.selectbox, "Model").value == "digits-cnn"
+    assert by_label(app.number_input, "Epochs").value == 1000
+    assert by_label(app.number_input, "Learning rate").value == pytest.approx(0.5)
+    assert not button(app, "Start training").disabled
+    assert any("parameters" in expander.label for expander in app.expander)  # the layer summary
+    assert not errors(app)
+
+
+def test_choosing_custom_settings_and_another_model_updates_the_summary():
+    app = open_page()
+    by_label(app.selectbox, "Start from").set_value("custom").run()
+    by_label(app.selectbox, "Model").set_value("lenet5").run()
+    assert by_label(app.selectbox, "Optimizer").value == "adam"
+    assert any("61,706 parameters" in expander.label for expander in app.expander)
+
+
+@pytest.mark.parametrize("label, value, message", [
+    ("Learning rate", 0.0, "learning rate must be a positive number"),
+    ("Learning rate", -0.1, "learning rate must be a positive number"),
+    ("Batch size", 0, "batch size must be at least 1"),
+    ("Batch size", 5000, "larger than the 1347 training images"),
+    ("Epochs", 0, "epochs must be at least 1"),
+])
+def test_settings_out_of_range_are_refused_with_a_message(label, value, message):
+    app = open_page()
+    by_label(app.number_input, label).set_value(value).run()
+    assert any(message in text for text in errors(app)), errors(app)
+    assert button(app, "Start training").disabled
+    assert RunStore(default_runs_dir()).list_runs() == []
+
+
+def test_a_short_run_trains_in_the_background_and_shows_its_results():
+    app = open_page()
+    quick_run(app)
+    button(app, "Start training").click().run()
+    assert job_manager().wait_idle(120)
+    app.run()
+    assert not app.exception, app.exception
+    assert any("Finished." in element.value for element in app.success)
+    assert any(metric.label == "Test accuracy" for metric in app.metric)
+    assert app.get("plotly_chart"), "charts expected"
+    runs = RunStore(default_runs_dir()).list_runs()
+    assert len(runs) == 1 and runs[0].status == "done" and runs[0].get("recipe") == "digits-cnn"
+    assert runs[0].get("epochs_completed") == 2 and runs[0].get("train_size") == 400
+
+
+def test_stop_keeps_the_run_as_stopped_with_its_last_epoch():
+    app = open_page()
+    by_label(app.number_input, "Epochs").set_value(5000).run()
+    button(app, "Start training").click().run()
+    manager = job_manager()
+    wait_until(lambda: (manager.latest().epoch_points or ()) != ())
+    app.run()
+    button(app, "Stop").click().run()
+    assert manager.wait_idle(10)
+    app.run()
+    assert any("Stopped." in element.value for element in app.warning)
+    info = RunStore(default_runs_dir()).list_runs()[0]
+    assert info.status == "stopped" and info.get("epochs_completed") >= 1 and info.has_weights
+
+
+def test_a_second_start_is_queued_and_a_full_queue_is_refused():
+    app = open_page()
+    by_label(app.number_input, "Epochs").set_value(5000).run()
+    button(app, "Start training").click().run()
+    for _ in range(2):
+        button(app, "Queue training").click().run()
+    assert "Waiting: number" not in " ".join(str(p.text) for p in app.get("progress"))  # the page shows the running one
+    assert len([job for job in job_manager().jobs() if job.status == "queued"]) == 2
+    button(app, "Queue training").click().run()
+    assert any("already waiting" in text for text in errors(app)), errors(app)
+    for job in job_manager().jobs():
+        job_manager().stop(job.job_id)
+    assert job_manager().wait_idle(20)

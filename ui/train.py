@@ -1,0 +1,110 @@
+"""The Train page's pieces that are not layout: the shared job manager, live and comparison figures, texts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.jobs import JobManager, JobSnapshot
+from core.progress import format_duration
+from core.store import RunInfo, default_runs_dir
+
+TRAIN_COLOR = "rgba(31, 119, 180, 0.55)"  # plotly blue, light: many noisy points
+TEST_COLOR = "#d62728"
+REFERENCE_COLOR = "#2ca02c"
+CHART_HEIGHT = 320
+
+
+@st.cache_resource(show_spinner=False)
+def _manager_for(runs_dir: str) -> JobManager:
+    return JobManager(Path(runs_dir))
+
+
+def job_manager() -> JobManager:
+    """The one job manager of this process for the current runs folder: every session and tab sees the same jobs."""
+    return _manager_for(str(default_runs_dir().resolve()))
+
+
+def progress_text(snapshot: JobSnapshot) -> str:
+    """"Epoch 3/10 · step 450/2,230 · 5,120 images/s · 0:12 elapsed · ETA 0:42" for the progress bar."""
+    progress = snapshot.progress
+    if snapshot.status == "queued":
+        return f"Waiting: number {snapshot.queue_position} in the queue"
+    if progress is None:
+        return "Loading the data and building the model..."
+    parts = [f"Epoch {max(progress.epoch, 1)}/{progress.epochs}", f"step {progress.step:,}/{progress.total_steps:,}",
+             f"{progress.images_per_second:,.0f} images/s", f"{format_duration(progress.elapsed_seconds)} elapsed"]
+    if snapshot.active:
+        parts.append(f"ETA {format_duration(progress.eta_seconds)}")
+    return " · ".join(parts)
+
+
+def _layout(figure: go.Figure, title: str, y_title: str) -> go.Figure:
+    figure.update_layout(title={"text": title, "x": 0.01}, height=CHART_HEIGHT, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                         legend={"orientation": "h", "y": -0.2}, hovermode="x unified", uirevision="keep")
+    figure.update_xaxes(title="epoch", rangemode="tozero")  # grows with the run: 1,000-epoch recipes stay readable
+    figure.update_yaxes(title=y_title)
+    return figure
+
+
+def _curves(snapshot: JobSnapshot, metric: str, train_name: str) -> go.Figure:
+    """The train curve (every few steps) and the test curve (each epoch's end) of one metric."""
+    figure = go.Figure()
+    points = snapshot.train_points
+    figure.add_scatter(x=[p.epoch_progress for p in points], y=[getattr(p, metric) for p in points], mode="lines",
+                       name=train_name, line={"color": TRAIN_COLOR, "width": 1.5})
+    epochs = snapshot.epoch_points
+    figure.add_scatter(x=[e.epoch for e in epochs], y=[getattr(e, f"test_{metric}") for e in epochs],
+                       mode="lines+markers", name="test (epoch end)", line={"color": TEST_COLOR})
+    return figure
+
+
+def loss_figure(snapshot: JobSnapshot) -> go.Figure:
+    """Training loss every few steps and test loss at each epoch's end, on one chart."""
+    return _layout(_curves(snapshot, "loss", "train (recent batches)"), "Loss", "loss")
+
+
+def accuracy_figure(snapshot: JobSnapshot, reference: float | None) -> go.Figure:
+    """Training accuracy as it runs, test accuracy per epoch, and the recipe's reported accuracy as a line."""
+    figure = _curves(snapshot, "accuracy", "train (this epoch so far)")
+    if reference is not None:
+        figure.add_hline(y=reference, line={"color": REFERENCE_COLOR, "dash": "dash"},
+                         annotation_text=f"reported {reference:.2%}", annotation_position="bottom right")
+    figure.update_yaxes(tickformat=".0%")
+    return _layout(figure, "Accuracy", "accuracy")
+
+
+def run_label(info: RunInfo) -> str:
+    """A short name for a run in legends and lists."""
+    final = (info.get("final") or {}).get("test_accuracy")
+    score = f" {final:.2%}" if isinstance(final, (int, float)) else ""
+    return f"{info.get('model_title') or info.get('model')} · {info.get('dataset')}{score} ({info.run_id[-6:]})"
+
+
+def comparison_figure(runs: Sequence[RunInfo], metric: str, title: str, percent: bool) -> go.Figure:
+    """One metric of each run's epoch history, overlaid: the curves of the selected runs side by side."""
+    figure = go.Figure()
+    for info in runs:
+        history = info.get("history") or []
+        figure.add_scatter(x=[row.get("epoch") for row in history], y=[row.get(metric) for row in history],
+                           mode="lines+markers", name=run_label(info))
+    longest = max((len(info.get("history") or []) for info in runs), default=1)
+    _layout(figure, title, metric.replace("_", " "))
+    figure.update_xaxes(range=[0.5, longest + 0.5])
+    if percent:
+        figure.update_yaxes(tickformat=".1%")
+    return figure
+
+
+def run_row(info: RunInfo) -> dict[str, Any]:
+    """One row of the runs table."""
+    final = info.get("final") or {}
+    return {"run": info.run_id, "model": info.get("model_title") or info.get("model"), "dataset": info.get("dataset"),
+            "status": info.status, "epochs": info.get("epochs_completed"),
+            "test accuracy": final.get("test_accuracy"), "test loss": final.get("test_loss"),
+            "time": format_duration(info.get("train_seconds") or 0) if info.meta else "",
+            "parameters": info.get("parameters"), "created": (info.get("created_at") or "").replace("T", " ")[:19],
+            "problem": info.error or ""}
