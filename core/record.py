@@ -11,7 +11,7 @@ from typing import Any, Iterator
 from core.data import Dataset
 from core.models import model_spec
 from core.recipes import Recipe
-from core.store import RunStore, utc_now
+from core.store import RunStore, process_start_time, utc_now
 from core.training import EpochEnd, Finished, Started, TrainConfig, Training, TrainingEvent
 
 SAVE_INTERVAL_SECONDS = 1.0  # tiny epochs (digits: 1,000 of them) must not spend their time writing files
@@ -56,6 +56,7 @@ class RecordedTraining:
             "train_size": training.train_size,
             "test_size": len(training.data.test_labels), "device": str(training.device),
             "created_at": self.created_at, "pid": os.getpid(),
+            "pid_started": process_start_time(os.getpid()),  # tells this process from a later one reusing its id
         }
 
     def _save(self, status: str, finished: Finished | None = None) -> None:

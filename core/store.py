@@ -8,6 +8,7 @@ import os
 import re
 import secrets
 import shutil
+import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +30,7 @@ FORMAT_NAME = "digit-studio-run"
 FORMAT_VERSION = 1
 MAX_META_BYTES = 8 * 1024 * 1024
 MAX_WEIGHTS_BYTES = 256 * 1024 * 1024
+MAX_CLASSES = 1000  # more would only make loading build a huge output layer
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 WEIGHTS_PATTERN = re.compile(r"^weights-\d{6}\.safetensors$")
 TEMP_PATTERN = re.compile(r"^\..+\.(\d+)\.[0-9a-f]+\.tmp$")
@@ -65,6 +67,38 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def process_start_time(pid: int) -> str | None:
+    """When process `pid` started, as an opaque token that tells it from a later process given the same id.
+
+    None when there is no such process or this system cannot say.
+    """
+    if Path("/proc/self/stat").exists():  # Linux: field 22 of /proc/<pid>/stat, in clock ticks since boot
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]  # the name before ")" may hold spaces
+        except (OSError, IndexError):
+            return None
+    return _ps_start_time(pid)
+
+
+def _ps_start_time(pid: int) -> str | None:
+    """The start time `ps` gives (macOS and other Unixes without /proc), to the second."""
+    try:
+        done = subprocess.run(["ps", "-o", "lstart=", "-p", str(pid)], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
+
+
+def process_running(pid: Any, started: Any = None) -> bool:
+    """Whether the process recorded as `pid` (started at `started`, when known) is still the one running."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or not pid_alive(pid):
+        return False
+    if started is None:  # runs saved before start times were recorded
+        return True
+    now = process_start_time(pid)
+    return now is None or now == str(started)  # a different start time: the id was reused by a new process
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the new one, never a part."""
     temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -94,7 +128,7 @@ class RunInfo:
         if self.meta is None:
             return "damaged"
         status = str(self.meta.get("status", "damaged"))
-        if status == "running" and not pid_alive(int(self.meta.get("pid", 0))):
+        if status == "running" and not process_running(self.meta.get("pid"), self.meta.get("pid_started")):
             return "interrupted"
         return status
 
@@ -138,15 +172,30 @@ def _finite_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _check_inside(path: Path, folder: Path, message: str) -> None:
+    """Refuse a path that a symbolic link takes outside `folder`."""
+    _check(path.resolve().is_relative_to(folder.resolve()), message)
+
+
+def _read_capped(path: Path, limit: int, too_large: str) -> bytes:
+    """A file's bytes, refused before parsing when over `limit` bytes."""
+    _check(path.stat().st_size <= limit, too_large)
+    with open(path, "rb") as stream:
+        data = stream.read(limit + 1)  # the file may have grown since stat
+    _check(len(data) <= limit, too_large)
+    return data
+
+
 def read_meta(run_dir: Path) -> dict[str, Any]:
     """Read and check a run's metadata; RunError says what is wrong with it."""
     path = run_dir / META_FILE
     _check(path.is_file(), f"{run_dir.name}: {META_FILE} is missing.")
-    _check(path.stat().st_size <= MAX_META_BYTES, f"{run_dir.name}: {META_FILE} is too large to be a run's metadata.")
+    _check_inside(path, run_dir, f"{run_dir.name}: {META_FILE} is a link to a file outside the run's folder.")
+    data = _read_capped(path, MAX_META_BYTES, f"{run_dir.name}: {META_FILE} is too large to be a run's metadata.")
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RunError(f"{run_dir.name}: {META_FILE} is not valid JSON ({error}).") from None
+        meta = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as error:  # also bad UTF-8, 5,000-digit numbers, [[[[... nested too deep
+        raise RunError(f"{run_dir.name}: {META_FILE} is not valid JSON ({str(error)[:120]}).") from None
     _check(isinstance(meta, dict) and meta.get("format") == FORMAT_NAME,
            f"{run_dir.name}: {META_FILE} is not a Digit Studio run.")
     _check_meta_fields(run_dir.name, meta)
@@ -156,8 +205,12 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
 def _check_meta_fields(name: str, meta: dict[str, Any]) -> None:
     _check(isinstance(meta.get("model"), str) and isinstance(meta.get("dataset"), str), f"{name}: model or dataset missing.")
     names = meta.get("class_names")
-    _check(isinstance(names, list) and len(names) >= 2 and all(isinstance(n, str) for n in names),
+    _check(isinstance(names, list) and 2 <= len(names) <= MAX_CLASSES and all(isinstance(n, str) for n in names),
            f"{name}: class names are missing or malformed.")
+    history = meta.get("history", [])
+    _check(isinstance(history, list) and all(isinstance(epoch, dict) for epoch in history)
+           and isinstance(meta.get("final", {}), dict) and isinstance(meta.get("settings", {}), dict)
+           and isinstance(meta.get("status", ""), str), f"{name}: its history, settings or status are malformed.")
     norm = meta.get("normalization", {})
     _check(isinstance(norm, dict) and _finite_number(norm.get("mean")) and _finite_number(norm.get("std"))
            and norm["std"] > 0 and _finite_number(meta.get("pixel_scale")) and meta["pixel_scale"] > 0,
@@ -173,11 +226,12 @@ def _check_meta_fields(name: str, meta: dict[str, Any]) -> None:
 def _read_weights(run_dir: Path, file_name: str) -> dict[str, torch.Tensor]:
     path = run_dir / file_name
     _check(path.is_file(), f"{run_dir.name}: its weights file {file_name} is missing.")
-    _check(path.stat().st_size <= MAX_WEIGHTS_BYTES, f"{run_dir.name}: its weights file is too large.")
+    _check_inside(path, run_dir, f"{run_dir.name}: its weights file is a link to a file outside the run's folder.")
+    data = _read_capped(path, MAX_WEIGHTS_BYTES, f"{run_dir.name}: its weights file is too large.")
     from safetensors.torch import load as load_safetensors
 
     try:
-        return load_safetensors(path.read_bytes())
+        return load_safetensors(data)
     except (SafetensorError, ValueError, RuntimeError, OSError) as error:
         raise RunError(f"{run_dir.name}: the weights are damaged or not safetensors ({error}).") from None
 
@@ -202,7 +256,10 @@ def _rebuild(run_dir: Path, meta: dict[str, Any], weights: dict[str, torch.Tenso
                f"needs {tuple(expected[key].shape)}.")
         _check(bool(torch.isfinite(tensor).all()) if tensor.is_floating_point() else True,
                f"{name}: tensor {key} holds NaN or infinite values.")
-    model.load_state_dict(weights)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:  # e.g. a dtype that cannot be copied into the layer
+        raise RunError(f"{name}: the weights do not fit a {meta['model']} model ({str(error)[:200]}).") from None
     return model.eval()
 
 
@@ -227,10 +284,18 @@ class RunStore:
         self.root = Path(root) if root else default_runs_dir()
 
     def run_dir(self, run_id: str) -> Path:
-        """The folder of `run_id`; RunError for an id that could name anything outside the runs folder."""
+        """The folder of `run_id`; RunError for an id or a link that could reach outside the runs folder."""
+        run_dir = self._named(run_id)
+        self._check_in_root(run_dir)
+        return run_dir
+
+    def _named(self, run_id: str) -> Path:
         _check(isinstance(run_id, str) and RUN_ID_PATTERN.match(run_id) is not None and ".." not in run_id,
                f"{run_id!r} is not a valid run id.")
         return self.root / run_id
+
+    def _check_in_root(self, run_dir: Path) -> None:
+        _check_inside(run_dir, self.root, f"{run_dir.name}: this run folder is a link to somewhere outside {self.root}.")
 
     def new_run_id(self, model: str, dataset: str) -> str:
         """A fresh, sortable, unique id such as 20261123-101500-lenet5-mnist-3fa2."""
@@ -275,6 +340,7 @@ class RunStore:
 
     def _info(self, run_dir: Path) -> RunInfo:
         try:
+            self._check_in_root(run_dir)
             return RunInfo(run_dir.name, run_dir, read_meta(run_dir))
         except (RunError, OSError) as error:
             return RunInfo(run_dir.name, run_dir, None, str(error))
@@ -292,8 +358,11 @@ class RunStore:
         return load_run_dir(run_dir)
 
     def delete(self, run_id: str) -> None:
-        """Remove a run's folder and everything in it."""
-        run_dir = self.run_dir(run_id)
+        """Remove a run's folder and everything in it; a run that is a link loses the link, never its target."""
+        run_dir = self._named(run_id)
+        if run_dir.is_symlink():
+            run_dir.unlink()
+            return
         _check(run_dir.is_dir(), f"There is no run called {run_id!r} in {self.root}.")
         shutil.rmtree(run_dir)
 
@@ -302,7 +371,8 @@ class RunStore:
         if not self.root.is_dir():
             return 0
         removed = 0
-        for temp in self.root.glob("*/.*.tmp"):
+        folders = [path for path in self.root.iterdir() if path.is_dir() and not path.is_symlink()]  # never outside
+        for temp in (temp for folder in folders for temp in folder.glob(".*.tmp")):
             match = TEMP_PATTERN.match(temp.name)
             if match and not pid_alive(int(match.group(1))):
                 temp.unlink(missing_ok=True)
