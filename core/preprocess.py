@@ -91,8 +91,9 @@ def _pil_planes(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     return _array_planes(np.asarray(image))
 
 
-def _shrunk_image(image: Image.Image) -> Image.Image:
-    """Big photos shrunk to WORKING_SIDE in their own mode (fast, 8-bit)."""
+def working_image(image: Image.Image) -> Image.Image:
+    """Big photos shrunk to WORKING_SIDE in their own mode (fast, 8-bit); preprocessing the result gives the same
+    pixels as preprocessing the original, so callers may keep this smaller copy instead."""
     factor = max(image.size) / WORKING_SIDE
     if factor <= 1 or image.mode not in ("L", "LA", "RGB", "RGBA"):
         return image
@@ -117,7 +118,7 @@ def _shrunk_to(values: np.ndarray, side: float) -> np.ndarray:
 def _working_planes(image: Image.Image | np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Colour or grey, and alpha, in 0..255, no larger than WORKING_SIDE."""
     if isinstance(image, Image.Image):
-        values, alpha = _pil_planes(_shrunk_image(image))
+        values, alpha = _pil_planes(working_image(image))
     else:
         values, alpha = _array_planes(np.asarray(image))
     if max(values.shape[-2:]) <= WORKING_SIDE:

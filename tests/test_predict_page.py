@@ -1,0 +1,260 @@
+"""The Predict page's logic in Streamlit's AppTest: drawings (the canvas's state as the browser sends it), uploads,
+the camera, every model side by side, and bad input that must get a clear message and never a traceback."""
+
+import base64
+import json
+import os
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from streamlit.testing.v1 import AppTest
+
+from core.inference import DEFAULT_MODEL_DIR
+from core.models import build_model
+from core.store import RunStore
+from tests.drawn_digits import drawn, encoded, photo_of
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "predict.py")
+DEFAULT_META = json.loads((DEFAULT_MODEL_DIR / "meta.json").read_text())
+DEFAULT_WEIGHTS = DEFAULT_MODEL_DIR / DEFAULT_META["weights_file"]
+
+
+# ---- helpers --------------------------------------------------------------------------------------------------------
+
+def page() -> AppTest:
+    app = AppTest.from_file(PAGE, default_timeout=60)
+    app.run()
+    assert not app.exception
+    return app
+
+
+def canvas_state(image: Image.Image | None) -> dict:
+    """The canvas widget's value as the browser sends it after a stroke (or after clear, with no objects)."""
+    if image is None:
+        return {"drawing": {"raw": {"objects": [], "background": "#000000"}, "data": None}, "backgroundFit": None}
+    data = "data:image/png;base64," + base64.b64encode(encoded(image, "PNG")).decode()
+    return {"drawing": {"raw": {"objects": [{"type": "path"}], "background": "#000000"}, "data": data},
+            "backgroundFit": None}
+
+
+def draw(app: AppTest, image: Image.Image | None) -> AppTest:
+    app.session_state["predict_canvas"] = canvas_state(image)
+    app.run()
+    assert not app.exception
+    return app
+
+
+def answers(app: AppTest) -> list[str]:
+    """The big answers on the page (the HTML block with class predict-answer), as text."""
+    return [block.value.split(">")[1].split("<")[0] for block in app.markdown if "predict-answer" in block.value]
+
+
+def texts(app: AppTest) -> str:
+    parts = [m.value for m in app.markdown] + [i.value for i in app.info] + [w.value for w in app.warning]
+    return "\n".join(parts + [e.value for e in app.error] + [c.value for c in app.caption])
+
+
+def save_run(root: Path, run_id: str, meta: dict, weights: dict[str, torch.Tensor]) -> Path:
+    RunStore(root).save(run_id, meta, weights)
+    return root / run_id
+
+
+def copy_of_default(root: Path, run_id: str) -> Path:
+    return save_run(root, run_id, {k: v for k, v in DEFAULT_META.items() if k != "weights_file"},
+                    load_file(DEFAULT_WEIGHTS))
+
+
+def untrained_digits(root: Path, run_id: str = "20260101-000000-digits-cnn-digits-0001") -> Path:
+    torch.manual_seed(0)
+    model = build_model("digits-cnn", image_size=8, num_classes=10)
+    meta = {"model": "digits-cnn", "model_title": "Digits CNN", "dataset": "digits",
+            "input_format": {"size": 8, "max_value": 16, "style": "digits"}, "pixel_scale": 1.0,
+            "normalization": {"mean": 4.88, "std": 6.02}, "class_names": list("0123456789"), "status": "done",
+            "epochs_completed": 1, "final": {"test_accuracy": 0.1}}
+    return save_run(root, run_id, meta, model.state_dict())
+
+
+def runs_dir() -> Path:
+    return Path(os.environ["DIGIT_STUDIO_RUNS"])
+
+
+# ---- drawing --------------------------------------------------------------------------------------------------------
+
+def test_a_fresh_page_asks_for_a_drawing_and_offers_the_shipped_model():
+    app = page()
+    assert app.selectbox(key="predict_model").options == ["Shipped: Fast CNN (modern) on MNIST (28x28), 99.15%"]
+    assert any("Draw a digit" in info.value for info in app.info)
+    assert answers(app) == [] and not app.error
+
+
+@pytest.mark.parametrize("digit", [0, 1, 3, 7])
+def test_a_drawing_is_answered_with_its_probabilities_and_reasons(digit):
+    app = draw(page(), drawn(digit))
+    assert answers(app) == [str(digit)]
+    page_text = texts(app)
+    assert f"The model reads {digit}" in page_text and "What the model sees" in page_text
+    assert f"saliency for {digit}" in page_text and "Not sure" not in page_text
+    assert len(app.get("plotly_chart")) == 1
+    assert len(app.image) == 2  # the 28x28 input and the saliency map
+    assert not app.error
+
+
+def test_clearing_the_canvas_asks_for_a_digit_again():
+    app = draw(page(), drawn(7))
+    assert answers(app) == ["7"]
+    draw(app, None)
+    assert answers(app) == [] and any("Draw a digit" in info.value for info in app.info)
+    draw(app, Image.new("RGBA", (280, 280), (0, 0, 0, 255)))  # objects undone to nothing, canvas still black
+    assert answers(app) == [] and any("Draw a digit" in info.value for info in app.info)
+
+
+def test_a_dot_is_too_little_ink_to_be_a_digit():
+    app = draw(page(), drawn(1, width=4, box=(140, 140, 142, 142)))
+    assert answers(app) == [] and any("too little ink" in info.value for info in app.info)
+
+
+def test_several_digits_are_read_as_a_number_and_the_page_suggests_it():
+    row = drawn("1407", box=(10, 60, 270, 200), width=12)
+    app = draw(page(), row)
+    assert any("several digits" in info.value for info in app.info)  # answered as one digit, with a hint
+    app.toggle(key="predict_several").set_value(True).run()
+    assert answers(app) == ["1407"]
+    per_digit = [m.value.split(" · ")[0] for m in app.markdown if " · " in m.value and m.value.startswith("**")]
+    assert "4 digits" in texts(app) and per_digit == ["**1**", "**4**", "**0**", "**7**"]
+
+
+# ---- uploads and the camera ---------------------------------------------------------------------------------------
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares an enormous image (a decompression bomb)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def bad_and_odd_files() -> dict[str, tuple[bytes, str]]:
+    """Each file's content and the words its one message must contain."""
+    good = encoded(drawn(5, mode="L", background=255, ink=0), "PNG")
+    frames = [drawn(2).convert("RGB"), Image.new("RGB", (280, 280))]
+    deep = Image.fromarray(np.asarray(drawn(8, mode="L", background=255, ink=0), dtype=np.uint16) * 257)
+    return {
+        "notes.png": (b"These are my notes, not a picture.", "is not an image this app can read"),
+        "truncated.png": (good[: len(good) // 2], "is damaged or truncated"),
+        "empty.png": (b"", "is empty"),
+        "dot.png": (encoded(Image.new("L", (1, 1), 0), "PNG"), "is too small (1x1 pixels)"),
+        "bomb.png": (png_declaring(30_000, 30_000), "was not decoded"),
+        "white.png": (encoded(Image.new("L", (200, 200), 255), "PNG"), "No digit found in white.png"),
+        "black.png": (encoded(Image.new("RGB", (200, 200)), "PNG"), "No digit found in black.png"),
+        "animated.gif": (encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100),
+                         "animated.gif is animated: only its first frame is used"),
+        "deep.png": (encoded(deep, "PNG"), "deep.png has more than 8 bits per pixel"),
+        "print.jpg": (encoded(drawn(4, mode="L", background=255, ink=0).convert("CMYK"), "JPEG", quality=95),
+                      "print.jpg is a CMYK (print) image"),
+    }
+
+
+def upload(app: AppTest, files: dict[str, bytes]) -> AppTest:
+    app.session_state["predict_source"] = "Upload"
+    app.file_uploader(key="predict_uploads").set_value([(name, data, "image/png") for name, data in files.items()])
+    app.run()
+    assert not app.exception
+    return app
+
+
+def test_every_bad_or_odd_upload_gets_its_one_clear_message():
+    files = bad_and_odd_files()
+    app = upload(page(), {name: data for name, (data, _) in files.items()})
+    messages = [e.value for e in app.error] + [i.value for i in app.info] + [w.value for w in app.warning]
+    for name, (_, expected) in files.items():
+        about = [message for message in messages if name in message]
+        assert len(about) >= 1 and any(expected in message for message in about), (name, about)
+        assert all(message.endswith(".") for message in about)
+    assert len(app.error) == 5  # the five files that cannot be read at all
+    gallery = {m.value.split(":")[0]: m.value for m in app.markdown if m.value.split(":")[0] in files}
+    assert gallery["animated.gif"].endswith("**2** · 100%") and "**8**" in gallery["deep.png"]
+    assert "**4**" in gallery["print.jpg"] and "white.png" not in gallery  # blank: its warning says so
+
+
+def test_uploads_are_each_answered_and_the_chosen_one_explained():
+    files = {"five.png": encoded(drawn(5, mode="L", background=255, ink=0), "PNG"),
+             "photo.jpg": encoded(photo_of(3), "JPEG"),
+             "export.png": encoded(drawn(9, background=(0, 0, 0, 0), ink=(0, 0, 0, 255)), "PNG"),
+             "screen.webp": encoded(drawn(6).convert("RGB"), "WEBP", lossless=True)}
+    app = upload(page(), files)
+    assert answers(app) == ["5"] and "All your pictures" in [s.value for s in app.subheader]
+    gallery = [m.value for m in app.markdown if m.value.split(":")[0] in files]
+    assert gallery == ["five.png: **5** · 100%", "photo.jpg: **3** · 100%", "export.png: **9** · 100%",
+                       "screen.webp: **6** · 100%"]
+    app.selectbox(key="predict_explain").set_value("export.png").run()
+    assert answers(app) == ["9"] and not app.error
+
+
+def test_a_camera_photo_is_read():
+    app = page()
+    app.session_state["predict_source"] = "Camera"
+    app.run()
+    assert any("Take a photo" in info.value for info in app.info)
+    app.camera_input(key="predict_camera").set_value(("photo.jpg", encoded(photo_of(2), "JPEG"), "image/jpeg")).run()
+    assert not app.exception and answers(app) == ["2"]
+
+
+# ---- models -------------------------------------------------------------------------------------------------------
+
+def test_every_saved_run_is_offered_and_compared_in_its_own_input_format():
+    copy_of_default(runs_dir(), "20260102-000000-fast-cnn-mnist-0001")
+    untrained_digits(runs_dir())
+    app = draw(page(), drawn(4))
+    options = app.selectbox(key="predict_model").options
+    assert options[0].startswith("Shipped") and len(options) == 3
+    assert options[1].startswith("20260102-000000-fast-cnn-mnist-0001: Fast CNN (modern) on MNIST")
+    assert options[2].startswith("20260101-000000-digits-cnn-digits-0001: Digits CNN on scikit-learn digits")
+    table = app.dataframe[0].value
+    assert list(table["input"]) == ["28x28", "28x28", "8x8"]
+    assert list(table["answer"])[:2] == ["4", "4"] and table["confidence"].iloc[0] > 0.99
+    assert "disagree" in texts(app) or "All 3 models agree" in texts(app)
+
+
+def test_an_unsure_model_says_so():
+    untrained_digits(runs_dir())
+    app = page()
+    app.selectbox(key="predict_model").set_value("20260101-000000-digits-cnn-digits-0001").run()
+    draw(app, drawn(3))
+    assert len(answers(app)) == 1 and any("Not sure" in w.value for w in app.warning)
+    assert "(8x8)" in texts(app)  # the 8x8 input is what is shown
+
+
+def test_a_run_with_damaged_weights_gets_a_message_and_the_shipped_model_answers():
+    damaged = copy_of_default(runs_dir(), "20260103-000000-fast-cnn-mnist-0002")
+    weights = next(damaged.glob("weights-*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:1000])
+    app = page()
+    app.selectbox(key="predict_model").set_value(damaged.name).run()
+    assert any("weights are damaged" in e.value and "Showing the shipped model instead" in e.value for e in app.error)
+    draw(app, drawn(7))
+    assert answers(app) == ["7"] and any("weights are damaged" in w.value for w in app.warning)
+    assert not app.exception
+
+
+def test_a_run_saved_again_is_loaded_again():
+    from ui.predict import load_choice, model_choices
+
+    run_dir = copy_of_default(runs_dir(), "20260104-000000-fast-cnn-mnist-0003")
+    first = load_choice(model_choices()[1])
+    assert load_choice(model_choices()[1]) is first  # cached while the weights file is unchanged
+    changed = {name: tensor.clone() for name, tensor in load_file(next(run_dir.glob("weights-*"))).items()}
+    changed["12.bias"] += 1.0
+    weights = next(run_dir.glob("weights-*"))
+    save_file(changed, weights)
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1_000_000))
+    second = load_choice(model_choices()[1])
+    assert second is not first and torch.equal(second.model.state_dict()["12.bias"], changed["12.bias"])
+    shutil.rmtree(run_dir)
+    assert len(model_choices()) == 1

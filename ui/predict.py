@@ -1,0 +1,271 @@
+"""The Predict page's pieces: which models there are, loading them once, and showing an answer and its reasons.
+
+The drawing canvas is imported by the page alone: its module raises when imported outside a Streamlit run.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from PIL import Image
+
+from core.data import DATASETS
+from core.images import ImageError, load_image
+from core.inference import (
+    DEFAULT_MODEL_DIR,
+    LOW_CONFIDENCE,
+    ImagePrediction,
+    NumberReading,
+    predict_each,
+    read_number_each,
+    saliency,
+)
+from core.preprocess import preprocess, working_image
+from core.store import LoadedRun, RunError, load_run_dir, read_meta
+from ui.shared import run_store
+
+SHIPPED = "shipped"  # the choice key of the model in core/default_model
+PREVIEW_SIDE = 196  # px the 28x28 (or 8x8) model input is shown at: 7x for MNIST
+SALIENCY_SAMPLES = 16  # SmoothGrad copies: a cleaner map for a few ms more
+SALIENCY_NOISE = 0.1  # of the input range: enough to average out speckle, little enough to keep the shape
+ANSWER_COLOUR = "#1f77b4"
+UNSURE_COLOUR = "#d62728"
+HEAT = np.array([[0, 0, 0], [120, 28, 109], [237, 105, 37], [252, 255, 164]], dtype=np.float32)  # inferno's stops
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model the page can use: the shipped one or a saved run with weights."""
+
+    key: str  # SHIPPED or the run's id
+    label: str
+    path: Path
+    weights_file: str
+    dataset: str
+    test_accuracy: float | None
+
+
+def _dataset_title(name: str) -> str:
+    spec = DATASETS.get(name)
+    return spec.title if spec else name
+
+
+def _choice(key: str, path: Path, meta: dict, prefix: str) -> ModelChoice:
+    accuracy = (meta.get("final") or {}).get("test_accuracy")
+    accuracy = accuracy if isinstance(accuracy, (int, float)) else None
+    score = f", {accuracy:.2%}" if accuracy is not None else ""
+    training = " (still training)" if meta.get("status") == "running" else ""
+    title = meta.get("model_title") or meta.get("model")
+    label = f"{prefix}{title} on {_dataset_title(meta['dataset'])}{score}{training}"
+    return ModelChoice(key, label, path, meta["weights_file"], meta["dataset"], accuracy)
+
+
+def model_choices() -> list[ModelChoice]:
+    """The shipped model first, then every saved run that has weights, newest first."""
+    choices = [_choice(SHIPPED, DEFAULT_MODEL_DIR, read_meta(DEFAULT_MODEL_DIR), "Shipped: ")]
+    for info in run_store().list_runs():
+        if info.meta is not None and info.has_weights:
+            choices.append(_choice(info.run_id, info.path, info.meta, f"{info.run_id}: "))
+    return choices
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _loaded_run(path: str, weights_file: str, weights_stamp: int) -> LoadedRun:
+    """One shared, read-only copy per run folder and weights version: a re-saved run is loaded again."""
+    return load_run_dir(Path(path))
+
+
+def load_choice(choice: ModelChoice) -> LoadedRun:
+    """The choice's model, loaded once per weights version; RunError says why it cannot be used."""
+    try:
+        stamp = (choice.path / choice.weights_file).stat().st_mtime_ns
+    except OSError:
+        raise RunError(f"{choice.key}: its weights file {choice.weights_file} is missing.") from None
+    return _loaded_run(str(choice.path), choice.weights_file, stamp)
+
+
+# ---- inputs ---------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class InputImage:
+    """One picture to read, or the one sentence that says why it cannot be read."""
+
+    name: str
+    image: Image.Image | np.ndarray | None
+    notices: tuple[str, ...] = ()
+    error: str | None = None  # why it cannot be read at all; image is None
+    blank: bool = False  # decoded, but no ink in it
+
+    @property
+    def readable(self) -> bool:
+        return self.image is not None and not self.blank
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _decoded(data: bytes, name: str) -> InputImage:
+    """Decode once per file content: a rerun after each stroke must not decode every upload again."""
+    try:
+        loaded = load_image(data, name=name)
+    except ImageError as error:
+        return InputImage(name, None, (), str(error))
+    image = working_image(loaded.image)
+    return InputImage(name, image, loaded.notices, None, preprocess(image).blank)  # ink is found alike in any format
+
+
+def decoded_upload(name: str, data: bytes) -> InputImage:
+    """An uploaded file decoded safely (see core.images), shrunk to the size preprocessing works at."""
+    return _decoded(data, name)
+
+
+# ---- pictures -------------------------------------------------------------------------------------------------------
+
+def enlarged(values: np.ndarray, side: int = PREVIEW_SIDE) -> np.ndarray:
+    """A small image (H, W) or (H, W, 3) repeated up to about `side` px: crisp pixels, no blur."""
+    factor = max(1, side // max(values.shape[:2]))
+    return values.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+def model_input_picture(pixels: np.ndarray, max_value: int) -> np.ndarray:
+    """The model's input as a uint8 greyscale picture, white ink on black as the model sees it."""
+    return enlarged(np.clip(pixels.astype(np.float32) * (255.0 / max_value), 0, 255).astype(np.uint8))
+
+
+def heat_colours(strength: np.ndarray) -> np.ndarray:
+    """Values in 0..1 to RGB on a black-purple-orange-yellow scale (as matplotlib's inferno)."""
+    position = np.clip(strength, 0, 1) * (len(HEAT) - 1)
+    low = np.minimum(position.astype(int), len(HEAT) - 2)
+    share = (position - low)[..., None]
+    return HEAT[low] * (1 - share) + HEAT[low + 1] * share
+
+
+def saliency_picture(pixels: np.ndarray, max_value: int, strength: np.ndarray) -> np.ndarray:
+    """The saliency heat map laid over a faint copy of the input, so the hot pixels can be placed on the digit."""
+    ink = (pixels.astype(np.float32) / max_value)[..., None]
+    scaled = np.clip(strength / max(float(np.percentile(strength, 99)), 1e-6), 0, 1) ** 1.5  # one hot pixel must
+    blended = 0.85 * heat_colours(scaled) + 0.35 * 255 * ink * (1 - scaled[..., None])  # not darken all the rest
+    return enlarged(np.clip(blended, 0, 255).astype(np.uint8))
+
+
+def probability_figure(probabilities: np.ndarray, class_names: tuple[str, ...]) -> go.Figure:
+    """Every class's probability as a bar, the answer's bar highlighted."""
+    best = int(probabilities.argmax())
+    colours = ["#c9d6e3"] * len(probabilities)
+    colours[best] = UNSURE_COLOUR if probabilities[best] < LOW_CONFIDENCE else ANSWER_COLOUR
+    figure = go.Figure(go.Bar(
+        x=list(class_names), y=probabilities, marker_color=colours, text=[f"{p:.0%}" if p >= 0.01 else ""
+                                                                          for p in probabilities],
+        textposition="outside", cliponaxis=False, hovertemplate="%{x}: %{y:.2%}<extra></extra>"))
+    figure.update_layout(height=230, margin={"l": 0, "r": 0, "t": 18, "b": 0}, showlegend=False,
+                         xaxis={"type": "category", "fixedrange": True},
+                         yaxis={"range": [0, 1.05], "tickformat": ".0%", "fixedrange": True, "nticks": 3})
+    return figure
+
+
+# ---- answers --------------------------------------------------------------------------------------------------------
+
+def big_answer(text: str, headline: str, detail: str, unsure: bool) -> None:
+    """The answer in large type, with what it is and how sure beside it."""
+    colour = UNSURE_COLOUR if unsure else ANSWER_COLOUR
+    answer, words = st.columns([2, 3], vertical_alignment="center")
+    answer.markdown(f'<div class="predict-answer" style="font-size:5.5rem;font-weight:700;line-height:1.05;'
+                    f'color:{colour};letter-spacing:0.04em;word-break:break-all">{text}</div>', unsafe_allow_html=True)
+    words.markdown(f"**{headline}**  \n{detail}")
+
+
+def show_prediction(run: LoadedRun, prediction: ImagePrediction, model_label: str) -> None:
+    """The predicted class large, how sure the model is, and every class's probability."""
+    name = run.class_names[prediction.label]
+    big_answer(name, f"The model reads {name}", f"{prediction.confidence:.1%} sure · {model_label}", prediction.unsure)
+    if prediction.unsure:
+        st.warning(f"Not sure: the best guess has only {prediction.confidence:.0%} probability. Try writing the "
+                   "digit larger, more upright and in one piece.", icon=":material/help:")
+    st.plotly_chart(probability_figure(prediction.probabilities, run.class_names), config={"displayModeBar": False},
+                    key="predict_probabilities")
+
+
+def show_reading(run: LoadedRun, reading: NumberReading) -> None:
+    """The number read left to right, then each digit as the model saw it with its own answer."""
+    big_answer(reading.text, f"The model reads {reading.text}",
+               f"{len(reading.digits)} digit{'s' if len(reading.digits) > 1 else ''}, "
+               f"{reading.confidence:.1%} sure of {'them all' if len(reading.digits) > 1 else 'it'}", reading.unsure)
+    if reading.unsure:
+        unsure = ", ".join(f"#{i + 1}" for i, digit in enumerate(reading.digits) if digit.unsure)
+        st.warning(f"The model is unsure of digit {unsure}: below {LOW_CONFIDENCE:.0%} probability.",
+                   icon=":material/help:")
+    per_row = 6
+    for start in range(0, len(reading.digits), per_row):
+        columns = st.columns(per_row)
+        for column, digit in zip(columns, reading.digits[start:start + per_row]):
+            with column:
+                st.image(model_input_picture(digit.preprocessed.pixels, run.input_format.max_value), width="stretch")
+                st.markdown(f"**{run.class_names[digit.label]}** · {digit.confidence:.0%}")
+
+
+def show_reasons(run: LoadedRun, prediction: ImagePrediction) -> None:
+    """What the model was given, and which of those pixels moved its answer most."""
+    pixels, top = prediction.preprocessed.pixels, run.input_format.max_value
+    size = run.input_format.size
+    seen, why = st.columns(2)
+    with seen:
+        st.markdown(f"**What the model sees** ({size}x{size})")
+        st.image(model_input_picture(pixels, top), width="stretch")
+        st.caption("Your ink cropped, scaled so its longer side is 20 of 28 pixels and centred by its mass, "
+                   "as MNIST's digits were made." if run.input_format.style == "mnist" else
+                   "Your ink in scikit-learn's 8x8 style: each pixel counts the ink in a 4x4 block, 0 to 16.")
+    with why:
+        st.markdown(f"**What drove the answer** (saliency for {run.class_names[prediction.label]})")
+        strength = saliency(run, pixels, prediction.label, samples=SALIENCY_SAMPLES, noise=SALIENCY_NOISE)
+        st.image(saliency_picture(pixels, top, strength), width="stretch")
+        st.caption("Bright pixels are where a small change would move the answer most: the gradient of its "
+                   "probability, averaged over noisy copies (SmoothGrad).")
+
+
+# ---- every model --------------------------------------------------------------------------------------------------
+
+def usable_runs(choices: list[ModelChoice]) -> tuple[list[tuple[ModelChoice, LoadedRun]], list[str]]:
+    """Each choice loaded, and one sentence for each that cannot be."""
+    loaded, problems = [], []
+    for choice in choices:
+        try:
+            loaded.append((choice, load_choice(choice)))
+        except RunError as error:
+            problems.append(str(error))
+    return loaded, problems
+
+
+def every_model_rows(models: list[tuple[ModelChoice, LoadedRun]], image: Image.Image | np.ndarray,
+                     several: bool) -> list[dict]:
+    """One table row per model: its answer and how sure it is."""
+    runs = [run for _, run in models]
+    answers = read_number_each(runs, image) if several else predict_each(runs, image)
+    rows = []
+    for (choice, run), answer in zip(models, answers):
+        if answer.blank:
+            text, confidence = "-", None
+        else:
+            text = answer.text if several else run.class_names[answer.label]
+            confidence = answer.confidence
+        rows.append({"model": choice.label, "input": f"{run.input_format.size}x{run.input_format.size}",
+                     "answer": text, "confidence": confidence})
+    return rows
+
+
+def agreement(rows: list[dict]) -> str:
+    """One line on whether the models agree."""
+    votes = Counter(row["answer"] for row in rows if row["answer"] != "-")
+    if not votes:
+        return "No model found a digit."
+    if len(rows) == 1:
+        return "Train a model on the Train page to compare its answer with this one."
+    (top, count), *others = votes.most_common()
+    if not others and count == len(rows):
+        return f"All {len(rows)} models agree: **{top}**."
+    spread = ", ".join(f"{answer} ({n})" for answer, n in votes.most_common())
+    return f"The models disagree: {spread}."
+
+
