@@ -31,9 +31,9 @@ FORMAT_VERSION = 1
 MAX_META_BYTES = 8 * 1024 * 1024
 MAX_WEIGHTS_BYTES = 256 * 1024 * 1024
 MAX_CLASSES = 1000  # more would only make loading build a huge output layer
-RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-WEIGHTS_PATTERN = re.compile(r"^weights-\d{6}\.safetensors$")
-TEMP_PATTERN = re.compile(r"^\..+\.(\d+)\.[0-9a-f]+\.tmp$")
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")  # \Z, not $: "$" lets a trailing newline through
+WEIGHTS_PATTERN = re.compile(r"^weights-\d{6}\.safetensors\Z")
+TEMP_PATTERN = re.compile(r"^\..+\.(\d+)\.[0-9a-f]+\.tmp\Z")
 
 
 class RunError(ValueError):

@@ -1,19 +1,25 @@
 import errno
+import io
 import json
 import os
 import pickle
+import re
+import shlex
+import shutil
 import threading
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 import core.store as store_module
 from core.record import RecordedTraining
 from core.store import RunError, RunStore, StoreWriteError, load_run_dir
 from core.training import EpochEnd, Finished, TrainConfig
 
+REPO = Path(__file__).resolve().parents[1]
 QUICK = TrainConfig(model="digits-cnn", dataset="digits", epochs=3, batch_size=100, optimizer="sgd",
                     learning_rate=0.5, loss="bce-one-hot")
 
@@ -23,11 +29,22 @@ def store(tmp_path) -> RunStore:
     return RunStore(tmp_path / "runs")
 
 
-@pytest.fixture
-def saved_run(store) -> str:
-    recorded = RecordedTraining(QUICK, store)
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """One small run trained once per module; tests get copies to read, change or damage."""
+    recorded = RecordedTraining(QUICK, RunStore(tmp_path_factory.mktemp("trained")))
     assert list(recorded.events())[-1].status == "done"
-    return recorded.run_id
+    return recorded.run_dir
+
+
+def copy_run(trained_run: Path, store: RunStore, run_id: str) -> str:
+    shutil.copytree(trained_run, store.root / run_id)
+    return run_id
+
+
+@pytest.fixture
+def saved_run(store, trained_run) -> str:
+    return copy_run(trained_run, store, trained_run.name)
 
 
 def test_a_recorded_run_has_weights_and_self_describing_metadata(store, saved_run):
@@ -79,75 +96,196 @@ def test_a_run_whose_process_died_is_listed_as_interrupted(store, saved_run):
     assert store.info(saved_run).status == "interrupted"
 
 
-def damage(folder: Path, how: str) -> None:
-    meta_path = folder / "meta.json"
-    meta = json.loads(meta_path.read_text())
-    weights = folder / meta["weights_file"]
-    if how == "truncated weights":
-        weights.write_bytes(weights.read_bytes()[:100])
-    elif how == "missing json":
-        meta_path.unlink()
-    elif how == "invalid json":
-        meta_path.write_text("{not json")
-    elif how == "wrong shapes":
-        tensors = {k: torch.zeros(3) for k in ("0.weight",)}
-        save_file(tensors, str(weights))
-    elif how == "unknown architecture":
-        meta["model"] = "alexnet"
-    elif how == "class count":
-        meta["class_names"] = ["a", "b", "c"]
-    elif how == "nan normalization":
-        meta["normalization"]["std"] = float("nan")
-    elif how == "foreign json":
-        meta = {"hello": "world"}
-    elif how == "path in weights name":
-        meta["weights_file"] = "../../etc/passwd"
-    if how in ("unknown architecture", "class count", "nan normalization", "foreign json", "path in weights name"):
-        meta_path.write_text(json.dumps(meta))
+def weights_path(folder: Path) -> Path:
+    return folder / json.loads((folder / "meta.json").read_text())["weights_file"]
 
 
-@pytest.mark.parametrize("how, words", [
-    ("truncated weights", "damaged or not safetensors"), ("missing json", "meta.json is missing"),
-    ("invalid json", "not valid JSON"), ("wrong shapes", "do not match"),
-    ("unknown architecture", "not in this app's model zoo"), ("class count", "with 3 classes"),
-    ("nan normalization", "normalisation"), ("foreign json", "not a Digit Studio run"),
-    ("path in weights name", "not one this app writes"),
-])
-def test_damaged_runs_are_refused_specifically_and_others_still_load(store, saved_run, how, words):
-    healthy = RecordedTraining(QUICK, store)
-    list(healthy.events())
-    damage(store.run_dir(saved_run), how)
+def rewrite_meta(folder: Path, change) -> None:
+    meta = json.loads((folder / "meta.json").read_text())
+    change(meta)
+    (folder / "meta.json").write_text(json.dumps(meta))
+
+
+def rewrite_tensors(folder: Path, change) -> None:
+    tensors = load_file(str(weights_path(folder)))
+    key = next(k for k in sorted(tensors) if tensors[k].is_floating_point())
+    tensors[key] = change(tensors[key])
+    save_file(tensors, str(weights_path(folder)))
+
+
+# how -> (damage it, words of the refusal, whether listing already shows it as damaged)
+DAMAGE = {
+    "truncated weights": (lambda f: weights_path(f).write_bytes(weights_path(f).read_bytes()[:100]),
+                          "damaged or not safetensors", False),
+    "empty weights": (lambda f: weights_path(f).write_bytes(b""), "damaged or not safetensors", False),
+    "missing weights": (lambda f: weights_path(f).unlink(), "weights-000003.safetensors is missing", False),
+    "missing json": (lambda f: (f / "meta.json").unlink(), "meta.json is missing", True),
+    "invalid json": (lambda f: (f / "meta.json").write_text("{not json"), "not valid JSON", True),
+    "json nested too deep": (lambda f: (f / "meta.json").write_text("[" * 100_000), "not valid JSON", True),
+    "json with a 5,000-digit number": (lambda f: (f / "meta.json").write_text('{"pid": ' + "9" * 5000 + "}"),
+                                       "not valid JSON", True),
+    "foreign json": (lambda f: (f / "meta.json").write_text('{"hello": "world"}'), "not a Digit Studio run", True),
+    "different layers": (lambda f: save_file({"0.weight": torch.zeros(3)}, str(weights_path(f))),
+                         "different layers", False),
+    "wrong shapes": (lambda f: rewrite_tensors(f, lambda t: torch.zeros(t.shape[0] + 1, *t.shape[1:])),
+                     "has shape", False),
+    "nan weights": (lambda f: rewrite_tensors(f, lambda t: torch.full_like(t, float("nan"))), "NaN or infinite", False),
+    "unknown architecture": (lambda f: rewrite_meta(f, lambda m: m.update(model="alexnet")),
+                             "not in this app's model zoo", False),
+    "class count": (lambda f: rewrite_meta(f, lambda m: m.update(class_names=["a", "b", "c"])), "with 3 classes", False),
+    "too many classes": (lambda f: rewrite_meta(f, lambda m: m.update(class_names=[str(i) for i in range(5000)])),
+                         "class names", True),
+    "nan normalization": (lambda f: rewrite_meta(f, lambda m: m["normalization"].update(std=float("nan"))),
+                          "normalisation", True),
+    "zero std": (lambda f: rewrite_meta(f, lambda m: m["normalization"].update(std=0)), "normalisation", True),
+    "history not a list": (lambda f: rewrite_meta(f, lambda m: m.update(history="all good")), "history", True),
+    "path in weights name": (lambda f: rewrite_meta(f, lambda m: m.update(weights_file="../../etc/passwd")),
+                             "not one this app writes", True),
+    "newline in weights name": (lambda f: rewrite_meta(f, lambda m: m.update(weights_file=m["weights_file"] + "\n")),
+                                "not one this app writes", True),
+}
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_damaged_runs_are_refused_specifically_and_others_still_list_and_load(store, saved_run, trained_run, how):
+    healthy = copy_run(trained_run, store, "healthy-run")
+    damage, words, listed_as_damaged = DAMAGE[how]
+    damage(store.run_dir(saved_run))
     with pytest.raises(RunError, match=words):
         store.load(saved_run)
-    statuses = {info.run_id: info.status for info in store.list_runs()}
-    assert statuses[healthy.run_id] == "done" and store.load(healthy.run_id)
-    if how in ("missing json", "invalid json", "foreign json", "nan normalization", "path in weights name"):
-        assert statuses[saved_run] == "damaged"
+    listed = {info.run_id: info for info in store.list_runs()}
+    assert listed[healthy].status == "done" and store.load(healthy).meta["epochs_completed"] == 3
+    assert (listed[saved_run].status == "damaged") == listed_as_damaged
+    if listed_as_damaged:
+        assert re.search(words, listed[saved_run].error)
 
 
-def test_an_oversized_weights_file_is_refused_before_parsing(store, saved_run, monkeypatch):
-    monkeypatch.setattr(store_module, "MAX_WEIGHTS_BYTES", 1000)
-    with pytest.raises(RunError, match="too large"):
+@pytest.mark.parametrize("limit, parser, words", [
+    ("MAX_WEIGHTS_BYTES", (safetensors.torch, "load"), "weights file is too large"),
+    ("MAX_META_BYTES", (json, "loads"), "meta.json is too large"),
+])
+def test_oversized_files_are_refused_before_parsing(store, saved_run, monkeypatch, limit, parser, words):
+    monkeypatch.setattr(store_module, limit, 1000)
+    parse = getattr(*parser)
+
+    def parse_unless_huge(data, *args, **kwargs):
+        assert len(data) <= 1000, "an oversized file reached the parser"
+        return parse(data, *args, **kwargs)
+    monkeypatch.setattr(*parser, parse_unless_huge)
+    with pytest.raises(RunError, match=words):
         store.load(saved_run)
 
 
-class _CreatesAFile:
+class TouchesAFile:
+    """Unpickling this creates `marker`: if the marker exists, something unpickled it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
     def __reduce__(self):
-        return (open, ("/tmp/digit-studio-pwned-by-pickle", "w"))
+        return (Path.touch, (self.marker,))
 
 
-def test_a_pickle_placed_as_weights_is_refused_and_never_run(store, saved_run):
-    marker = Path("/tmp/digit-studio-pwned-by-pickle")
-    marker.unlink(missing_ok=True)
-    folder = store.run_dir(saved_run)
-    weights = folder / json.loads((folder / "meta.json").read_text())["weights_file"]
-    weights.write_bytes(pickle.dumps(_CreatesAFile()))
-    with pytest.raises(RunError):
-        store.load(saved_run)
+class RunsAShellCommand(TouchesAFile):
+    def __reduce__(self):
+        return (os.system, (f"touch {shlex.quote(str(self.marker))}",))
+
+
+def torch_save_bytes(payload) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+def torch_load_unsafely(data: bytes):
+    return torch.load(io.BytesIO(data), weights_only=False)
+
+
+@pytest.fixture(params=[(TouchesAFile, pickle.dumps, pickle.loads), (RunsAShellCommand, pickle.dumps, pickle.loads),
+                        (TouchesAFile, torch_save_bytes, torch_load_unsafely)],
+                ids=["pickle-Path.touch", "pickle-os.system", "torch.save-Path.touch"])
+def malicious_pickle(request, tmp_path) -> tuple[bytes, Path]:
+    """A checkpoint whose loading would create a file, and that file (checked live here, then removed)."""
+    payload_class, dump, unsafe_load = request.param
+    marker = tmp_path / "created-by-a-pickle"
+    data = dump(payload_class(marker))
+    unsafe_load(data)
+    assert marker.exists(), "the payload must be live for the test to mean anything"
+    marker.unlink()
+    return data, marker
+
+
+def plant(data: bytes, place: str, store: RunStore, run_id: str) -> str:
+    """Put a malicious checkpoint where a run is expected; returns the run id to load."""
+    folder = store.run_dir(run_id)
+    if place == "as weights":
+        weights_path(folder).write_bytes(data)
+    elif place == "as meta":
+        (folder / "meta.json").write_bytes(data)
+    elif place == "beside the run":
+        for name in ("model.pt", "checkpoint.pth", "weights.pkl"):
+            (folder / name).write_bytes(data)
+    else:
+        run_id = "pickled-run"
+        store.run_dir(run_id).mkdir()
+        (store.run_dir(run_id) / "model.pt").write_bytes(data)
+    return run_id
+
+
+@pytest.mark.parametrize("place", ["as weights", "as meta", "beside the run", "as a run of its own"])
+def test_a_malicious_checkpoint_is_refused_and_never_run(store, saved_run, malicious_pickle, place):
+    data, marker = malicious_pickle
+    run_id = plant(data, place, store, saved_run)
+    listed = {info.run_id: info for info in store.list_runs()}
+    if place == "beside the run":
+        assert store.load(run_id).meta["epochs_completed"] == 3  # stray .pt/.pth files are never read
+    else:
+        with pytest.raises(RunError):
+            store.load(run_id)
+    assert listed[run_id].status == ("damaged" if place in ("as meta", "as a run of its own") else "done")
+    store.sweep()
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("bad_id", ["../etc", "/etc/passwd", "a/../../b", "..", "", "x" * 200, "runs/inner"])
+def test_nothing_in_the_app_can_unpickle():
+    unsafe = re.compile(r"import pickle|from pickle|torch\.load\(|allow_pickle=True|weights_only=False|joblib")
+    sources = [*REPO.glob("core/*.py"), *REPO.glob("ui/*.py"), *REPO.glob("pages/*.py"), REPO / "streamlit_app.py"]
+    assert [p.name for p in sources if unsafe.search(p.read_text(encoding="utf-8"))] == []
+
+
+def test_a_run_folder_linking_outside_is_refused_and_deleting_it_removes_only_the_link(store, saved_run, trained_run,
+                                                                                        tmp_path):
+    victim = tmp_path / "outside" / "victim"
+    shutil.copytree(trained_run, victim)
+    (store.root / "linked").symlink_to(victim, target_is_directory=True)
+    stray_temp = victim / f".meta.json.{2**22 + 12345}.abcd1234.tmp"
+    stray_temp.write_bytes(b"not ours to sweep")
+    with pytest.raises(RunError, match="outside"):
+        store.load("linked")
+    with pytest.raises(RunError, match="outside"):
+        store.save("linked", {"model": "digits-cnn"}, None)
+    listed = {info.run_id: info for info in store.list_runs()}
+    assert listed["linked"].status == "damaged" and "outside" in listed["linked"].error
+    assert listed[saved_run].status == "done" and store.load(saved_run)
+    assert store.sweep() == 0 and stray_temp.exists()
+    store.delete("linked")
+    assert not (store.root / "linked").exists() and (victim / "meta.json").is_file()
+
+
+@pytest.mark.parametrize("which", ["meta.json", "weights"])
+def test_files_linking_outside_the_run_folder_are_refused(store, saved_run, tmp_path, which):
+    folder = store.run_dir(saved_run)
+    target = folder / "meta.json" if which == "meta.json" else weights_path(folder)
+    outside = tmp_path / "outside-file"
+    shutil.copy(target, outside)  # the same bytes: only the link is wrong
+    target.unlink()
+    target.symlink_to(outside)
+    with pytest.raises(RunError, match="link to a file outside"):
+        store.load(saved_run)
+
+
+@pytest.mark.parametrize("bad_id", ["../etc", "/etc/passwd", "a/../../b", "..", "", "x" * 200, "runs/inner", "abc\n",
+                                    "a\nb", "..\\x", "C:\\Windows", "~root", ".hidden", None, 7])
 def test_run_ids_cannot_reach_outside_the_runs_folder(store, bad_id):
     with pytest.raises(RunError, match="not a valid run id"):
         store.run_dir(bad_id)
