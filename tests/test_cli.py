@@ -1,4 +1,7 @@
+import io
 import json
+import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -6,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+
+from core.cli import main
+from core.inference import DEFAULT_MODEL_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,6 +59,51 @@ def test_bad_arguments_exit_2_with_one_line(args, tmp_path):
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("error:")
     assert not list(tmp_path.iterdir())  # nothing saved
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--lr", "nan"], "--lr: must be a positive number"), (["--lr", "inf"], "--lr: must be a positive number"),
+    (["--lr", "-0.01"], "--lr: must be a positive number"), (["--lr", "abc"], "--lr: must be a number"),
+    (["--recipe", "digits-cnn", "--lr", "0"], "--lr: must be a positive number"),
+    (["--epochs", "-3"], "--epochs: must be at least 1"), (["--epochs", "1.5"], "--epochs: must be a whole number"),
+    (["--batch-size", "-1"], "--batch-size: must be at least 1"), (["--train-limit", "0"], "--train-limit"),
+    (["--train-limit", "50", "--batch-size", "64"], "batch size 64 is larger than the 50 training images"),
+    (["--recipe", "digits-cnn", "--batch-size", "2000"], "batch size 2000 is larger than the"),
+    (["--recipe", "lenet5", "--model", "alexnet"], "alexnet"), (["--dataset", "cifar", "--model", "lenet5"], "cifar"),
+    (["--optimizer", "rmsprop"], "rmsprop"), (["--schedule", "cosine2"], "cosine2"), (["--seed", "x"], "--seed"),
+])
+def test_more_settings_out_of_range_exit_2_with_one_line(args, words, tmp_path, capsys):
+    code = main(["train", *args, "--runs-dir", str(tmp_path / "runs")], out=io.StringIO())  # in process: no 5 s start
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error:") and words in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.fixture
+def pickle_that_touches(tmp_path) -> tuple[bytes, Path]:
+    """The classic os.system pickle, checked live (it creates its marker when unpickled), then reset."""
+    marker = tmp_path / "created-by-a-pickle"
+    data = f"cos\nsystem\n(S{f'touch {marker}'!r}\ntR.".encode()
+    pickle.loads(data)
+    assert marker.exists()
+    marker.unlink()
+    return data, marker
+
+
+@pytest.mark.parametrize("place", ["as weights", "as meta", "--run absolute path", "--run relative path"])
+def test_predict_refuses_a_pickled_checkpoint_and_never_runs_it(tmp_path, capsys, pickle_that_touches, place):
+    data, marker = pickle_that_touches
+    runs, image = tmp_path / "runs", tmp_path / "one.png"
+    run = shutil.copytree(DEFAULT_MODEL_DIR, runs / "evil-run")
+    weights = run / json.loads((run / "meta.json").read_text())["weights_file"]
+    {"as weights": weights, "as meta": run / "meta.json"}.get(place, run / "model.pt").write_bytes(data)
+    run_arg = {"--run absolute path": str(run / "model.pt"), "--run relative path": "../evil-run/model.pt"}
+    draw_canvas_png(image)
+    code = main(["predict", str(image), "--run", run_arg.get(place, "evil-run"), "--runs-dir", str(runs)],
+                out=io.StringIO())
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and err.startswith("error:"), err
+    assert not marker.exists()
 
 
 def test_missing_mnist_offline_exits_1_with_one_line(tmp_path):
