@@ -18,10 +18,12 @@ from core.jobs import JobRefused, JobSnapshot
 from core.models import list_models, model_spec
 from core.recipes import RECIPES, Recipe
 from ui import train as ui
+from ui.jobs import job_manager
 from ui.results import results_section
 from ui.shared import available_datasets, data_dir, run_store
 
 CUSTOM = "custom"
+DEFAULT_PRESETS = {"digits": "digits-cnn", "mnist": "fast-cnn-99"}  # the quickest way to a good model on each
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "momentum": "SGD with momentum", "sgd": "SGD"}
 SCHEDULES = {"none": "constant", "step": "step decay (x0.1)", "one-cycle": "one-cycle"}
 LOSSES = {"cross-entropy": "cross-entropy", "bce-one-hot": "binary cross-entropy on one-hot targets"}
@@ -65,7 +67,7 @@ def dataset_picker() -> str | None:
     if not ready:
         return None
     return st.selectbox("Dataset", ready, format_func=lambda name: DATASETS[name].title, key="train_dataset",
-                        on_change=lambda: st.session_state.update(train_preset=CUSTOM))
+                        on_change=lambda: st.session_state.pop("train_preset", None))  # the new data's default
 
 
 def missing_dataset_note(name: str, problem: str) -> None:
@@ -84,8 +86,7 @@ def missing_dataset_note(name: str, problem: str) -> None:
 def preset_picker(dataset: str) -> Recipe | None:
     presets = presets_for(dataset)
     if "train_preset" not in st.session_state or st.session_state["train_preset"] not in (CUSTOM, *presets):
-        first = next((name for name, item in presets.items() if item.config.dataset == dataset), CUSTOM)
-        st.session_state["train_preset"] = first
+        st.session_state["train_preset"] = DEFAULT_PRESETS.get(dataset, CUSTOM)
         apply_preset()
     name = st.selectbox("Start from", [*presets, CUSTOM], key="train_preset", on_change=apply_preset,
                         format_func=lambda n: "Custom settings" if n == CUSTOM else presets[n].title,
@@ -163,7 +164,7 @@ def model_summary_box(config: TrainConfig) -> None:
 
 def start(config: TrainConfig, recipe: Recipe | None) -> None:
     try:
-        st.session_state["train_job"] = ui.job_manager().submit(config, recipe)
+        st.session_state["train_job"] = job_manager().submit(config, recipe)
         st.session_state["train_results"] = None
     except JobRefused as error:
         st.session_state["train_refused"] = str(error)
@@ -183,7 +184,7 @@ def setup_panel() -> None:
         st.error(problem, icon=":material/error:")
     else:
         model_summary_box(config)
-    busy = ui.job_manager().busy()
+    busy = job_manager().busy()
     st.button("Queue training" if busy else "Start training", type="primary", disabled=problem is not None,
               on_click=start, args=(config, recipe), icon=":material/play_arrow:", width="stretch")
     if refused := st.session_state.pop("train_refused", None):
@@ -193,13 +194,13 @@ def setup_panel() -> None:
 
 
 def live_panel() -> None:
-    shown = ui.job_manager().latest()
+    shown = job_manager().latest()
     active = shown is not None and shown.active
     st.fragment(run_every=LIVE_REFRESH_SECONDS if active else None)(live_view)()
 
 
 def live_view() -> None:
-    snapshot = ui.job_manager().latest()
+    snapshot = job_manager().latest()
     if snapshot is None:
         st.subheader("Live training")
         st.info("Nothing is training. Choose a preset on the left and press **Start training**: the loss and "
@@ -234,7 +235,7 @@ def job_header(snapshot: JobSnapshot) -> None:
     if snapshot.active:
         label = "Cancel" if snapshot.status == "queued" else "Stop"
         button.button(label, key=f"train_stop_{snapshot.job_id}", icon=":material/stop_circle:", width="stretch",
-                      on_click=ui.job_manager().stop, args=(snapshot.job_id,))
+                      on_click=job_manager().stop, args=(snapshot.job_id,))
     fraction = snapshot.progress.fraction if snapshot.progress else 0.0
     st.progress(fraction, text=ui.progress_text(snapshot))
     status_line(snapshot)
@@ -302,7 +303,7 @@ def run_actions(chosen: list) -> None:
 
 
 def delete_runs(run_ids: list[str]) -> None:
-    running = {snapshot.run_id for snapshot in ui.job_manager().jobs() if snapshot.active}
+    running = {snapshot.run_id for snapshot in job_manager().jobs() if snapshot.active}
     kept = [run_id for run_id in run_ids if run_id in running]
     store = run_store()
     for run_id in run_ids:
@@ -333,5 +334,5 @@ with setup_column:
     setup_panel()
 with live_column:
     live_panel()
-results_section(ui.job_manager().latest(), "train_results")
+results_section(job_manager().latest(), "train_results")
 runs_section()

@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.store import RunStore, default_runs_dir
-from ui.train import job_manager
+from ui.jobs import job_manager
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "train.py")
 
@@ -127,3 +127,15 @@ def test_a_second_start_is_queued_and_a_full_queue_is_refused():
     for job in job_manager().jobs():
         job_manager().stop(job.job_id)
     assert job_manager().wait_idle(20)
+
+
+def test_switching_to_mnist_picks_its_fast_preset_and_a_missing_dataset_is_explained(mnist_dir, monkeypatch):
+    app = open_page()
+    assert any("MNIST" in expander.label and "not on this machine" in expander.label for expander in app.expander)
+    monkeypatch.setenv("DIGIT_STUDIO_DATA", str(mnist_dir))
+    app.run()
+    by_label(app.selectbox, "Dataset").set_value("mnist").run()
+    assert by_label(app.selectbox, "Start from").value == "fast-cnn-99"
+    assert by_label(app.selectbox, "Model").value == "fast-cnn"
+    assert by_label(app.number_input, "Epochs").value == 8
+    assert not errors(app) and not button(app, "Start training").disabled

@@ -1,31 +1,19 @@
-"""The Train page's pieces that are not layout: the shared job manager, live and comparison figures, texts."""
+"""The Train page's pieces that are not layout: live and comparison figures, progress texts, run rows."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import plotly.graph_objects as go
-import streamlit as st
 
-from core.jobs import JobManager, JobSnapshot
+from core.jobs import JobSnapshot
 from core.progress import format_duration
-from core.store import RunInfo, default_runs_dir
+from core.store import RunInfo
 
 TRAIN_COLOR = "rgba(31, 119, 180, 0.55)"  # plotly blue, light: many noisy points
 TEST_COLOR = "#d62728"
 REFERENCE_COLOR = "#2ca02c"
 CHART_HEIGHT = 320
-
-
-@st.cache_resource(show_spinner=False)
-def _manager_for(runs_dir: str) -> JobManager:
-    return JobManager(Path(runs_dir))
-
-
-def job_manager() -> JobManager:
-    """The one job manager of this process for the current runs folder: every session and tab sees the same jobs."""
-    return _manager_for(str(default_runs_dir().resolve()))
 
 
 def progress_text(snapshot: JobSnapshot) -> str:

@@ -78,8 +78,25 @@ def browser():
         chromium.close()
 
 
+@pytest.fixture(scope="session")
+def served_app(app_url, browser):
+    """The app after one session has opened its home page.
+
+    Until some session runs streamlit_app.py (and its st.navigation), Streamlit serves the legacy pages/ folder,
+    so a first visit straight to /train would skip the frame. People start at the home page, which the
+    `streamlit run` command opens; the tests start there once too.
+    """
+    context = browser.new_context()
+    tab = context.new_page()
+    tab.goto(app_url)
+    wait_for_app(tab)
+    tab.get_by_text("Digit Studio").first.wait_for()
+    context.close()
+    return app_url
+
+
 @pytest.fixture
-def page(browser):
+def page(browser, served_app):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     tab = context.new_page()
     yield tab

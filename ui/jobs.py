@@ -1,0 +1,40 @@
+"""The process's one training job manager, and the sidebar line that shows its job on every page (torch-free)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from core.jobs import JobManager
+from core.store import default_runs_dir
+
+SIDEBAR_REFRESH_SECONDS = 2.0
+
+
+@st.cache_resource(show_spinner=False)
+def _manager_for(runs_dir: str) -> JobManager:
+    return JobManager(Path(runs_dir))
+
+
+def job_manager() -> JobManager:
+    """The job manager for the current runs folder: every session and tab of this process sees the same jobs."""
+    return _manager_for(str(default_runs_dir().resolve()))
+
+
+def sidebar_job_status(train_page: st.Page) -> None:
+    """A short line about the running job, kept fresh while one runs, so training is visible from every page."""
+    busy = job_manager().busy()
+    st.fragment(run_every=SIDEBAR_REFRESH_SECONDS if busy else None)(_job_line)(train_page)
+
+
+def _job_line(train_page: st.Page) -> None:
+    snapshot = job_manager().current()
+    if snapshot is None:
+        return
+    progress = snapshot.progress
+    where = f"epoch {max(progress.epoch, 1)}/{progress.epochs}" if progress else "starting"
+    waiting = sum(1 for job in job_manager().jobs() if job.status == "queued")
+    queued = f", {waiting} waiting" if waiting else ""
+    st.progress(progress.fraction if progress else 0.0, text=f"Training {snapshot.config.model}: {where}{queued}")
+    st.page_link(train_page, label="Watch it on the Train page", icon=":material/monitoring:")
