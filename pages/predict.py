@@ -170,10 +170,13 @@ def every_model_section(image) -> None:
     rows = every_model_rows(models, image, several)
     st.markdown(agreement(rows))
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
-        "model": st.column_config.TextColumn("model", width="large"),
-        "input": st.column_config.TextColumn("input", help="The image size the model was trained on."),
-        "answer": st.column_config.TextColumn("answer"),
-        "confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0.0, max_value=1.0)})
+        "model": st.column_config.TextColumn("model", width="medium"),
+        "trained on": st.column_config.TextColumn("trained on", help="Each model gets the picture in its own "
+                                                  "data's format: 28x28 for MNIST, 8x8 for scikit-learn's digits."),
+        "test accuracy": st.column_config.NumberColumn("test accuracy", format="percent", width="small"),
+        "answer": st.column_config.TextColumn("answer", width="small"),
+        "confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0.0, max_value=1.0,
+                                                      width="small")})
     for problem in problems:
         st.warning(problem, icon=":material/warning:")
 

@@ -1,9 +1,12 @@
-"""Digits drawn the way people draw them, as stroke paths in a unit square: for unit, page and browser tests."""
+"""Test images: digits drawn the way people draw them (stroke paths in a unit square), photos of them, and files
+that are broken or odd in every way an upload can be. Used by unit, page and browser tests."""
 
 from __future__ import annotations
 
 import io
 import math
+import struct
+import zlib
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -75,3 +78,32 @@ def encoded(image: Image.Image, fmt: str, **options) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **options)
     return buffer.getvalue()
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares an enormous image (a decompression bomb)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def bad_and_odd_files() -> dict[str, tuple[bytes, str]]:
+    """Each file's content and the words its one message must contain."""
+    good = encoded(drawn(5, mode="L", background=255, ink=0), "PNG")
+    frames = [drawn(2).convert("RGB"), Image.new("RGB", (280, 280))]
+    deep = Image.fromarray(np.asarray(drawn(8, mode="L", background=255, ink=0), dtype=np.uint16) * 257)
+    return {
+        "notes.png": (b"These are my notes, not a picture.", "is not an image this app can read"),
+        "truncated.png": (good[: len(good) // 2], "is damaged or truncated"),
+        "empty.png": (b"", "is empty"),
+        "dot.png": (encoded(Image.new("L", (1, 1), 0), "PNG"), "is too small (1x1 pixels)"),
+        "bomb.png": (png_declaring(30_000, 30_000), "was not decoded"),
+        "white.png": (encoded(Image.new("L", (200, 200), 255), "PNG"), "No digit found in white.png"),
+        "black.png": (encoded(Image.new("RGB", (200, 200)), "PNG"), "No digit found in black.png"),
+        "animated.gif": (encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100),
+                         "animated.gif is animated: only its first frame is used"),
+        "deep.png": (encoded(deep, "PNG"), "deep.png has more than 8 bits per pixel"),
+        "print.jpg": (encoded(drawn(4, mode="L", background=255, ink=0).convert("CMYK"), "JPEG", quality=95),
+                      "print.jpg is a CMYK (print) image"),
+    }

@@ -5,8 +5,6 @@ import base64
 import json
 import os
 import shutil
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from core.inference import DEFAULT_MODEL_DIR
 from core.models import build_model
 from core.store import RunStore
-from tests.drawn_digits import drawn, encoded, photo_of
+from tests.drawn_digits import bad_and_odd_files, drawn, encoded, photo_of
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "predict.py")
 DEFAULT_META = json.loads((DEFAULT_MODEL_DIR / "meta.json").read_text())
@@ -132,35 +130,6 @@ def test_several_digits_are_read_as_a_number_and_the_page_suggests_it():
 
 # ---- uploads and the camera ---------------------------------------------------------------------------------------
 
-def png_declaring(width: int, height: int) -> bytes:
-    """A tiny PNG whose header declares an enormous image (a decompression bomb)."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
-
-
-def bad_and_odd_files() -> dict[str, tuple[bytes, str]]:
-    """Each file's content and the words its one message must contain."""
-    good = encoded(drawn(5, mode="L", background=255, ink=0), "PNG")
-    frames = [drawn(2).convert("RGB"), Image.new("RGB", (280, 280))]
-    deep = Image.fromarray(np.asarray(drawn(8, mode="L", background=255, ink=0), dtype=np.uint16) * 257)
-    return {
-        "notes.png": (b"These are my notes, not a picture.", "is not an image this app can read"),
-        "truncated.png": (good[: len(good) // 2], "is damaged or truncated"),
-        "empty.png": (b"", "is empty"),
-        "dot.png": (encoded(Image.new("L", (1, 1), 0), "PNG"), "is too small (1x1 pixels)"),
-        "bomb.png": (png_declaring(30_000, 30_000), "was not decoded"),
-        "white.png": (encoded(Image.new("L", (200, 200), 255), "PNG"), "No digit found in white.png"),
-        "black.png": (encoded(Image.new("RGB", (200, 200)), "PNG"), "No digit found in black.png"),
-        "animated.gif": (encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100),
-                         "animated.gif is animated: only its first frame is used"),
-        "deep.png": (encoded(deep, "PNG"), "deep.png has more than 8 bits per pixel"),
-        "print.jpg": (encoded(drawn(4, mode="L", background=255, ink=0).convert("CMYK"), "JPEG", quality=95),
-                      "print.jpg is a CMYK (print) image"),
-    }
-
-
 def upload(app: AppTest, files: dict[str, bytes]) -> AppTest:
     app.session_state["predict_source"] = "Upload"
     app.file_uploader(key="predict_uploads").set_value([(name, data, "image/png") for name, data in files.items()])
@@ -217,7 +186,9 @@ def test_every_saved_run_is_offered_and_compared_in_its_own_input_format():
     assert options[1].startswith("20260102-000000-fast-cnn-mnist-0001: Fast CNN (modern) on MNIST")
     assert options[2].startswith("20260101-000000-digits-cnn-digits-0001: Digits CNN on scikit-learn digits")
     table = app.dataframe[0].value
-    assert list(table["input"]) == ["28x28", "28x28", "8x8"]
+    assert list(table["trained on"]) == ["MNIST (28x28)", "MNIST (28x28)", "scikit-learn digits (8x8)"]
+    assert list(table["model"]) == ["Fast CNN (modern) · shipped", "Fast CNN (modern) · 20260102-000000-fast-cnn-mnist-0001",
+                                    "Digits CNN · 20260101-000000-digits-cnn-digits-0001"]
     assert list(table["answer"])[:2] == ["4", "4"] and table["confidence"].iloc[0] > 0.99
     assert "disagree" in texts(app) or "All 3 models agree" in texts(app)
 

@@ -43,10 +43,11 @@ class ModelChoice:
     """A model the page can use: the shipped one or a saved run with weights."""
 
     key: str  # SHIPPED or the run's id
-    label: str
+    label: str  # everything in one line, for the selector
+    short: str  # model and where it comes from, for the table
     path: Path
     weights_file: str
-    dataset: str
+    dataset: str  # its title, e.g. "MNIST (28x28)"
     test_accuracy: float | None
 
 
@@ -62,7 +63,8 @@ def _choice(key: str, path: Path, meta: dict, prefix: str) -> ModelChoice:
     training = " (still training)" if meta.get("status") == "running" else ""
     title = meta.get("model_title") or meta.get("model")
     label = f"{prefix}{title} on {_dataset_title(meta['dataset'])}{score}{training}"
-    return ModelChoice(key, label, path, meta["weights_file"], meta["dataset"], accuracy)
+    short = f"{title} · {'shipped' if key == SHIPPED else key}{training}"
+    return ModelChoice(key, label, short, path, meta["weights_file"], _dataset_title(meta["dataset"]), accuracy)
 
 
 def model_choices() -> list[ModelChoice]:
@@ -250,7 +252,7 @@ def every_model_rows(models: list[tuple[ModelChoice, LoadedRun]], image: Image.I
         else:
             text = answer.text if several else run.class_names[answer.label]
             confidence = answer.confidence
-        rows.append({"model": choice.label, "input": f"{run.input_format.size}x{run.input_format.size}",
+        rows.append({"model": choice.short, "trained on": choice.dataset, "test accuracy": choice.test_accuracy,
                      "answer": text, "confidence": confidence})
     return rows
 
