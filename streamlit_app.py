@@ -2,7 +2,10 @@
 
 import streamlit as st
 
+from ui.shared import run_store, sweep_runs_once
+
 st.set_page_config(page_title="Digit Studio", page_icon=":material/draw:", layout="wide")
+sweep_runs_once(str(run_store().root))  # temp files of saves that a killed process left behind
 
 PAGES = {
     "home": st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

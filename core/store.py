@@ -310,10 +310,20 @@ class RunStore:
         keeps its "weights_file". Returns the weights file the run now points to.
         """
         run_dir = self.run_dir(run_id)
+        new = not run_dir.exists()
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise StoreWriteError(error.errno, f"Could not create {run_dir}: {error.strerror or error}") from None
+        try:
+            return self._write_version(run_dir, run_id, meta, weights)
+        except StoreWriteError:
+            if new:  # a run whose first save failed leaves no empty folder to list as damaged
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+
+    def _write_version(self, run_dir: Path, run_id: str, meta: dict[str, Any],
+                       weights: dict[str, torch.Tensor] | None) -> str | None:
         meta = {**meta, "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "run_id": run_id, "updated_at": utc_now()}
         if weights is not None:
             meta["weights_file"] = f"weights-{int(meta.get('epochs_completed', 0)):06d}.safetensors"

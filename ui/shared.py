@@ -45,3 +45,12 @@ def accuracy_text(info: RunInfo) -> str:
     """A run's final test accuracy as a percentage, or a dash."""
     accuracy = (info.get("final") or {}).get("test_accuracy")
     return f"{accuracy:.2%}" if isinstance(accuracy, (int, float)) else "-"
+
+
+@st.cache_resource(show_spinner=False)
+def sweep_runs_once(root: str) -> int:
+    """Remove temp files that saves killed midway left in `root`; once per process and folder, not every rerun."""
+    try:
+        return RunStore(root).sweep()
+    except OSError:  # an unreadable runs folder is reported where runs are listed, not at start
+        return 0
