@@ -131,3 +131,40 @@ def test_stopping_an_unknown_or_ended_job_says_so(tmp_path):
     assert not manager.stop(job_id)
     assert not manager.stop(999)
     assert manager.latest().job_id == job_id
+
+
+def test_half_an_hour_of_events_keeps_the_job_in_bounded_memory(tmp_path):
+    """A 30-minute run sends ~9,000 progress events (5 a second): the job's memory must stop growing."""
+    import tracemalloc
+
+    from core.jobs import MAX_TRAIN_POINTS
+    from core.training import BatchProgress, EpochEnd, Finished, Started
+
+    steps_per_epoch, epochs, usage = 300, 30, []
+
+    def long_run(job, manager):
+        manager.record(job, Started("fast-cnn", "mnist", 1, epochs, steps_per_epoch, steps_per_epoch * epochs,
+                                    60_000, 10_000, "cpu"))
+        for step in range(1, steps_per_epoch * epochs + 1):
+            epoch = (step - 1) // steps_per_epoch + 1
+            manager.record(job, BatchProgress(epoch, epochs, step, steps_per_epoch * epochs, 0.1, 0.9, 3000.0,
+                                              1.0, step / 5))
+            if step % steps_per_epoch == 0:
+                manager.record(job, EpochEnd(epoch, epochs, step, 0.1, 0.9, 0.1, 0.9, step / 5, 3000.0))
+                manager.snapshot(job.job_id)  # the page reads it once a second
+                usage.append(tracemalloc.get_traced_memory()[0])
+        manager.record(job, Finished("done", "", epochs, 0.9, 0.1, 1800.0, 3000.0))
+        manager.finish(job, "done", "")
+
+    tracemalloc.start()
+    try:
+        manager = JobManager(tmp_path, run_job=long_run)
+        job_id = manager.submit(QUICK)
+        assert manager.wait_idle(60)
+    finally:
+        tracemalloc.stop()
+    snapshot = manager.snapshot(job_id)
+    assert len(snapshot.train_points) < MAX_TRAIN_POINTS and len(snapshot.epoch_points) == epochs
+    assert snapshot.train_points[-1].epoch_progress > epochs - 1  # the newest points are kept, not dropped
+    growth = max(usage[len(usage) // 3:]) - usage[len(usage) // 3]
+    assert growth < 100_000, f"memory grew by {growth} bytes over the last two thirds of the run"
