@@ -296,8 +296,9 @@ def _record_training(job: Job, manager: JobManager) -> None:
     except (ConfigError, DatasetUnavailable) as error:
         manager.finish(job, "failed", str(error))
         return
-    manager.set_run(job, recorded.run_id)
     for event in recorded.events(job.stop_requested):
+        if job.run_id is None:  # the run folder exists once the first event has been saved
+            manager.set_run(job, recorded.run_id)
         manager.record(job, event)
         if isinstance(event, Finished):
             manager.finish(job, event.status, event.reason)

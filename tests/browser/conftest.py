@@ -47,7 +47,20 @@ def app_folders(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def app_url(app_folders):
+def app_url(app_server) -> str:
+    """The served app's address."""
+    return app_server.url
+
+
+class Served:
+    """The app served by `streamlit run`: its address and its process."""
+
+    def __init__(self, url: str, process: subprocess.Popen) -> None:
+        self.url, self.process = url, process
+
+
+@pytest.fixture(scope="session")
+def app_server(app_folders):
     """Start the app once for all browser tests; stop it at the end."""
     port = free_port()
     env = {**os.environ, "DIGIT_STUDIO_RUNS": str(app_folders["runs"]), "DIGIT_STUDIO_DATA": str(app_folders["data"])}
@@ -57,7 +70,7 @@ def app_url(app_folders):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, process)
-        yield url
+        yield Served(url, process)
     finally:
         process.terminate()
         try:
