@@ -125,13 +125,21 @@ class PcaResult:
 
 
 def pca(features: np.ndarray, components: int = 2) -> PcaResult:
-    """Project rows onto their first principal components (deterministic signs, via scikit-learn's PCA)."""
-    from sklearn.decomposition import PCA
+    """Project rows onto their first principal components, exactly (eigenvectors of the covariance).
 
-    components = max(1, min(components, *np.shape(features)))
-    model = PCA(n_components=components, svd_solver="full")
-    coordinates = model.fit_transform(np.asarray(features, dtype=np.float32))
-    return PcaResult(coordinates.astype(np.float32), model.explained_variance_ratio_)
+    Faster here than scikit-learn's full SVD for a few thousand images (the covariance is only pixels x pixels);
+    each component's sign is fixed so its largest loading is positive, so the same data gives the same picture.
+    """
+    rows = torch.as_tensor(np.ascontiguousarray(features, dtype=np.float32))
+    components = max(1, min(components, rows.shape[1]))
+    centred = rows - rows.mean(0)
+    covariance = (centred.T @ centred).double() / max(1, len(rows) - 1)
+    variances, vectors = torch.linalg.eigh(covariance)  # ascending
+    variances, vectors = variances.flip(0).clamp(min=0), vectors.flip(1)[:, :components]
+    signs = torch.sign(vectors.gather(0, vectors.abs().argmax(0, keepdim=True)))
+    vectors = (vectors * signs).float()
+    total = float(variances.sum()) or 1.0
+    return PcaResult((centred @ vectors).numpy(), (variances[:components] / total).numpy())
 
 
 def tsne(features: np.ndarray, *, perplexity: float = 30.0, iterations: int = 500, seed: int = 0,

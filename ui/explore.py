@@ -1,0 +1,297 @@
+"""The Explore page's cached data, model choices, figures and background t-SNE jobs."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.data import Dataset, DatasetUnavailable, load_dataset
+from core.explore import class_counts, class_mean_images, embedding_subset, pca, pixel_features, pixel_statistics, tsne
+from core.store import RunError, RunInfo, load_run_dir
+from ui.shared import accuracy_text, run_store
+
+if TYPE_CHECKING:
+    from core.explore import PixelStatistics
+    from core.store import LoadedRun
+
+Section = TypeVar("Section", bound=Callable[..., Any])
+LOGGER = logging.getLogger(__name__)
+USABLE_STATUSES = ("done", "stopped")
+CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")  # plotly's D3 palette: ten distinct classes
+
+
+def guarded(what: str) -> Callable[[Section], Section]:
+    """Decorate a page section so that a fault in it becomes one sentence there (logged in full), never a traceback."""
+    def decorate(section: Section) -> Section:
+        @functools.wraps(section)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return section(*args, **kwargs)
+            except Exception as error:  # Streamlit's rerun and stop signals are BaseExceptions: they pass
+                LOGGER.exception("%s failed", what)
+                st.error(f"{what} could not be shown: {type(error).__name__}: {error}", icon=":material/error:")
+                return None
+        return run  # type: ignore[return-value]
+    return decorate
+
+
+# ---- data and models, cached per process ------------------------------------------------------------------------
+
+@st.cache_resource(show_spinner="Loading the dataset (once per process)...")
+def cached_dataset(name: str, root: str) -> Dataset:
+    """The dataset, loaded once per process and shared by every session: never mutate it."""
+    return load_dataset(name, root)
+
+
+def dataset_or_error(name: str, root: Path) -> Dataset | None:
+    """The dataset, or None after showing why it cannot be read."""
+    try:
+        return cached_dataset(name, str(root))
+    except (DatasetUnavailable, OSError, ValueError) as error:
+        st.error(f"The {name} dataset could not be read: {error}", icon=":material/error:")
+        return None
+
+
+@st.cache_resource(show_spinner="Loading the model...", max_entries=8)
+def cached_run(path: str, stamp: float) -> "LoadedRun":
+    """A run loaded for inference, keyed by its folder and its metadata's modification time."""
+    return load_run_dir(Path(path))
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model the page can use on the chosen dataset."""
+
+    path: str
+    label: str
+
+    @property
+    def stamp(self) -> float:
+        meta = Path(self.path) / "meta.json"
+        return meta.stat().st_mtime if meta.exists() else 0.0
+
+
+def model_choices(dataset: str) -> list[ModelChoice]:
+    """Saved runs for `dataset` that finished or stopped with weights, newest first; the shipped model for MNIST."""
+    from core.inference import DEFAULT_MODEL_DIR
+
+    runs = [info for info in run_store().list_runs()
+            if info.get("dataset") == dataset and info.status in USABLE_STATUSES and info.has_weights]
+    choices = [ModelChoice(str(info.path), _run_label(info)) for info in runs]
+    if dataset == "mnist" and DEFAULT_MODEL_DIR.is_dir():
+        choices.append(ModelChoice(str(DEFAULT_MODEL_DIR), "Default model shipped with the app (Fast CNN)"))
+    return choices
+
+
+def _run_label(info: RunInfo) -> str:
+    title = info.get("model_title") or info.get("model")
+    stopped = ", stopped early" if info.status == "stopped" else ""
+    return f"{title}, {accuracy_text(info)} test accuracy{stopped} ({info.run_id})"
+
+
+def run_or_error(choice: ModelChoice | None) -> "LoadedRun | None":
+    """The chosen model, or None after saying why it cannot be used."""
+    if choice is None:
+        return None
+    try:
+        return cached_run(choice.path, choice.stamp)
+    except (RunError, OSError) as error:
+        st.error(f"This model cannot be used: {error}", icon=":material/error:")
+        return None
+
+
+@st.cache_data(show_spinner="Asking the model about every sample of the split...", max_entries=16)
+def split_probabilities(run_path: str, stamp: float, dataset: str, root: str, split: str) -> np.ndarray:
+    """Class probabilities for a whole split (cached per run version, dataset and split)."""
+    from core.evaluation import predict_split
+
+    return predict_split(cached_run(run_path, stamp), cached_dataset(dataset, root), split)  # type: ignore[arg-type]
+
+
+def split_images(data: Dataset, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """A split's uint8 images and int64 labels as numpy views of the shared tensors (read-only use)."""
+    from core.evaluation import split_arrays
+
+    images, labels = split_arrays(data, split)  # type: ignore[arg-type]
+    return images.numpy(), labels.numpy()
+
+
+# ---- statistics and embeddings, cached per dataset and split --------------------------------------------------
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def split_statistics(dataset: str, root: str, split: str) -> tuple["PixelStatistics", np.ndarray]:
+    """Pixel statistics and the mean image of each class for one split."""
+    data = cached_dataset(dataset, root)
+    images, labels = split_images(data, split)
+    return (pixel_statistics(images, data.input_format.max_value),
+            class_mean_images(images, labels, len(data.class_names)))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def both_class_counts(dataset: str, root: str) -> dict[str, np.ndarray]:
+    """Class counts of the train and the test split."""
+    data = cached_dataset(dataset, root)
+    classes = len(data.class_names)
+    return {split: class_counts(split_images(data, split)[1], classes) for split in ("train", "test")}
+
+
+@st.cache_data(show_spinner="Projecting the samples on their principal components...", max_entries=8)
+def pca_layout(dataset: str, root: str, split: str, size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sample indices, 2-D PCA coordinates, explained variance) for a reproducible subset of a split."""
+    data = cached_dataset(dataset, root)
+    images, _ = split_images(data, split)
+    subset = embedding_subset(len(images), size, seed)
+    result = pca(pixel_features(images[subset], data.input_format.max_value), 2)
+    return subset, result.coordinates, result.explained
+
+
+# ---- t-SNE in the background: the page polls, the server stays responsive ------------------------------------------
+
+@dataclass
+class TsneJob:
+    """One t-SNE computation: its progress, then its layout or its error."""
+
+    fraction: float = 0.0
+    message: str = "waiting for the previous map to finish"
+    layout: np.ndarray | None = None
+    error: str | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class TsneJobs:
+    """t-SNE layouts by (dataset, split, size, seed), computed one at a time in worker threads and kept."""
+
+    def __init__(self, keep: int = 8) -> None:
+        self.jobs: dict[tuple, TsneJob] = {}
+        self.keep = keep
+        self.lock = threading.Lock()
+        self.one_at_a_time = threading.Lock()  # two maps at once would only halve each one's speed on 2 cores
+
+    def get(self, key: tuple) -> TsneJob | None:
+        with self.lock:
+            return self.jobs.get(key)
+
+    def start(self, key: tuple, features: np.ndarray) -> TsneJob:
+        """Start computing `key` unless it is already done or under way; returns its job."""
+        with self.lock:
+            if key in self.jobs and self.jobs[key].error is None:
+                return self.jobs[key]
+            job = self.jobs[key] = TsneJob()
+            while len(self.jobs) > self.keep:
+                self.jobs.pop(next(iter(self.jobs)))
+        threading.Thread(target=self._work, args=(job, features), name="tsne", daemon=True).start()
+        return job
+
+    def _work(self, job: TsneJob, features: np.ndarray) -> None:
+        def report(fraction: float, message: str) -> None:
+            job.fraction, job.message = fraction, message
+
+        with self.one_at_a_time:
+            try:
+                job.layout = tsne(features, progress=report)
+            except Exception as error:  # shown on the page as a sentence, never as a traceback
+                job.error = f"{type(error).__name__}: {error}"
+            finally:
+                job.done.set()
+
+
+@st.cache_resource
+def tsne_jobs() -> TsneJobs:
+    """The process's t-SNE jobs, shared by every session (a map computed once serves everyone)."""
+    return TsneJobs()
+
+
+# ---- figures ------------------------------------------------------------------------------------------------------
+
+def class_counts_figure(counts: dict[str, np.ndarray], class_names: Sequence[str]) -> go.Figure:
+    """Grouped bars: samples per class in each split."""
+    figure = go.Figure([go.Bar(name=f"{split} ({int(values.sum()):,})", x=list(class_names), y=values, text=values,
+                               textposition="outside", hovertemplate="%{x}: %{y:,} samples<extra>" + split + "</extra>")
+                        for split, values in counts.items()])
+    figure.update_layout(barmode="group", height=330, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                         legend={"orientation": "h", "y": 1.12}, yaxis_title="samples")
+    figure.update_xaxes(type="category", title="class")
+    return figure
+
+
+def pixel_heatmap(pixels: np.ndarray, max_value: int, *, values: bool = True, height: int = 420,
+                  colorscale: str = "gray") -> go.Figure:
+    """An image as a heatmap with its pixel values written in the cells (white ink on black, as the model sees it)."""
+    pixels = np.asarray(pixels)
+    side = pixels.shape[0]
+    text = np.rint(pixels).astype(int).astype(str) if values else None
+    figure = go.Figure(go.Heatmap(z=pixels, zmin=0, zmax=max_value, colorscale=colorscale, text=text,
+                                  texttemplate="%{text}" if values else None,
+                                  textfont={"size": 13 if side <= 8 else 7},
+                                  hovertemplate="row %{y}, column %{x}: %{z}<extra></extra>", showscale=False))
+    figure.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", showticklabels=side <= 8)
+    figure.update_xaxes(constrain="domain", showticklabels=side <= 8)
+    figure.update_layout(height=height, margin={"l": 0, "r": 0, "t": 0, "b": 0})
+    return figure
+
+
+def histogram_figure(stats: "PixelStatistics") -> go.Figure:
+    """How many pixels have each intensity, ink only (the background share is reported beside it)."""
+    levels = np.arange(1, stats.max_value + 1)
+    figure = go.Figure(go.Bar(x=levels, y=stats.histogram[1:], marker_color="#1f77b4",
+                              hovertemplate="value %{x}: %{y:,} pixels<extra></extra>"))
+    figure.update_layout(height=280, margin={"l": 10, "r": 10, "t": 10, "b": 10}, bargap=0,
+                         xaxis_title="pixel value (0 = background, left out)", yaxis_title="pixels")
+    return figure
+
+
+def ink_figure(ink_per_image: np.ndarray) -> go.Figure:
+    """How much ink each image carries: thin or small digits on the left, bold ones on the right."""
+    figure = go.Figure(go.Histogram(x=ink_per_image, nbinsx=40, marker_color="#2ca02c",
+                                    hovertemplate="%{x:.0%}: %{y} images<extra></extra>"))
+    figure.update_layout(height=280, margin={"l": 10, "r": 10, "t": 10, "b": 10}, bargap=0.05,
+                         xaxis_title="mean intensity of an image", yaxis_title="images")
+    figure.update_xaxes(tickformat=".0%")
+    return figure
+
+
+def embedding_figure(coordinates: np.ndarray, sample_ids: np.ndarray, groups: np.ndarray, group_names: Sequence[str],
+                     colors: Sequence[str], hover: Sequence[str]) -> go.Figure:
+    """A scatter of the 2-D map, one trace per group (click the legend to hide one); points carry their sample id.
+
+    With st.plotly_chart(on_select="rerun", selection_mode=("box", "lasso", "points")), each selected point has
+    customdata == [sample_id].
+    """
+    hover = np.asarray(hover, dtype=object)
+    traces = []
+    for group, name in enumerate(group_names):
+        members = np.flatnonzero(groups == group)
+        if len(members) == 0:
+            continue
+        traces.append(go.Scattergl(
+            x=coordinates[members, 0], y=coordinates[members, 1], mode="markers", name=f"{name} ({len(members):,})",
+            marker={"size": 5, "color": colors[group % len(colors)], "opacity": 0.75},
+            customdata=sample_ids[members].reshape(-1, 1), hovertext=hover[members], hoverinfo="text"))
+    figure = go.Figure(traces)
+    figure.update_layout(height=560, margin={"l": 10, "r": 10, "t": 10, "b": 10}, dragmode="lasso",
+                         legend={"itemsizing": "constant"}, plot_bgcolor="#fafafa")
+    figure.update_xaxes(showticklabels=False, zeroline=False)
+    figure.update_yaxes(showticklabels=False, zeroline=False, scaleanchor="x")
+    return figure
+
+
+def probability_figure(probabilities: np.ndarray, class_names: Sequence[str], label: int) -> go.Figure:
+    """The model's probability for each class; the true class in green, a wrong top answer in red."""
+    top = int(np.argmax(probabilities))
+    colors = ["#2ca02c" if i == label else "#d62728" if i == top else "#aab4c3" for i in range(len(class_names))]
+    figure = go.Figure(go.Bar(x=list(class_names), y=probabilities, marker_color=colors,
+                              text=[f"{p:.0%}" if p >= 0.01 else "" for p in probabilities], textposition="outside",
+                              hovertemplate="%{x}: %{y:.2%}<extra></extra>"))
+    figure.update_layout(height=220, margin={"l": 10, "r": 10, "t": 10, "b": 10}, yaxis={"range": [0, 1.15],
+                         "tickformat": ".0%", "tickvals": [0, 0.5, 1]})
+    figure.update_xaxes(type="category")
+    return figure
