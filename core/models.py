@@ -89,6 +89,12 @@ class Resize(nn.Module):
         return f"size={self.size}"
 
 
+def leading_resize(model: nn.Module) -> Resize | None:
+    """The Resize a model starts with, if any: the engine applies it to a whole dataset once, not every batch."""
+    first = model[0] if isinstance(model, nn.Sequential) and len(model) else None
+    return first if isinstance(first, Resize) else None
+
+
 def _flat_features(layers: nn.Sequential, image_size: int) -> int:
     """Width of the flattened features after `layers`, found by a dry run (no hand arithmetic)."""
     with torch.no_grad():

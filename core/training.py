@@ -16,9 +16,11 @@ from core.augment import augment_batch
 from core.config import (LOSSES, OPTIMIZERS, SCHEDULES, ConfigError, LossName, OptimizerName,  # noqa: F401
                          ScheduleName, TrainConfig)  # re-exported: core.training stays the engine's one entry point
 from core.data import Dataset, dataset_spec, ensure_dataset, pixel_scale_for
-from core.models import Output, build_model, count_parameters, model_spec, to_log_probs, to_probs
+from core.models import Output, build_model, count_parameters, leading_resize, model_spec, to_log_probs, to_probs
 
 PROGRESS_INTERVAL_SECONDS = 0.2
+PREPARE_CHUNK = 4096  # images resized at a time when a dataset is prepared: bounds the temporary memory
+FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")  # one fused kernel updates every parameter: measured faster (bench/README)
 
 
 def _range_errors(config: TrainConfig) -> list[str]:
@@ -167,26 +169,26 @@ def compute_loss(output: torch.Tensor, labels: torch.Tensor, kind: Output, loss:
 
 @dataclass
 class _Meter:
-    """Running sums of loss and correct answers."""
+    """Running sums of loss and correct answers, kept as tensors: only reading them waits for the device."""
 
-    loss_sum: float = 0.0
-    correct: int = 0
+    loss_sum: torch.Tensor | float = 0.0
+    correct: torch.Tensor | int = 0
     seen: int = 0
     batches: int = 0
 
-    def add(self, loss: float, correct: int, count: int) -> None:
-        self.loss_sum += loss
-        self.correct += correct
+    def add(self, loss: torch.Tensor, correct: torch.Tensor, count: int) -> None:
+        self.loss_sum = self.loss_sum + loss
+        self.correct = self.correct + correct
         self.seen += count
         self.batches += 1
 
     @property
     def loss(self) -> float:
-        return self.loss_sum / max(self.batches, 1)
+        return float(self.loss_sum) / max(self.batches, 1)
 
     @property
     def accuracy(self) -> float:
-        return self.correct / max(self.seen, 1)
+        return float(self.correct) / max(self.seen, 1)
 
 
 def evaluate(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, kind: Output, loss: str,
@@ -204,14 +206,15 @@ def evaluate(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, kind:
     return total_loss / max(len(labels), 1), correct / max(len(labels), 1)
 
 
-def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+def _make_optimizer(config: TrainConfig, model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
     params, lr, decay = model.parameters(), config.learning_rate, config.weight_decay
+    fused = device.type in FUSED_OPTIMIZER_DEVICES
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=config.betas, weight_decay=decay)
+        return torch.optim.Adam(params, lr=lr, betas=config.betas, weight_decay=decay, fused=fused)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=config.betas, weight_decay=decay)
+        return torch.optim.AdamW(params, lr=lr, betas=config.betas, weight_decay=decay, fused=fused)
     momentum = config.momentum if config.optimizer == "momentum" else 0.0
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=decay)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=decay, fused=fused)
 
 
 def _make_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
@@ -246,6 +249,7 @@ class Training:
         self.mean = self.data.mean if config.normalize_mean is None else config.normalize_mean
         self.std = self.data.std if config.normalize_std is None else config.normalize_std
         self.pixel_scale = pixel_scale_for(self.data.input_format)
+        self.augmentation = config.augmentation
         self.last_complete_state: dict[str, torch.Tensor] | None = None
         self.history: list[EpochEnd] = []
 
@@ -255,12 +259,21 @@ class Training:
         return _train_size(self.config, self.data)
 
     def _tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Training pixels scaled (augmentation needs a zero background), test inputs fully normalised."""
+        """Training and test inputs prepared once; training ones stay unnormalised when augmented (zero background)."""
         limit = self.train_size
-        train_x = scaled_pixels(self.data.train_images[:limit], self.pixel_scale).to(self.device)
+        train_x = self._inputs(self.data.train_images[:limit], normalize=not self.augmentation.active)
         train_y = self.data.train_labels[:limit].to(self.device)
-        test_x = normalized(scaled_pixels(self.data.test_images, self.pixel_scale), self.mean, self.std)
-        return train_x, train_y, test_x.to(self.device), self.data.test_labels.to(self.device)
+        test_x = self._inputs(self.data.test_images, normalize=True)
+        return train_x, train_y, test_x, self.data.test_labels.to(self.device)
+
+    def _inputs(self, images: torch.Tensor, normalize: bool) -> torch.Tensor:
+        """uint8 images (N, H, W) scaled, resized to the model's own input size and normalised, for the whole run."""
+        pixels = scaled_pixels(images, self.pixel_scale).to(self.device)
+        resize = leading_resize(self.model)
+        if resize is not None:  # here once, not in every forward pass: the model's Resize then passes inputs through
+            with torch.no_grad():
+                pixels = torch.cat([resize(chunk) for chunk in pixels.split(PREPARE_CHUNK)])
+        return normalized(pixels, self.mean, self.std) if normalize else pixels
 
     def _snapshot(self) -> dict[str, torch.Tensor]:
         return {name: tensor.detach().to("cpu", copy=True) for name, tensor in self.model.state_dict().items()}
@@ -278,7 +291,7 @@ class Training:
         train_x, train_y, test_x, test_y = self._tensors()
         steps_per_epoch = math.ceil(len(train_y) / config.batch_size)
         total_steps = steps_per_epoch * config.epochs
-        optimizer = _make_optimizer(config, self.model)
+        optimizer = _make_optimizer(config, self.model, self.device)
         schedule, per_batch = _make_schedule(config, optimizer, steps_per_epoch)
         generator = torch.Generator().manual_seed(config.seed)
         yield Started(config.model, config.dataset, self.parameters, config.epochs, steps_per_epoch, total_steps,
@@ -293,9 +306,6 @@ class Training:
                     return
                 index = order[start:start + config.batch_size]
                 loss, correct = self._step(train_x[index], train_y[index], optimizer, generator)
-                if not math.isfinite(loss):
-                    yield self._finished("failed", "the loss became NaN or infinite: lower the learning rate", clock)
-                    return
                 if schedule is not None and per_batch:
                     schedule.step()
                 step += 1
@@ -303,23 +313,30 @@ class Training:
                 epoch_meter.add(loss, correct, len(index))
                 recent.add(loss, correct, len(index))
                 if self._progress_due(step, clock):
+                    if not math.isfinite(epoch_meter.loss):  # checked when read, not every step: reading waits
+                        yield self._diverged(clock)
+                        return
                     yield self._progress(epoch, step, total_steps, recent, epoch_meter, clock)
                     recent = _Meter()
+            if not math.isfinite(epoch_meter.loss):
+                yield self._diverged(clock)
+                return
             if schedule is not None and not per_batch:
                 schedule.step()
             yield self._end_epoch(epoch, step, epoch_meter, test_x, test_y, clock)
         yield self._finished("done", "", clock)
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor, optimizer: torch.optim.Optimizer,
-              generator: torch.Generator) -> tuple[float, int]:
-        config = self.config
-        inputs = normalized(augment_batch(images, config.augmentation, generator), self.mean, self.std)
-        output = self.model(inputs)
-        loss = compute_loss(output, labels, self.output, config.loss, config.label_smoothing)
+              generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step; the loss and the count of right answers stay tensors (no wait for the device)."""
+        if self.augmentation.active:  # augmented pixels are fresh tensors: normalise them in place
+            images = augment_batch(images, self.augmentation, generator).sub_(self.mean).div_(self.std)
+        output = self.model(images)
+        loss = compute_loss(output, labels, self.output, self.config.loss, self.config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return loss.item(), int((output.argmax(1) == labels).sum())
+        return loss.detach(), (output.argmax(1) == labels).sum()
 
     def _progress_due(self, step: int, clock: "_Clock") -> bool:
         if self.config.progress_every:
@@ -343,6 +360,9 @@ class Training:
                          clock.elapsed(), clock.images_per_second())
         self.history.append(event)
         return event
+
+    def _diverged(self, clock: "_Clock") -> Finished:
+        return self._finished("failed", "the loss became NaN or infinite: lower the learning rate", clock)
 
     def _finished(self, status: Literal["done", "stopped", "failed"], reason: str, clock: "_Clock") -> Finished:
         last = self.history[-1] if self.history else None
