@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from ui.jobs import sidebar_job_status
 from ui.shared import run_store, sweep_runs_once
 
 st.set_page_config(page_title="Digit Studio", page_icon=":material/draw:", layout="wide")
@@ -9,11 +10,15 @@ sweep_runs_once(str(run_store().root))  # temp files of saves that a killed proc
 
 PAGES = {
     "home": st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    "train": st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+    "explore": st.Page("pages/explore.py", title="Explore", icon=":material/grid_view:", url_path="explore"),
+    "predict": st.Page("pages/predict.py", title="Predict", icon=":material/draw:", url_path="predict"),
 }
 st.session_state["nav_pages"] = PAGES  # lets the home page link to whichever pages exist
 navigation = st.navigation(list(PAGES.values()))
 
 with st.sidebar:
+    sidebar_job_status(PAGES["train"])
     st.caption("Digit Studio: train, explore, draw.")
 
 navigation.run()
