@@ -1,11 +1,15 @@
 """From a finished stroke to the answer: preprocessing + prediction of one drawn 280x280 canvas, vs the bare model.
 
-    python bench/bench_predict.py [--data-dir ../shared/data] [--rounds 7] [--repeats 50] [--threads N]
+    python bench/bench_predict.py [--data-dir ../shared/data] [--rounds 30] [--repeats 10] [--threads N]
 
-Interleaved A B C D rounds, each timing `repeats` calls; the figure is the median per call over all calls.
+Interleaved A B C C2 D rounds, each timing `repeats` calls; the figure is the median per call over all calls
+(many short rounds, so that the load other programs put on the machine falls on every variant alike).
 A: the bare default model's forward pass on an already preprocessed tensor (the baseline: nothing to remove).
 B: core.preprocess.preprocess of the canvas (opaque black RGBA with white strokes, as the canvas sends it).
-C: core.inference.predict_image: B, then the model (what the page does after each stroke).
+C: core.inference.predict_image: B, then the model (what the page does after each stroke). Small batches run on
+   one torch thread (core.inference.SMALL_BATCH).
+C2: the same with all of torch's threads, as before that rule: on a busy 2-core machine, waking the second
+   thread after the numpy work of B can cost far more than the forward pass itself.
 D: what else the page does for a drawing: decode the canvas's PNG and the SmoothGrad saliency map.
 Then batch prediction of the 10,000 MNIST test images (already 28x28) in images/s.
 """
@@ -27,6 +31,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import core.inference  # noqa: E402
 from core.inference import load_default_model, model_inputs, predict_image, predict_proba, saliency  # noqa: E402
 from core.preprocess import preprocess  # noqa: E402
 from tests.drawn_digits import drawn, encoded  # noqa: E402
@@ -75,8 +80,8 @@ def batch_images_per_second(run, images: np.ndarray, rounds: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     args = parser.parse_args()
     if args.threads:
@@ -90,12 +95,20 @@ def main() -> None:
         with torch.inference_mode():
             run.model(tensor)
 
+    def all_threads() -> None:
+        small_batch, core.inference.SMALL_BATCH = core.inference.SMALL_BATCH, 0
+        try:
+            predict_image(run, canvas)
+        finally:
+            core.inference.SMALL_BATCH = small_batch
+
     def page_extras() -> None:
         np.asarray(Image.open(io.BytesIO(png)))
         saliency(run, preprocess(canvas).pixels, samples=16, noise=0.1)
 
     medians = interleaved({"A bare forward": bare_forward, "B preprocess": lambda: preprocess(canvas),
                            "C preprocess + predict": lambda: predict_image(run, canvas),
+                           "C2 the same on all torch threads": all_threads,
                            "D decode PNG + preprocess + saliency": page_extras}, args.rounds, args.repeats)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.rounds} rounds x {args.repeats} calls")
     for name, value in medians.items():

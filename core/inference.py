@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from core.training import normalized, scaled_pixels
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 LOW_CONFIDENCE = 0.6  # below this the UI says the model is unsure
+SMALL_BATCH = 64  # up to this many images one thread answers sooner: waking a second costs more on a busy CPU
 Result = TypeVar("Result")
 
 
@@ -32,11 +34,27 @@ def model_inputs(run: LoadedRun, pixels: np.ndarray | torch.Tensor) -> torch.Ten
     return normalized(scaled_pixels(images, run.pixel_scale), run.mean, run.std)
 
 
+@contextmanager
+def _threads(count: int) -> Iterator[None]:
+    """At most `count` torch intra-op threads for this block, restored after it. The count is process-wide, so a
+    training thread beside it runs on one thread for those few milliseconds (on a busy 2-core machine, about as
+    fast); overlapping blocks find the count already lowered, leave it, and the first one restores it."""
+    before = torch.get_num_threads()
+    if count >= before:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def predict_proba(run: LoadedRun, pixels: np.ndarray | torch.Tensor, batch_size: int = 2000) -> np.ndarray:
     """Class probabilities (N, classes) for a batch of preprocessed images (N, H, W)."""
     inputs = model_inputs(run, pixels)
     chunks = []
-    with torch.inference_mode():
+    with torch.inference_mode(), _threads(1 if len(inputs) <= SMALL_BATCH else torch.get_num_threads()):
         for start in range(0, len(inputs), batch_size):
             chunks.append(to_probs(run.model(inputs[start:start + batch_size]), run.output))
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, len(run.class_names)), dtype=np.float32)
@@ -60,7 +78,7 @@ def saliency(run: LoadedRun, pixels: np.ndarray, target: int | None = None, *, s
         spread = float(inputs.max() - inputs.min()) or 1.0
         generator = torch.Generator().manual_seed(seed)  # the same map for the same input, rerun after rerun
         batch[1:] += torch.randn(batch[1:].shape, generator=generator) * (noise * spread)  # copy 0 stays clean
-    with torch.inference_mode(False), torch.enable_grad():
+    with torch.inference_mode(False), torch.enable_grad(), _threads(1):
         batch = batch.clone().requires_grad_(True)
         log_probs = to_log_probs(run.model(batch), run.output)  # log p: same direction as p, never saturated to 0
         chosen = int(log_probs[0].argmax()) if target is None else target

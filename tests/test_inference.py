@@ -236,3 +236,37 @@ def test_saliency_of_an_8x8_run_is_8x8():
     run = untrained_digits_run()
     strength = saliency(run, preprocess(drawn(6), DIGITS_FORMAT).pixels)
     assert strength.shape == (8, 8) and strength.max() == pytest.approx(1.0)
+
+
+# ---- threads ------------------------------------------------------------------------------------------------------
+
+def test_single_images_run_on_one_thread_and_overlapping_pages_restore_the_count(default_run):
+    import threading
+
+    from core.inference import _threads
+
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    first_inside, second_done = threading.Event(), threading.Event()
+
+    def first_page() -> None:  # Streamlit runs each session's script in a thread of its own
+        with _threads(1):
+            seen.append(torch.get_num_threads())
+            first_inside.set()
+            second_done.wait(10)
+
+    def second_page() -> None:  # starts while the first is inside, ends before it
+        first_inside.wait(10)
+        with _threads(1):
+            seen.append(torch.get_num_threads())
+        second_done.set()
+
+    threads = [threading.Thread(target=first_page), threading.Thread(target=second_page)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert seen == [1, 1] and torch.get_num_threads() == before
+    images = np.stack([preprocess(drawn(d)).pixels for d in range(10)] * 8)  # 80 images: above SMALL_BATCH
+    assert np.allclose(predict_proba(default_run, images[:1]), predict_proba(default_run, images)[:1], atol=1e-5)
+    assert torch.get_num_threads() == before

@@ -229,3 +229,15 @@ def test_a_run_saved_again_is_loaded_again():
     assert second is not first and torch.equal(second.model.state_dict()["12.bias"], changed["12.bias"])
     shutil.rmtree(run_dir)
     assert len(model_choices()) == 1
+
+
+def test_a_picture_of_many_marks_read_as_a_number_shows_a_bounded_strip_and_says_why():
+    fence = np.full((200, 2000), 255, np.uint8)
+    for left in range(20, 1980, 40):
+        fence[40:160, left:left + 12] = 0  # 49 separate bars
+    app = page()
+    app.toggle(key="predict_several").set_value(True).run()
+    upload(app, {"fence.png": encoded(Image.fromarray(fence), "PNG")})
+    warnings = [w.value for w in app.warning if "separate marks were found" in w.value]
+    assert warnings and len(app.image) <= 24 + 1  # the strip, and the upload's gallery thumbnail at most
+    assert not app.exception

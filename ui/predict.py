@@ -33,6 +33,7 @@ SHIPPED = "shipped"  # the choice key of the model in core/default_model
 PREVIEW_SIDE = 196  # px the 28x28 (or 8x8) model input is shown at: 7x for MNIST
 SALIENCY_SAMPLES = 16  # SmoothGrad copies: a cleaner map for a few ms more
 SALIENCY_NOISE = 0.1  # of the input range: enough to average out speckle, little enough to keep the shape
+MAX_DIGITS_SHOWN = 24  # a photo of noise can split into hundreds of "digits"
 ANSWER_COLOUR = "#1f77b4"
 UNSURE_COLOUR = "#d62728"
 HEAT = np.array([[0, 0, 0], [120, 28, 109], [237, 105, 37], [252, 255, 164]], dtype=np.float32)  # inferno's stops
@@ -199,10 +200,14 @@ def show_reading(run: LoadedRun, reading: NumberReading) -> None:
         unsure = ", ".join(f"#{i + 1}" for i, digit in enumerate(reading.digits) if digit.unsure)
         st.warning(f"The model is unsure of digit {unsure}: below {LOW_CONFIDENCE:.0%} probability.",
                    icon=":material/help:")
+    shown = reading.digits[:MAX_DIGITS_SHOWN]
+    if len(reading.digits) > MAX_DIGITS_SHOWN:
+        st.warning(f"{len(reading.digits)} separate marks were found; the first {MAX_DIGITS_SHOWN} are shown. "
+                   "Is this a picture of a few digits written in one row?", icon=":material/grain:")
     per_row = 6
-    for start in range(0, len(reading.digits), per_row):
+    for start in range(0, len(shown), per_row):
         columns = st.columns(per_row)
-        for column, digit in zip(columns, reading.digits[start:start + per_row]):
+        for column, digit in zip(columns, shown[start:start + per_row]):
             with column:
                 st.image(model_input_picture(digit.preprocessed.pixels, run.input_format.max_value), width="stretch")
                 st.markdown(f"**{run.class_names[digit.label]}** · {digit.confidence:.0%}")
