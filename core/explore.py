@@ -142,7 +142,7 @@ def pca(features: np.ndarray, components: int = 2) -> PcaResult:
     return PcaResult((centred @ vectors).numpy(), (variances[:components] / total).numpy())
 
 
-def tsne(features: np.ndarray, *, perplexity: float = 30.0, iterations: int = 500, seed: int = 0,
+def tsne(features: np.ndarray, *, perplexity: float = 30.0, iterations: int = 500,
          progress: Progress | None = None) -> np.ndarray:
     """2-D t-SNE coordinates (N, 2) float32, reporting progress every few iterations.
 
@@ -151,10 +151,18 @@ def tsne(features: np.ndarray, *, perplexity: float = 30.0, iterations: int = 50
     3*perplexity neighbours, exact repulsion. On 2,000 points it keeps local neighbourhoods as well as
     scikit-learn's TSNE (trustworthiness within 0.01), which gives no progress while it runs.
     """
-    report = progress or (lambda fraction, message: None)
+    if len(features) < 4:
+        raise ValueError(f"t-SNE needs at least 4 samples, got {len(features)}.")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small memory-bound steps: on a busy 2-core machine a second thread made them 4x slower
+    try:
+        return _tsne(features, perplexity, iterations, progress or (lambda fraction, message: None))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _tsne(features: np.ndarray, perplexity: float, iterations: int, report: Progress) -> np.ndarray:
     points = len(features)
-    if points < 4:
-        raise ValueError(f"t-SNE needs at least 4 samples, got {points}.")
     reduced = pca(features, PCA_DIMENSIONS).coordinates
     report(0.0, "finding each sample's neighbours")
     rows, columns, weights = _joint_affinities(torch.from_numpy(reduced), min(perplexity, (points - 1) / 3))

@@ -1,9 +1,9 @@
 """Explore: see the data the models learn from, sample by sample, and where a model fails.
 
 Session state (keys the page owns, set once below):
-    explore_sample: index in the current split of the sample shown large, or None (the view's first)
     explore_aug_seed: seed of the augmentation preview's draw ("Draw again" adds one)
-Widgets keep their own values under explore_* keys.
+Widgets keep their own values under explore_* keys; explore_index (the sample shown large) is also set by a click on
+the grid, and is dropped whenever the view changes so that the view's first sample opens.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from ui.charts import (clickable_grid_figure, confusion_figure, grid_cell_size, 
                        tile_scale)
 from ui.explore import (CLASS_COLORS, ModelChoice, both_class_counts, class_counts_figure, dataset_or_error,
                         embedding_figure, histogram_figure, ink_figure, model_choices, pca_layout, pixel_heatmap,
-                        guarded, probability_figure, run_or_error, split_images, split_probabilities,
+                        guarded, probability_figure, run_or_error, selected_sample_ids, split_images,
+                        split_probabilities,
                         split_statistics, tsne_jobs)
 from ui.shared import available_datasets, data_dir
 
@@ -31,14 +32,18 @@ SELECTION_SHOWN = 100
 NO_MODEL = "none"
 GRID_KEY = "explore_grid"  # its selection is read only in the click callback, so one key serves every view
 
-for key, default in (("explore_sample", None), ("explore_aug_seed", 0)):
-    if key not in st.session_state:
-        st.session_state[key] = default
+if "explore_aug_seed" not in st.session_state:
+    st.session_state.explore_aug_seed = 0
 
 
 def forget_sample() -> None:
+    """A new view: the sample shown large becomes the view's first."""
+    st.session_state.pop("explore_index", None)
+
+
+def forget_view() -> None:
     """A new dataset or split: the sample shown and the page refer to the old one."""
-    st.session_state.explore_sample = None
+    forget_sample()
     st.session_state.pop("explore_page", None)
 
 
@@ -52,9 +57,9 @@ missing = {name: why for name, why in available_datasets().items() if why}
 usable = [name for name in DATASETS if name not in missing]
 top = st.columns([2, 1, 3])
 dataset_name = top[0].selectbox("Dataset", usable, format_func=lambda name: DATASETS[name].title,
-                                key="explore_dataset", on_change=forget_sample)
+                                key="explore_dataset", on_change=forget_view)
 split = top[1].segmented_control("Split", ["train", "test"], default="train", required=True, key="explore_split",
-                                 on_change=forget_sample)
+                                 on_change=forget_view)
 for why in missing.values():
     st.caption(f":material/info: {why}")
 
@@ -81,8 +86,8 @@ predictions = None if probabilities is None else probabilities.argmax(axis=1)
 if not choices:
     top[2].caption("No saved model for this dataset yet: train one on the Train page to see its mistakes here.")
 
-if st.session_state.explore_sample is not None and not 0 <= st.session_state.explore_sample < len(labels):
-    st.session_state.explore_sample = None
+if not 0 <= st.session_state.get("explore_index", 0) < len(labels):
+    forget_sample()
 
 
 def tile_name(index: int) -> str:
@@ -124,9 +129,9 @@ def class_legend() -> None:
 
 def open_tile() -> None:
     """The grid's click callback: the clicked tile's sample opens large."""
-    points = st.session_state[GRID_KEY].selection.points
-    if points:
-        st.session_state.explore_sample = int(points[0]["customdata"][0])
+    clicked = selected_sample_ids(st.session_state[GRID_KEY].selection.points)
+    if clicked:
+        st.session_state.explore_index = clicked[0]
 
 
 @st.fragment
@@ -134,21 +139,21 @@ def open_tile() -> None:
 def samples_section() -> None:
     controls = st.columns([3, 1.2, 1.2, 1, 1])
     chosen_classes = controls[0].pills("Classes", list(range(len(class_names))), selection_mode="multi",
-                                       format_func=lambda i: class_names[i], key="explore_classes",
+                                       format_func=lambda i: class_names[i], key="explore_classes", on_change=forget_sample,
                                        help="Pick one or more classes; none picked shows all.")
-    only_wrong = controls[1].toggle("Only misclassified", key="explore_only_wrong", disabled=predictions is None,
+    only_wrong = controls[1].toggle("Only misclassified", key="explore_only_wrong", on_change=forget_sample, disabled=predictions is None,
                                     help="Needs a model: pick one above." if predictions is None else None)
     order = controls[2].segmented_control("Order", ["index", "shuffled"], default="index", required=True,
-                                          format_func=str.capitalize, key="explore_order")
-    seed = controls[3].number_input("Seed", 0, 1_000_000, 0, key="explore_seed", disabled=order != "shuffled")
-    per_page = controls[4].selectbox("Per page", PER_PAGE_CHOICES, key="explore_per_page")
+                                          format_func=str.capitalize, key="explore_order", on_change=forget_sample)
+    seed = controls[3].number_input("Seed", 0, 1_000_000, 0, key="explore_seed", on_change=forget_sample, disabled=order != "shuffled")
+    per_page = controls[4].selectbox("Per page", PER_PAGE_CHOICES, key="explore_per_page", on_change=forget_sample)
     within = misclassified(labels, predictions) if only_wrong and predictions is not None else None
     view = ordered(filtered_indices(labels, chosen_classes, within), order, int(seed))
     pages = page_count(len(view), per_page)
     if st.session_state.get("explore_page", 1) > pages:
         st.session_state.explore_page = pages
     grid_column, detail_column = st.columns([3, 2], gap="large")
-    page = grid_column.number_input(f"Page (of {pages:,})", 1, pages, key="explore_page")
+    page = grid_column.number_input(f"Page (of {pages:,})", 1, pages, key="explore_page", on_change=forget_sample)
     shown = page_of(view, int(page), per_page)
     with detail_column:  # first: a typed index must be highlighted in this very run's grid
         sample_detail(int(shown[0]) if len(shown) else 0)
@@ -167,7 +172,7 @@ def samples_section() -> None:
 
 def sample_grid(shown: np.ndarray) -> None:
     """The page of samples as one clickable image."""
-    highlighted = np.flatnonzero(shown == st.session_state.explore_sample)
+    highlighted = np.flatnonzero(shown == st.session_state.get("explore_index"))
     wrong = None if predictions is None else predictions[shown] != labels[shown]
     scale = tile_scale(data.image_size)
     mosaic = image_grid(images[shown], [caption(i) for i in shown], GRID_COLUMNS, max_value=max_value, scale=scale,
@@ -180,12 +185,10 @@ def sample_grid(shown: np.ndarray) -> None:
 
 def sample_detail(default: int) -> None:
     """The chosen sample (else the view's first), large, with its pixel values."""
-    current = st.session_state.explore_sample
-    index = st.number_input("Sample index", 0, len(labels) - 1, value=default if current is None else current,
-                            key=f"explore_index_{current}", help="Or click a sample in the grid.")
-    if current is None:
-        st.caption("Click a sample in the grid (or type an index) to see its pixels.")
-    st.session_state.explore_sample = int(index)
+    if "explore_index" not in st.session_state:
+        st.session_state.explore_index = default
+    index = st.number_input("Sample index", 0, len(labels) - 1, key="explore_index",
+                            help="Click a sample in the grid, or type its index in this split.")
     st.markdown(f"**Sample {describe(int(index))}**")
     st.plotly_chart(pixel_heatmap(images[index].astype(np.int64), max_value), key="explore_pixels",
                     config={"displayModeBar": False})
@@ -264,7 +267,7 @@ def embedding_section() -> None:
     figure = embedding_figure(coordinates, subset, groups, names, colors, [describe(int(i)) for i in subset])
     event = st.plotly_chart(figure, key=f"explore_embedding_{dataset_name}_{split}_{method}_{size}", on_select="rerun",
                             selection_mode=("lasso", "box", "points"))
-    picked = sorted({int(point["customdata"][0]) for point in event.selection.points if point.get("customdata")})
+    picked = selected_sample_ids(event.selection.points)
     if picked:
         shown = np.asarray(picked[:SELECTION_SHOWN])
         more = f" (the first {SELECTION_SHOWN} shown)" if len(picked) > SELECTION_SHOWN else ""
@@ -285,14 +288,17 @@ def tsne_coordinates(subset: np.ndarray, size: int) -> np.ndarray | None:
         st.info(f"t-SNE places similar images near each other. It takes about {max(5, size // 100)} s "
                 f"for {size:,} samples on a laptop; the rest of the page stays usable meanwhile.",
                 icon=":material/scatter_plot:")
-        if st.button("Compute the t-SNE map", type="primary", key="explore_tsne_start"):
-            tsne_jobs().start(key, pixel_features(images[subset], max_value))
-            st.rerun(scope="fragment")
+        st.button("Compute the t-SNE map", type="primary", key="explore_tsne_start", on_click=start_tsne,
+                  args=(key, subset))
         return None
     if job.layout is None:
         tsne_progress(key)
         return None
     return job.layout
+
+
+def start_tsne(key: tuple, subset: np.ndarray) -> None:
+    tsne_jobs().start(key, pixel_features(images[subset], max_value))
 
 
 @st.fragment(run_every=0.5)
@@ -357,8 +363,9 @@ def augmentation_section() -> None:
     st.caption("Training can shift, rotate and zoom every image a little, differently each epoch, so the model "
                "learns digits rather than positions. Here is what it would see.")
     controls = st.columns([1, 1, 1, 1, 1])
-    index = controls[0].number_input("Sample index", 0, len(labels) - 1, value=st.session_state.explore_sample or 0,
-                                     key=f"explore_aug_index_{st.session_state.explore_sample}")
+    chosen_sample = st.session_state.get("explore_index", 0)
+    index = controls[0].number_input("Sample index", 0, len(labels) - 1, value=chosen_sample,
+                                     key=f"explore_aug_index_{chosen_sample}", help="Follows the sample shown large.")
     shift = controls[1].slider("Shift (share of the side)", 0.0, 0.3, 0.1, 0.01, key="explore_aug_shift")
     rotation = controls[2].slider("Rotation (degrees)", 0, 45, 15, key="explore_aug_rotation")
     scale = controls[3].slider("Zoom (+-)", 0.0, 0.3, 0.1, 0.01, key="explore_aug_scale")

@@ -44,6 +44,16 @@ def guarded(what: str) -> Callable[[Section], Section]:
     return decorate
 
 
+def selected_sample_ids(points: Sequence[dict[str, Any]]) -> list[int]:
+    """Sample ids (ascending, unique) of the points a plotly selection event reports; points without one are skipped."""
+    ids = set()
+    for point in points:
+        custom = point.get("customdata")
+        if isinstance(custom, (list, tuple)) and custom and isinstance(custom[0], (int, float)):
+            ids.add(int(custom[0]))
+    return sorted(ids)
+
+
 # ---- data and models, cached per process ------------------------------------------------------------------------
 
 @st.cache_resource(show_spinner="Loading the dataset (once per process)...")

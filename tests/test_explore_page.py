@@ -1,0 +1,306 @@
+"""The Explore page in Streamlit's AppTest, on digits and on the MNIST subset: every section, with and without a model,
+and the faults (damaged data, a model that vanished) that must give a sentence, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.data import load_dataset, missing_message
+from core.evaluation import predict_split
+from core.record import RecordedTraining
+from core.store import RunStore, default_runs_dir
+from core.training import TrainConfig
+from ui.explore import selected_sample_ids, tsne_jobs
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "explore.py")
+QUICK = TrainConfig(model="digits-cnn", dataset="digits", epochs=3, batch_size=100, optimizer="sgd",
+                    learning_rate=0.5, loss="bce-one-hot")
+
+
+def page() -> AppTest:
+    app = AppTest.from_file(PAGE, default_timeout=180)
+    app.run()
+    assert not app.exception, app.exception[0].value
+    return app
+
+
+def rerun(app: AppTest) -> AppTest:
+    app.run()
+    assert not app.exception, app.exception[0].value
+    assert not app.error, app.error[0].value
+    return app
+
+
+def texts(app: AppTest) -> str:
+    parts = [m.value for m in app.markdown] + [c.value for c in app.caption] + [i.value for i in app.info]
+    return "\n".join(parts + [s.value for s in app.success] + [w.value for w in app.warning] + [e.value for e in app.error])
+
+
+def view_size(app: AppTest) -> int:
+    """How many samples the grid's view holds, read from its caption."""
+    match = re.search(r"of ([\d,]+) in this view", texts(app))
+    assert match, texts(app)
+    return int(match.group(1).replace(",", ""))
+
+
+def charts(app: AppTest) -> list:
+    return list(app.get("plotly_chart"))
+
+
+def metric(app: AppTest, label: str) -> str:
+    return next(m.value for m in app.metric if m.label == label)
+
+
+@pytest.fixture(scope="module")
+def trained_digits_run(tmp_path_factory) -> Path:
+    recorded = RecordedTraining(QUICK, RunStore(tmp_path_factory.mktemp("trained")))
+    assert list(recorded.events())[-1].status == "done"
+    return recorded.run_dir
+
+
+@pytest.fixture
+def digits_run(trained_digits_run) -> str:
+    """A finished digits run in this test's own runs folder (trained once per module, copied)."""
+    target = default_runs_dir() / trained_digits_run.name
+    shutil.copytree(trained_digits_run, target)
+    return str(target)
+
+
+@pytest.fixture
+def with_mnist(mnist_dir, monkeypatch) -> Path:
+    monkeypatch.setenv("DIGIT_STUDIO_DATA", str(mnist_dir))
+    return mnist_dir
+
+
+# ---- digits, no model ---------------------------------------------------------------------------------------------
+
+def test_digits_opens_with_every_section_and_explains_the_missing_mnist(tmp_path):
+    app = page()
+    assert app.selectbox(key="explore_dataset").value == "digits"
+    assert "mnist" not in app.selectbox(key="explore_dataset").options
+    assert missing_message("mnist", tmp_path / "data") in texts(app)  # conftest points DIGIT_STUDIO_DATA there
+    data = load_dataset("digits")
+    assert view_size(app) == len(data.train_labels) == 1347
+    assert "Sample #0: " + data.class_names[int(data.train_labels[0])] in texts(app)
+    for heading in ("Samples per class", "Mean image of each class", "Pixel intensities"):
+        assert heading in texts(app)
+    assert "principal components explain" in texts(app)  # the PCA map is drawn at once
+    assert "Pick a model at the top of the page" in texts(app)
+    assert len(app.tabs) == 5 and len(app.get("image")) >= 2  # mean images and the augmentation preview
+    assert len(charts(app)) >= 8
+    assert app.toggle(key="explore_only_wrong").disabled  # needs a model
+
+
+def test_pixel_statistics_shown_are_the_datasets(tmp_path):
+    app = page()
+    images = load_dataset("digits").train_images.numpy()
+    assert metric(app, "Background (value 0)") == f"{(images == 0).mean():.1%}"
+    assert metric(app, "Mean pixel value") == f"{images.mean():.1f} of 16"
+    app.button_group(key="explore_split").set_value("test")
+    rerun(app)
+    assert view_size(app) == 450 and "Pixel intensities** (test, 450 images)" in texts(app)
+
+
+def test_class_filter_order_and_pages():
+    app = page()
+    labels = load_dataset("digits").train_labels.numpy()
+    app.button_group(key="explore_classes").set_value([3, 7])
+    rerun(app)
+    assert view_size(app) == int(np.isin(labels, [3, 7]).sum())
+    first = int(np.flatnonzero(np.isin(labels, [3, 7]))[0])
+    assert f"Sample #{first}: 3" in texts(app) or f"Sample #{first}: 7" in texts(app)  # the view's first opens
+    app.button_group(key="explore_classes").set_value([])
+    app.selectbox(key="explore_per_page").set_value(100)
+    app.number_input(key="explore_page").set_value(3)
+    rerun(app)
+    assert "Samples 201-300 of 1,347" in texts(app)
+    app.number_input(key="explore_page").set_value(14)
+    rerun(app)
+    assert "Samples 1,301-1,347 of 1,347" in texts(app)
+
+
+def test_shuffling_by_seed_changes_the_first_sample_reproducibly():
+    app = page()
+    assert app.number_input(key="explore_seed").disabled  # only shuffling uses a seed
+    app.button_group(key="explore_order").set_value("shuffled")
+    rerun(app)
+    app.number_input(key="explore_seed").set_value(5)
+    rerun(app)
+    expected = int(np.random.default_rng(5).permutation(1347)[0])
+    assert f"Sample #{expected}:" in texts(app)
+
+
+def test_typing_an_index_opens_that_sample_large_with_its_pixels():
+    app = page()
+    app.number_input(key="explore_index").set_value(42)
+    rerun(app)
+    data = load_dataset("digits")
+    assert f"Sample #42: {data.class_names[int(data.train_labels[42])]}" in texts(app)
+    pixels = next(c for c in charts(app) if '"texttemplate"' in c.proto.spec and '"heatmap"' in c.proto.spec)
+    assert str(int(data.train_images[42].max())) in pixels.proto.spec
+    rerun(app)
+    assert app.number_input(key="explore_index").value == 42  # stays open on the next run
+    assert app.number_input(key="explore_aug_index_42").value == 42  # the augmentation preview follows it
+    app.button_group(key="explore_classes").set_value([5])
+    rerun(app)
+    first_five = int(np.flatnonzero(data.train_labels.numpy() == 5)[0])
+    assert app.number_input(key="explore_index").value == first_five  # a new view opens its first sample
+
+
+def test_grid_and_embedding_selections_read_the_sample_ids():
+    points = [{"curve_number": 1, "point_index": 3, "customdata": [17]}, {"customdata": [4]}, {"customdata": [17]},
+              {"x": 1, "y": 2}, {"customdata": "odd"}]
+    assert selected_sample_ids(points) == [4, 17]
+    assert selected_sample_ids([]) == []
+
+
+def test_augmentation_preview_draws_again_and_follows_the_sample():
+    app = page()
+    before = app.get("image")[-1].value[0]
+    app.button(key="explore_aug_redraw").click()
+    rerun(app)
+    assert app.session_state["explore_aug_seed"] == 1
+    assert app.get("image")[-1].value[0] != before
+    app.slider(key="explore_aug_rotation").set_value(40)
+    rerun(app)
+    assert "Sample #0:" in texts(app)
+
+
+def test_tsne_runs_in_the_background_with_progress_and_then_shows_the_map():
+    app = page()
+    app.button_group(key="explore_embed_method").set_value("t-SNE")
+    rerun(app)
+    assert "t-SNE places similar images near each other" in texts(app)
+    app.button_group(key="explore_split").set_value("test")  # 450 samples: quick
+    rerun(app)
+    app.button(key="explore_tsne_start").click()
+    rerun(app)
+    job = next(job for key, job in tsne_jobs().jobs.items() if key[0] == "digits" and key[2] == "test")
+    assert app.get("progress") or job.done.is_set()
+    assert job.done.wait(240) and job.error is None
+    rerun(app)
+    assert not app.get("progress")
+    assert not any("t-SNE places" in text for text in texts(app).splitlines())
+    assert any('"scattergl"' in c.proto.spec for c in charts(app))
+
+
+# ---- with a model -------------------------------------------------------------------------------------------------
+
+def test_a_digits_model_marks_mistakes_and_shows_its_confusion(digits_run):
+    app = page()
+    model_box = app.selectbox(key="explore_model_digits")
+    assert len(model_box.options) == 2 and Path(digits_run).name in model_box.options[1]
+    assert "Digits CNN" in model_box.options[1] and "test accuracy" in model_box.options[1]
+    model_box.set_value(digits_run)
+    rerun(app)
+    data = load_dataset("digits")
+    predictions = predict_split(RunStore(default_runs_dir()).load(Path(digits_run).name), data, "train").argmax(1)
+    labels = data.train_labels.numpy()
+    wrong = int((predictions != labels).sum())
+    assert metric(app, "Accuracy on train") == f"{(predictions == labels).mean():.2%}"
+    assert metric(app, "Misclassified") == f"{wrong:,} of 1,347"
+    assert "Confusion matrix" in texts(app) and "Accuracy per class" in texts(app)
+    if wrong:
+        assert "The most frequent mistake" in texts(app)
+    assert "predicted" in texts(app) and "Red: the model is wrong." in texts(app)
+    assert "correctness" in app.button_group(key="explore_embed_color").options
+    assert re.search(r"The model reads \d+ of 16 right", texts(app))
+    app.toggle(key="explore_only_wrong").set_value(True)
+    rerun(app)
+    if wrong:
+        assert view_size(app) == wrong
+    else:
+        assert "The model gets every one of these right" in texts(app)
+
+
+def test_colouring_the_map_by_correctness(digits_run):
+    app = page()
+    app.selectbox(key="explore_model_digits").set_value(digits_run)
+    rerun(app)
+    app.button_group(key="explore_embed_color").set_value("correctness")
+    rerun(app)
+    scatter = next(json.loads(c.proto.spec) for c in charts(app) if '"scattergl"' in c.proto.spec)
+    names = [trace["name"].split(" (")[0] for trace in scatter["data"]]
+    assert names in (["right", "wrong"], ["right"])
+
+
+def test_a_model_whose_weights_vanished_gives_a_sentence(digits_run):
+    app = page()
+    for weights in Path(digits_run).glob("*.safetensors"):
+        weights.unlink()
+    app.selectbox(key="explore_model_digits").set_value(digits_run)
+    app.run()
+    assert not app.exception
+    assert any("This model cannot be used" in e.value and "missing" in e.value for e in app.error)
+    assert "Pick a model" not in texts(app) and view_size(app) == 1347  # the data is still there to explore
+
+
+def test_unfinished_and_damaged_runs_are_not_offered(digits_run):
+    damaged = Path(digits_run).parent / "20000101-000000-broken"
+    damaged.mkdir()
+    (damaged / "meta.json").write_text("{not json")
+    app = page()
+    options = app.selectbox(key="explore_model_digits").options
+    assert len(options) == 2 and Path(digits_run).name in options[1]
+
+
+# ---- the MNIST subset ---------------------------------------------------------------------------------------------
+
+def test_mnist_subset_with_the_shipped_model(with_mnist):
+    app = page()
+    app.selectbox(key="explore_dataset").set_value("mnist")
+    rerun(app)
+    assert view_size(app) == 14_262
+    assert "Pixel intensities** (train, 14,262 images)" in texts(app)
+    from core.inference import DEFAULT_MODEL_DIR
+
+    box = app.selectbox(key="explore_model_mnist")
+    assert box.options[-1] == "Default model shipped with the app (Fast CNN)"
+    app.button_group(key="explore_split").set_value("test")
+    box.set_value(str(DEFAULT_MODEL_DIR))
+    rerun(app)
+    assert view_size(app) == 10_000
+    accuracy = float(metric(app, "Accuracy on test").rstrip("%")) / 100
+    assert accuracy > 0.98
+    app.button_group(key="explore_classes").set_value([9])
+    app.toggle(key="explore_only_wrong").set_value(True)
+    rerun(app)
+    assert 0 < view_size(app) < 100 and "wrong)" in app.get("plotly_chart")[0].proto.spec  # hover: the prediction
+
+
+def test_mnist_filter_and_page_redraw_fast(with_mnist):
+    app = page()
+    app.selectbox(key="explore_dataset").set_value("mnist")
+    rerun(app)
+    timings = []
+    for page_number in (2, 3, 4):
+        app.number_input(key="explore_page").set_value(page_number)
+        started = time.perf_counter()
+        rerun(app)
+        timings.append(time.perf_counter() - started)
+    assert f"Samples {301:,}-{400:,}" in texts(app)
+    print(f"MNIST page redraws (whole page, AppTest): {[round(t, 3) for t in timings]} s")
+
+
+def test_damaged_mnist_files_give_a_sentence(tmp_path, mnist_dir, monkeypatch):
+    raw = tmp_path / "broken" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for source in (mnist_dir / "MNIST" / "raw").iterdir():
+        if not source.name.endswith(".gz") and "ubyte" in source.name:
+            shutil.copy(source, raw / source.name)
+    truncated = raw / "train-images-idx3-ubyte"
+    truncated.write_bytes(truncated.read_bytes()[:5000])
+    monkeypatch.setenv("DIGIT_STUDIO_DATA", str(tmp_path / "broken"))
+    app = page()
+    app.selectbox(key="explore_dataset").set_value("mnist")
+    app.run()
+    assert not app.exception
+    assert any("could not be read" in e.value and "truncated" in e.value for e in app.error)
