@@ -113,4 +113,7 @@ def test_uploads_good_and_bad_each_get_their_answer_or_one_clear_message(page, a
         expect(page.get_by_text(caption).first).to_be_visible()
     assert page.locator('[data-testid="stAlertContentError"]').count() == 5
     assert_no_error(page)
+    page.set_viewport_size({"width": TALL["width"], "height": 2600})  # the gallery is below the messages
+    expect(page.get_by_text("All your pictures")).to_be_visible()
+    time.sleep(1)  # the every-model table paints its cells on a canvas after the resize
     screenshot(page, "predict-uploads")
