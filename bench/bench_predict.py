@@ -4,7 +4,7 @@
 
 Interleaved A B C C2 D rounds, each timing `repeats` calls; the figure is the median per call over all calls
 (many short rounds, so that the load other programs put on the machine falls on every variant alike).
-A: the bare default model's forward pass on an already preprocessed tensor (the baseline: nothing to remove).
+A: the bare default model's forward pass on an already preprocessed tensor, one thread as in C (the baseline).
 B: core.preprocess.preprocess of the canvas (opaque black RGBA with white strokes, as the canvas sends it).
 C: core.inference.predict_image: B, then the model (what the page does after each stroke). Small batches run on
    one torch thread (core.inference.SMALL_BATCH).
@@ -21,8 +21,8 @@ import io
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -31,10 +31,17 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import core.inference  # noqa: E402
-from core.inference import load_default_model, model_inputs, predict_image, predict_proba, saliency  # noqa: E402
-from core.preprocess import preprocess  # noqa: E402
-from tests.drawn_digits import drawn, encoded  # noqa: E402
+import core.inference
+from core.inference import (
+    at_most_threads,
+    load_default_model,
+    model_inputs,
+    predict_image,
+    predict_proba,
+    saliency,
+)
+from core.preprocess import preprocess
+from tests.drawn_digits import drawn, encoded
 
 GOAL_MS = 5.0  # the Speed issue's goal for preprocessing + prediction, median
 LIMIT_MS = 20.0  # "feels instant"
@@ -92,7 +99,7 @@ def main() -> None:
     tensor = model_inputs(run, preprocess(canvas).pixels)
 
     def bare_forward() -> None:
-        with torch.inference_mode():
+        with torch.inference_mode(), at_most_threads(1):  # as C runs it
             run.model(tensor)
 
     def all_threads() -> None:

@@ -11,7 +11,6 @@ from core.inference import predict_image, read_number
 from core.preprocess import split_digits
 from core.store import RunError
 from ui.predict import (
-    SHIPPED,
     InputImage,
     ModelChoice,
     agreement,
@@ -94,28 +93,13 @@ def report_problems(items: list[InputImage]) -> None:
             blank_message(item)
 
 
-choices = model_choices()
-choice, run = pick_model(choices)
-left, right = st.columns([5, 6], gap="large")
-with left:
-    draw_tab, upload_tab, camera_tab = st.tabs(SOURCES, key="predict_source", on_change="rerun")
-    with draw_tab:
-        drawn = drawing()
-    with upload_tab:
-        uploaded = uploads()
-        report_problems(uploaded)
-    with camera_tab:
-        photo = camera()
-        if photo is not None:
-            report_problems([photo])
-    several = st.toggle("Several digits: read a number", key="predict_several",
-                        help="Digits written side by side are split left to right and read one by one.")
-
-
-def current_inputs(source: str) -> list[InputImage]:
-    """The pictures of the open tab that can be read."""
-    items = {"Draw": [drawn] if drawn else [], "Upload": uploaded, "Camera": [photo] if photo else []}[source]
-    return [item for item in items if item.readable]
+def pick_item(items: list[InputImage]) -> InputImage:
+    """The picture to explain: the only one, or the one chosen among the uploads."""
+    if len(items) == 1:
+        return items[0]
+    index = st.selectbox("Explain", range(len(items)), format_func=lambda i: items[i].name, key="predict_explain",
+                         help="Which picture to show the answer and reasons for; all are in the gallery below.")
+    return items[index]
 
 
 def empty_message(source: str) -> None:
@@ -129,44 +113,30 @@ def empty_message(source: str) -> None:
         st.info("**Take a photo** of a digit written large in dark ink on white paper.", icon=":material/photo_camera:")
 
 
-def pick_item(items: list[InputImage]) -> InputImage:
-    if len(items) == 1:
-        return items[0]
-    names = [item.name for item in items]
-    name = st.selectbox("Explain", names, key="predict_explain", help="Which picture to show the answer and "
-                                                                      "reasons for; all are in the gallery below.")
-    return items[names.index(name)]
-
-
-source = st.session_state.get("predict_source") or SOURCES[0]
-items = current_inputs(source)
-with right:
-    chosen = pick_item(items) if items else None
-    if chosen is None:
-        empty_message(source)
-        answer = None
-    elif several:
+def answer_for(run, chosen: InputImage, several: bool, model_label: str):
+    """The answer column for one picture: a number, a digit, or why there is none; returns what was predicted."""
+    if several:
         answer = read_number(run, chosen.image)
         if answer.blank:
             blank_message(chosen)
         else:
             show_reading(run, answer)
-    else:
-        answer = predict_image(run, chosen.image)
-        if answer.blank:
-            blank_message(chosen)
-        else:
-            show_prediction(run, answer, choice.label)
-            if len(split_digits(chosen.image, run.input_format)) > 1:
-                st.info("This looks like several digits side by side: turn on **Several digits** to read them "
-                        "as a number.", icon=":material/pin:")
+        return answer
+    answer = predict_image(run, chosen.image)
+    if answer.blank:
+        blank_message(chosen)
+        return answer
+    show_prediction(run, answer, model_label)
+    if len(split_digits(chosen.image, run.input_format)) > 1:
+        st.info("This looks like several digits side by side: turn on **Several digits** to read them as a number.",
+                icon=":material/pin:")
+    return answer
 
 
-def every_model_section(image) -> None:
+def every_model_section(choices: list[ModelChoice], chosen_first: ModelChoice, image, several: bool) -> None:
     """The same picture through every model, side by side, so people see where models disagree."""
     st.markdown("**Every model**")
-    ordered = [choice] + [other for other in choices if other.key != choice.key]
-    models, problems = usable_runs(ordered)
+    models, problems = usable_runs([chosen_first] + [other for other in choices if other.key != chosen_first.key])
     rows = every_model_rows(models, image, several)
     st.markdown(agreement(rows))
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
@@ -181,7 +151,7 @@ def every_model_section(image) -> None:
         st.warning(problem, icon=":material/warning:")
 
 
-def gallery(items: list[InputImage]) -> None:
+def gallery(run, items: list[InputImage], several: bool) -> None:
     """Every readable upload with its answer."""
     st.subheader("All your pictures")
     per_row = 5
@@ -197,15 +167,40 @@ def gallery(items: list[InputImage]) -> None:
                     st.markdown(f"{item.name}: **{text}** · {answer.confidence:.0%}")
 
 
-if chosen is not None and answer is not None and not answer.blank:
+choices = model_choices()
+choice, run = pick_model(choices)
+left, right = st.columns([5, 6], gap="large")
+with left:
+    draw_tab, upload_tab, camera_tab = st.tabs(SOURCES, key="predict_source", on_change="rerun")
+    with draw_tab:
+        drawn = drawing()
+    with upload_tab:
+        uploaded = uploads()
+        report_problems(uploaded)
+    with camera_tab:
+        photo = camera()
+        report_problems([photo] if photo else [])
+    several = st.toggle("Several digits: read a number", key="predict_several",
+                        help="Digits written side by side are split left to right and read one by one.")
+
+source = st.session_state.get("predict_source") or SOURCES[0]
+inputs = {"Draw": [drawn] if drawn else [], "Upload": uploaded, "Camera": [photo] if photo else []}[source]
+items = [item for item in inputs if item.readable]  # the open tab's pictures that can be read
+with right:
+    chosen = pick_item(items) if items else None
+    if chosen is None:
+        empty_message(source)
+    answer = None if chosen is None else answer_for(run, chosen, several, choice.label)
+
+if answer is not None and not answer.blank:
     st.divider()
     if several:
-        every_model_section(chosen.image)
+        every_model_section(choices, choice, chosen.image, several)
     else:
         reasons, others = st.columns([5, 6], gap="large")
         with reasons:
             show_reasons(run, answer)
         with others:
-            every_model_section(chosen.image)
+            every_model_section(choices, choice, chosen.image, several)
 if source == "Upload" and len(items) > 1:
-    gallery(items)
+    gallery(run, items, several)

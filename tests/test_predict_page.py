@@ -162,8 +162,10 @@ def test_uploads_are_each_answered_and_the_chosen_one_explained():
     gallery = [m.value for m in app.markdown if m.value.split(":")[0] in files]
     assert gallery == ["five.png: **5** · 100%", "photo.jpg: **3** · 100%", "export.png: **9** · 100%",
                        "screen.webp: **6** · 100%"]
-    app.selectbox(key="predict_explain").set_value("export.png").run()
+    app.selectbox(key="predict_explain").set_value(2).run()  # the third picture, export.png
     assert answers(app) == ["9"] and not app.error
+    app.selectbox(key="predict_explain").set_value(1).run()
+    assert answers(app) == ["3"]
 
 
 def test_a_camera_photo_is_read():
