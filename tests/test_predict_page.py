@@ -243,3 +243,17 @@ def test_a_picture_of_many_marks_read_as_a_number_shows_a_bounded_strip_and_says
     warnings = [w.value for w in app.warning if "separate marks were found" in w.value]
     assert warnings and len(app.image) <= 24 + 1  # the strip, and the upload's gallery thumbnail at most
     assert not app.exception
+
+
+def test_agreement_says_whether_the_models_agree():
+    from ui.predict import agreement
+
+    def rows(*answers):
+        return [{"answer": answer} for answer in answers]
+
+    assert agreement(rows("7", "7", "7")) == "All 3 models agree: **7**."
+    assert agreement(rows("7", "1", "7")) == "The models disagree: 7 (2), 1 (1)."
+    assert agreement(rows("7", "-", "7")) == "2 of 3 models read **7**; 1 found no digit."
+    assert agreement(rows("7", "-", "1")) == "The models disagree: 7 (1), 1 (1). 1 found no digit."
+    assert agreement(rows("-", "-")) == "No model found a digit."
+    assert "Train a model" in agreement(rows("4"))

@@ -228,8 +228,8 @@ def show_reasons(run: LoadedRun, prediction: ImagePrediction) -> None:
         st.markdown(f"**What drove the answer** (saliency for {run.class_names[prediction.label]})")
         strength = saliency(run, pixels, prediction.label, samples=SALIENCY_SAMPLES, noise=SALIENCY_NOISE)
         st.image(saliency_picture(pixels, top, strength), width="stretch")
-        st.caption("Bright pixels are where a small change would move the answer most: the gradient of its "
-                   "probability, averaged over noisy copies (SmoothGrad).")
+        st.caption("Bright pixels are where a small change of brightness would move the answer's probability most "
+                   "(its gradient, averaged over noisy copies of the input: SmoothGrad).")
 
 
 # ---- every model --------------------------------------------------------------------------------------------------
@@ -269,10 +269,11 @@ def agreement(rows: list[dict]) -> str:
         return "No model found a digit."
     if len(rows) == 1:
         return "Train a model on the Train page to compare its answer with this one."
-    (top, count), *others = votes.most_common()
-    if not others and count == len(rows):
-        return f"All {len(rows)} models agree: **{top}**."
+    missing = len(rows) - sum(votes.values())
+    without = f" {missing} found no digit." if missing else ""
+    if len(votes) == 1:
+        top = next(iter(votes))
+        return f"All {len(rows)} models agree: **{top}**." if not missing else \
+            f"{len(rows) - missing} of {len(rows)} models read **{top}**;{without}"
     spread = ", ".join(f"{answer} ({n})" for answer, n in votes.most_common())
-    return f"The models disagree: {spread}."
-
-
+    return f"The models disagree: {spread}.{without}"
