@@ -35,7 +35,7 @@ def model_inputs(run: LoadedRun, pixels: np.ndarray | torch.Tensor) -> torch.Ten
 
 
 @contextmanager
-def _threads(count: int) -> Iterator[None]:
+def at_most_threads(count: int) -> Iterator[None]:
     """At most `count` torch intra-op threads for this block, restored after it. The count is process-wide, so a
     training thread beside it runs on one thread for those few milliseconds (on a busy 2-core machine, about as
     fast); overlapping blocks find the count already lowered, leave it, and the first one restores it."""
@@ -54,7 +54,7 @@ def predict_proba(run: LoadedRun, pixels: np.ndarray | torch.Tensor, batch_size:
     """Class probabilities (N, classes) for a batch of preprocessed images (N, H, W)."""
     inputs = model_inputs(run, pixels)
     chunks = []
-    with torch.inference_mode(), _threads(1 if len(inputs) <= SMALL_BATCH else torch.get_num_threads()):
+    with torch.inference_mode(), at_most_threads(1 if len(inputs) <= SMALL_BATCH else torch.get_num_threads()):
         for start in range(0, len(inputs), batch_size):
             chunks.append(to_probs(run.model(inputs[start:start + batch_size]), run.output))
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, len(run.class_names)), dtype=np.float32)
@@ -78,7 +78,7 @@ def saliency(run: LoadedRun, pixels: np.ndarray, target: int | None = None, *, s
         spread = float(inputs.max() - inputs.min()) or 1.0
         generator = torch.Generator().manual_seed(seed)  # the same map for the same input, rerun after rerun
         batch[1:] += torch.randn(batch[1:].shape, generator=generator) * (noise * spread)  # copy 0 stays clean
-    with torch.inference_mode(False), torch.enable_grad(), _threads(1):
+    with torch.inference_mode(False), torch.enable_grad(), at_most_threads(1):
         batch = batch.clone().requires_grad_(True)
         log_probs = to_log_probs(run.model(batch), run.output)  # log p: same direction as p, never saturated to 0
         chosen = int(log_probs[0].argmax()) if target is None else target

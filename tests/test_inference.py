@@ -243,21 +243,21 @@ def test_saliency_of_an_8x8_run_is_8x8():
 def test_single_images_run_on_one_thread_and_overlapping_pages_restore_the_count(default_run):
     import threading
 
-    from core.inference import _threads
+    from core.inference import at_most_threads
 
     before = torch.get_num_threads()
     seen: list[int] = []
     first_inside, second_done = threading.Event(), threading.Event()
 
     def first_page() -> None:  # Streamlit runs each session's script in a thread of its own
-        with _threads(1):
+        with at_most_threads(1):
             seen.append(torch.get_num_threads())
             first_inside.set()
             second_done.wait(10)
 
     def second_page() -> None:  # starts while the first is inside, ends before it
         first_inside.wait(10)
-        with _threads(1):
+        with at_most_threads(1):
             seen.append(torch.get_num_threads())
         second_done.set()
 
