@@ -19,12 +19,13 @@ from ui.charts import (clickable_grid_figure, confusion_figure, grid_cell_size, 
                        tile_scale)
 from ui.explore import (CLASS_COLORS, ModelChoice, both_class_counts, class_counts_figure, dataset_or_error,
                         embedding_figure, histogram_figure, ink_figure, model_choices, pca_layout, pixel_heatmap,
-                        guarded, probability_figure, run_or_error, selected_sample_ids, split_images,
+                        customdata_of, guarded, probability_figure, run_or_error, selected_sample_ids, split_images,
                         split_probabilities,
                         split_statistics, tsne_jobs)
 from ui.shared import available_datasets, data_dir
 
 GRID_COLUMNS = 10
+GRID_WIDTH = 520  # px: what the grid's column offers in a 1,400 px window; wider grids are shown scaled to it
 PER_PAGE_CHOICES = (100, 200, 400)
 EMBED_SIZES = (1000, 2000, 3000, 5000)
 TSNE_LIMIT = 3000  # exact repulsion is quadratic: beyond this the map takes minutes on a laptop
@@ -137,7 +138,7 @@ def open_tile() -> None:
 @st.fragment
 @guarded("The sample grid")
 def samples_section() -> None:
-    controls = st.columns([3, 1.2, 1.2, 1, 1])
+    controls = st.columns([3, 1.7, 1.4, 0.9, 0.9])
     chosen_classes = controls[0].pills("Classes", list(range(len(class_names))), selection_mode="multi",
                                        format_func=lambda i: class_names[i], key="explore_classes", on_change=forget_sample,
                                        help="Pick one or more classes; none picked shows all.")
@@ -152,7 +153,7 @@ def samples_section() -> None:
     pages = page_count(len(view), per_page)
     if st.session_state.get("explore_page", 1) > pages:
         st.session_state.explore_page = pages
-    grid_column, detail_column = st.columns([3, 2], gap="large")
+    grid_column, detail_column = st.columns([3, 2], gap="medium")
     page = grid_column.number_input(f"Page (of {pages:,})", 1, pages, key="explore_page", on_change=forget_sample)
     shown = page_of(view, int(page), per_page)
     with detail_column:  # first: a typed index must be highlighted in this very run's grid
@@ -178,7 +179,7 @@ def sample_grid(shown: np.ndarray) -> None:
     mosaic = image_grid(images[shown], [caption(i) for i in shown], GRID_COLUMNS, max_value=max_value, scale=scale,
                         marked=wrong, highlighted=int(highlighted[0]) if len(highlighted) else None)
     figure = clickable_grid_figure(mosaic, GRID_COLUMNS, len(shown), grid_cell_size(images.shape[1:], scale),
-                                   shown, [describe(int(i)) for i in shown])
+                                   shown, [describe(int(i)) for i in shown], width=min(mosaic.width, GRID_WIDTH))
     st.plotly_chart(figure, key=GRID_KEY, on_select=open_tile, selection_mode="points",
                     width="content", config={"displayModeBar": False})
 
@@ -333,7 +334,8 @@ def model_section() -> None:
     with right:
         st.markdown("**Accuracy per class**")
         st.plotly_chart(per_class_accuracy_figure(accuracy, class_names), key="explore_per_class")
-    clicked = event.selection.points[0]["customdata"][:2] if event.selection.points else None
+    cell = customdata_of(event.selection.points[0]) if event.selection.points else []
+    clicked = cell[:2] if len(cell) >= 2 else None
     cell_samples(confusion, clicked)
 
 

@@ -157,8 +157,8 @@ def test_typing_an_index_opens_that_sample_large_with_its_pixels():
 
 def test_grid_and_embedding_selections_read_the_sample_ids():
     points = [{"curve_number": 1, "point_index": 3, "customdata": [17]}, {"customdata": [4]}, {"customdata": [17]},
-              {"x": 1, "y": 2}, {"customdata": "odd"}]
-    assert selected_sample_ids(points) == [4, 17]
+              {"x": 1, "y": 2}, {"customdata": "odd"}, {"customdata": {"0": 9}}, {"customdata": [True]}]
+    assert selected_sample_ids(points) == [4, 9, 17]
     assert selected_sample_ids([]) == []
 
 

@@ -22,6 +22,8 @@ CAPTION_COLOR = (49, 51, 63)
 MARK_COLOR = (214, 39, 40)  # plotly's red: wrong predictions
 HIGHLIGHT_COLOR = (31, 119, 180)  # plotly's blue: the sample shown large
 CLICK_TARGET = "rgba(0,0,0,0)"  # invisible markers that make tiles and cells clickable
+# customdata is given as plain lists: a numpy array travels as a typed array, and a selection event then reports
+# each point's customdata as {"0": ...} instead of [...].
 
 
 @lru_cache(maxsize=4)
@@ -105,11 +107,12 @@ def png_data_uri(image: Image.Image) -> str:
 
 
 def clickable_grid_figure(mosaic: Image.Image, columns: int, count: int, cell: tuple[int, int],
-                          sample_ids: Sequence[int], hover: Sequence[str]) -> go.Figure:
-    """The mosaic as a plotly figure whose tiles can be clicked.
+                          sample_ids: Sequence[int], hover: Sequence[str], width: int | None = None) -> go.Figure:
+    """The mosaic as a plotly figure whose tiles can be clicked, drawn `width` px wide (default: its own width).
 
     Each tile carries an invisible marker; with st.plotly_chart(fig, on_select="rerun", selection_mode="points")
     a click gives event.selection.points[0]["customdata"] == [sample_id] (the id passed for that tile).
+    Plotly keeps the figure's height when a column is narrower than `width`, so pass the width the page has.
     """
     cell_w, cell_h = cell
     positions = np.arange(count)
@@ -117,17 +120,18 @@ def clickable_grid_figure(mosaic: Image.Image, columns: int, count: int, cell: t
     figure.add_trace(go.Scatter(
         x=(positions % columns) * cell_w + cell_w / 2, y=(positions // columns) * cell_h + cell_h / 2,
         mode="markers", marker={"size": min(cell_w, cell_h) - 2, "symbol": "square", "color": CLICK_TARGET},
-        customdata=np.asarray(sample_ids, dtype=np.int64).reshape(-1, 1), hovertext=list(hover), hoverinfo="text",
+        customdata=[[int(i)] for i in sample_ids], hovertext=list(hover), hoverinfo="text",  # lists: see below
         selected={"marker": {"opacity": 1}}, unselected={"marker": {"opacity": 1}}, showlegend=False))
-    _fixed_axes(figure, mosaic.width, mosaic.height)
+    _fixed_axes(figure, mosaic.width, mosaic.height, width or mosaic.width)
     return figure
 
 
-def _fixed_axes(figure: go.Figure, width: int, height: int) -> None:
-    """Pixel-exact, non-zoomable axes so the figure shows the raster 1:1 and clicks select instead of zoom."""
-    figure.update_xaxes(visible=False, range=[0, width], fixedrange=True)
-    figure.update_yaxes(visible=False, range=[height, 0], fixedrange=True)
-    figure.update_layout(width=width, height=height, margin={"l": 0, "r": 0, "t": 0, "b": 0}, dragmode=False,
+def _fixed_axes(figure: go.Figure, width: int, height: int, shown_width: int) -> None:
+    """Non-zoomable axes spanning the raster, drawn `shown_width` px wide at its aspect; clicks select, never zoom."""
+    figure.update_xaxes(visible=False, range=[0, width], fixedrange=True, constraintoward="left")
+    figure.update_yaxes(visible=False, range=[height, 0], fixedrange=True, constraintoward="top")
+    figure.update_layout(width=shown_width, height=round(height * shown_width / width),
+                         margin={"l": 0, "r": 0, "t": 0, "b": 0}, dragmode=False,
                          clickmode="event+select", hovermode="closest", plot_bgcolor="white")
 
 
@@ -146,12 +150,13 @@ def confusion_figure(confusion: np.ndarray, class_names: list[str]) -> go.Figure
     true_idx, pred_idx = np.divmod(np.arange(size * size), size)
     figure = go.Figure(go.Heatmap(
         z=share, x=class_names, y=class_names, text=confusion, texttemplate="%{text}", colorscale="Blues",
-        zmin=0, zmax=1, colorbar={"title": {"text": "share of<br>true class"}, "tickformat": ".0%"},
-        hovertemplate="true %{y}, predicted %{x}: %{text} samples (%{z:.1%} of the %{y}s)<extra></extra>"))
-    figure.add_trace(go.Scatter(
+        zmin=0, zmax=1, colorbar={"title": {"text": "share of<br>true class"}, "tickformat": ".0%"}, hoverinfo="skip"))
+    hover = [f"true {class_names[t]}, predicted {class_names[p]}: {confusion[t, p]:,} samples "
+             f"({share[t, p]:.1%} of the true {class_names[t]})" for t, p in zip(true_idx, pred_idx)]
+    figure.add_trace(go.Scatter(  # on top of the heatmap: heatmaps cannot be selected, markers can
         x=[class_names[i] for i in pred_idx], y=[class_names[i] for i in true_idx], mode="markers",
-        marker={"size": 24, "symbol": "square", "color": CLICK_TARGET},
-        customdata=np.stack([true_idx, pred_idx, confusion.ravel()], axis=1), hoverinfo="skip",
+        marker={"size": 24, "symbol": "square", "color": CLICK_TARGET}, hovertext=hover, hoverinfo="text",
+        customdata=np.stack([true_idx, pred_idx, confusion.ravel()], axis=1).tolist(),
         selected={"marker": {"opacity": 1}}, unselected={"marker": {"opacity": 1}}, showlegend=False))
     figure.update_xaxes(title="predicted", type="category", side="bottom", fixedrange=True)
     figure.update_yaxes(title="true", type="category", autorange="reversed", fixedrange=True)

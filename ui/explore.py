@@ -46,12 +46,23 @@ def guarded(what: str) -> Callable[[Section], Section]:
 
 def selected_sample_ids(points: Sequence[dict[str, Any]]) -> list[int]:
     """Sample ids (ascending, unique) of the points a plotly selection event reports; points without one are skipped."""
-    ids = set()
-    for point in points:
-        custom = point.get("customdata")
-        if isinstance(custom, (list, tuple)) and custom and isinstance(custom[0], (int, float)):
-            ids.add(int(custom[0]))
+    ids = {values[0] for values in map(customdata_of, points) if values}
     return sorted(ids)
+
+
+def customdata_of(point: dict[str, Any]) -> list[int]:
+    """A selected point's customdata as whole numbers ([] when it has none or it is not numeric).
+
+    Plotly reports it as a list, or as {"0": ..., "1": ...} when the figure was given a numpy array.
+    """
+    custom = point.get("customdata")
+    if isinstance(custom, dict):
+        custom = [custom[key] for key in sorted(custom, key=lambda k: int(k) if str(k).isdigit() else -1)]
+    if not isinstance(custom, (list, tuple)) or not custom:
+        return []
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in custom):
+        return []
+    return [int(v) for v in custom]
 
 
 # ---- data and models, cached per process ------------------------------------------------------------------------
@@ -285,9 +296,9 @@ def embedding_figure(coordinates: np.ndarray, sample_ids: np.ndarray, groups: np
         traces.append(go.Scattergl(
             x=coordinates[members, 0], y=coordinates[members, 1], mode="markers", name=f"{name} ({len(members):,})",
             marker={"size": 5, "color": colors[group % len(colors)], "opacity": 0.75},
-            customdata=sample_ids[members].reshape(-1, 1), hovertext=hover[members], hoverinfo="text"))
+            customdata=[[int(i)] for i in sample_ids[members]], hovertext=list(hover[members]), hoverinfo="text"))
     figure = go.Figure(traces)
-    figure.update_layout(height=560, margin={"l": 10, "r": 10, "t": 10, "b": 10}, dragmode="lasso",
+    figure.update_layout(height=560, margin={"l": 10, "r": 10, "t": 36, "b": 10}, dragmode="lasso",
                          legend={"itemsizing": "constant"}, plot_bgcolor="#fafafa")
     figure.update_xaxes(showticklabels=False, zeroline=False)
     figure.update_yaxes(showticklabels=False, zeroline=False, scaleanchor="x")

@@ -1,0 +1,75 @@
+"""The Explore page in real Chromium: switch dataset and class, click a sample open, map the data and lasso some of it."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from core.data import load_dataset
+from tests.browser.conftest import SHARED_DATA, assert_no_error, screenshot, wait_for_app
+
+GRID_COLUMNS = 10
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+    wait_for_app(page)
+
+
+def shown_sample(page) -> int:
+    """The index in the 'Sample #N: ...' heading of the sample shown large."""
+    heading = page.get_by_text(re.compile(r"^Sample #\d+: ")).first
+    heading.wait_for()
+    return int(re.match(r"Sample #(\d+)", heading.inner_text()).group(1))
+
+
+def test_explore_switch_dataset_filter_open_a_sample_and_map_it(page, app_url):
+    page.set_viewport_size({"width": 1400, "height": 1500})  # Streamlit scrolls inside the page: show more of it
+    page.goto(f"{app_url}/explore")
+    wait_for_app(page, timeout=120_000)
+    page.get_by_text("in this view").first.wait_for(timeout=60_000)
+    assert page.get_by_text("of 1,347 in this view").count() == 1  # digits first: always there
+    assert_no_error(page)
+    screenshot(page, "explore-digits")
+
+    page.get_by_test_id("stSelectbox").filter(has_text="Dataset").click()
+    page.get_by_role("option", name="MNIST (28x28)", exact=True).click()
+    wait_for_app(page, timeout=120_000)
+    page.get_by_text("of 14,262 in this view").wait_for(timeout=60_000)
+
+    page.get_by_test_id("stButtonGroup").filter(has_text="Classes").get_by_role("button", name="3", exact=True).click()
+    wait_for_app(page)
+    mnist = load_dataset("mnist", SHARED_DATA)
+    threes = np.flatnonzero(mnist.train_labels.numpy() == 3)
+    page.get_by_text(f"of {len(threes):,} in this view").wait_for(timeout=30_000)
+    assert shown_sample(page) == threes[0]  # a new view opens its first sample
+
+    mosaic = page.get_by_test_id("stPlotlyChart").first.locator(".imagelayer image").first
+    mosaic.scroll_into_view_if_needed()
+    box = mosaic.bounding_box()
+    tile, rows = 14, 10  # second row, fifth column of a 10x10 page
+    column, row = tile % GRID_COLUMNS, tile // GRID_COLUMNS
+    page.mouse.click(box["x"] + (column + 0.5) / GRID_COLUMNS * box["width"], box["y"] + (row + 0.4) / rows * box["height"])
+    page.get_by_text(f"Sample #{threes[tile]}: 3").wait_for(timeout=30_000)
+    assert shown_sample(page) == threes[tile]
+    assert_no_error(page)
+    screenshot(page, "explore-mnist-threes-sample-open")
+
+    open_tab(page, "Embedding")
+    page.get_by_text("principal components explain").wait_for(timeout=60_000)
+    chart = page.get_by_test_id("stPlotlyChart").filter(has=page.locator(".scatterlayer, .gl-container")).last
+    chart.wait_for()
+    box = chart.bounding_box()
+    left, top, width, height = box["x"], box["y"], box["width"], box["height"]
+    corners = [(0.3, 0.3), (0.7, 0.3), (0.7, 0.7), (0.3, 0.7), (0.3, 0.31)]  # a lasso around the middle
+    page.mouse.move(left + width * corners[0][0], top + height * corners[0][1])
+    page.mouse.down()
+    for fx, fy in corners[1:]:
+        page.mouse.move(left + width * fx, top + height * fy, steps=8)
+    page.mouse.up()
+    page.get_by_text(re.compile(r"[\d,]+ selected samples")).wait_for(timeout=30_000)
+    wait_for_app(page)
+    page.get_by_test_id("stMain").get_by_test_id("stImage").last.wait_for(timeout=30_000)  # their images
+    assert_no_error(page)
+    screenshot(page, "explore-embedding-lasso")
