@@ -70,6 +70,12 @@ def test_explore_switch_dataset_filter_open_a_sample_and_map_it(page, app_url):
     page.mouse.up()
     page.get_by_text(re.compile(r"[\d,]+ selected samples")).wait_for(timeout=30_000)
     wait_for_app(page)
-    page.get_by_test_id("stMain").get_by_test_id("stImage").last.wait_for(timeout=30_000)  # their images
+    page.locator('[role="tabpanel"]:visible [data-testid="stImage"]').first.wait_for(timeout=30_000)  # their images
     assert_no_error(page)
     screenshot(page, "explore-embedding-lasso")
+
+    open_tab(page, "Statistics")
+    page.get_by_text("Samples per class").wait_for(timeout=30_000)
+    page.locator('[role="tabpanel"]:visible [data-testid="stMetric"]').first.wait_for()
+    assert_no_error(page)
+    screenshot(page, "explore-mnist-statistics")
