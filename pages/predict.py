@@ -143,7 +143,8 @@ def every_model_section(choices: list[ModelChoice], chosen_first: ModelChoice, i
         "model": st.column_config.TextColumn("model", width="medium"),
         "trained on": st.column_config.TextColumn("trained on", help="Each model gets the picture in its own "
                                                   "data's format: 28x28 for MNIST, 8x8 for scikit-learn's digits."),
-        "test accuracy": st.column_config.NumberColumn("test accuracy", format="percent", width="small"),
+        "test accuracy": st.column_config.NumberColumn("accuracy", format="percent", width="small",
+                                                       help="On its dataset's test images."),
         "answer": st.column_config.TextColumn("answer", width="small"),
         "confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0.0, max_value=1.0,
                                                       width="small")})
@@ -197,7 +198,7 @@ if answer is not None and not answer.blank:
     if several:
         every_model_section(choices, choice, chosen.image, several)
     else:
-        reasons, others = st.columns([5, 6], gap="large")
+        reasons, others = st.columns([4, 7], gap="large")  # the table needs the room more than the pictures
         with reasons:
             show_reasons(run, answer)
         with others:

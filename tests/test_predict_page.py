@@ -97,8 +97,8 @@ def test_a_drawing_is_answered_with_its_probabilities_and_reasons(digit):
     app = draw(page(), drawn(digit))
     assert answers(app) == [str(digit)]
     page_text = texts(app)
-    assert f"The model reads {digit}" in page_text and "What the model sees" in page_text
-    assert f"saliency for {digit}" in page_text and "Not sure" not in page_text
+    assert f"The model reads {digit}" in page_text and "**Model input** 28x28" in page_text
+    assert f"**Why {digit}**: saliency" in page_text and "Not sure" not in page_text
     assert len(app.get("plotly_chart")) == 1
     assert len(app.image) == 2  # the 28x28 input and the saliency map
     assert not app.error
@@ -201,7 +201,7 @@ def test_an_unsure_model_says_so():
     app.selectbox(key="predict_model").set_value("20260101-000000-digits-cnn-digits-0001").run()
     draw(app, drawn(3))
     assert len(answers(app)) == 1 and any("Not sure" in w.value for w in app.warning)
-    assert "(8x8)" in texts(app)  # the 8x8 input is what is shown
+    assert "**Model input** 8x8" in texts(app)  # the 8x8 input is what is shown
 
 
 def test_a_run_with_damaged_weights_gets_a_message_and_the_shipped_model_answers():

@@ -219,13 +219,13 @@ def show_reasons(run: LoadedRun, prediction: ImagePrediction) -> None:
     size = run.input_format.size
     seen, why = st.columns(2)
     with seen:
-        st.markdown(f"**What the model sees** ({size}x{size})")
+        st.markdown(f"**Model input** {size}x{size}")
         st.image(model_input_picture(pixels, top), width="stretch")
         st.caption("Your ink cropped, scaled so its longer side is 20 of 28 pixels and centred by its mass, "
                    "as MNIST's digits were made." if run.input_format.style == "mnist" else
                    "Your ink in scikit-learn's 8x8 style: each pixel counts the ink in a 4x4 block, 0 to 16.")
     with why:
-        st.markdown(f"**What drove the answer** (saliency for {run.class_names[prediction.label]})")
+        st.markdown(f"**Why {run.class_names[prediction.label]}**: saliency")
         strength = saliency(run, pixels, prediction.label, samples=SALIENCY_SAMPLES, noise=SALIENCY_NOISE)
         st.image(saliency_picture(pixels, top, strength), width="stretch")
         st.caption("Bright pixels are where a small change of brightness would move the answer's probability most "
