@@ -6,8 +6,8 @@ A: core.training (whole dataset in memory as tensors, prepared once, batches by 
 B: the recipe pipeline: torchvision dataset + ToTensor + Normalize + DataLoader (batch 64, shuffle, 0 workers)
    and the recipe's own loop (torch.optim.SGD as the recipes write it).
 C: the limit: forward, backward and step on batches already in memory, with the engine's compute choices
-   (fused optimizer step, inputs already at the model's own size), nothing else.
-D: the plain bare loop: C with the recipe's step (unfused SGD, the model resizes every batch itself).
+   (channels-last weights, fused optimizer step, inputs already at the model's own size), nothing else.
+D: the plain bare loop: C as the recipes write it (default layout, unfused SGD, the model resizes every batch).
 Same model, optimizer (SGD lr 0.01 momentum 0.5), batch size 64 and number of steps in all four; each run
 trains on the whole training split (MNIST: the subset in --data-dir; Fashion-MNIST: the full 60,000).
 """
@@ -96,7 +96,7 @@ def _memory_batches(model: torch.nn.Module, dataset: str, root: str, steps: int,
 
 
 def bare_loop(model: str, dataset: str, root: str, steps: int) -> float:
-    network = _model(model)
+    network = _model(model).to(memory_format=torch.channels_last)
     batches = _memory_batches(network, dataset, root, steps, at_model_size=True)
     return _sgd_steps(network, model_spec(model).output, batches, steps, fused=True)
 

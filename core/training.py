@@ -21,6 +21,7 @@ from core.models import Output, build_model, count_parameters, leading_resize, m
 PROGRESS_INTERVAL_SECONDS = 0.2
 PREPARE_CHUNK = 4096  # images resized at a time when a dataset is prepared: bounds the temporary memory
 FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")  # one fused kernel updates every parameter: measured faster (bench/README)
+CHANNELS_LAST_DEVICES = ("cpu",)  # oneDNN's convolutions run faster on NHWC weights here, measured (bench/README)
 
 
 def _range_errors(config: TrainConfig) -> list[str]:
@@ -244,7 +245,7 @@ class Training:
         self.output: Output = model_spec(config.model).output
         torch.manual_seed(config.seed)  # weight init and dropout
         self.model = build_model(config.model, image_size=self.data.image_size,
-                                 num_classes=len(self.data.class_names)).to(self.device)
+                                 num_classes=len(self.data.class_names)).to(self.device, memory_format=self._layout())
         self.parameters = count_parameters(self.model)
         self.mean = self.data.mean if config.normalize_mean is None else config.normalize_mean
         self.std = self.data.std if config.normalize_std is None else config.normalize_std
@@ -275,8 +276,13 @@ class Training:
                 pixels = torch.cat([resize(chunk) for chunk in pixels.split(PREPARE_CHUNK)])
         return normalized(pixels, self.mean, self.std) if normalize else pixels
 
+    def _layout(self) -> torch.memory_format:
+        return torch.channels_last if self.device.type in CHANNELS_LAST_DEVICES else torch.contiguous_format
+
     def _snapshot(self) -> dict[str, torch.Tensor]:
-        return {name: tensor.detach().to("cpu", copy=True) for name, tensor in self.model.state_dict().items()}
+        """The weights as plain contiguous CPU copies, whatever layout training used."""
+        return {name: tensor.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
+                for name, tensor in self.model.state_dict().items()}
 
     def events(self, stop: threading.Event | None = None) -> Iterator[TrainingEvent]:
         """Train, yielding Started, BatchProgress, EpochEnd and exactly one Finished; never raises for training faults."""
