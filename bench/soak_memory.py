@@ -3,14 +3,13 @@
     python bench/soak_memory.py --minutes 30 [--dataset fashion-mnist] [--data-dir ../shared/data]
 
 Samples the Streamlit server's resident memory (VmRSS) every --every seconds while the run trains and the page
-redraws its charts once a second, then stops the run. Prints each sample, then the growth from the first
-tenth of the soak to the last tenth.
+redraws its charts once a second, then stops the run. Prints each sample, then the growth after the warm-up
+(the dataset loaded and the model built).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -47,6 +46,7 @@ def main() -> None:
     parser.add_argument("--dataset-title", default="Fashion-MNIST (28x28)")
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--every", type=float, default=30.0)
+    parser.add_argument("--warmup-minutes", type=float, default=1.0)
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -72,12 +72,10 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
-    tenth = max(1, len(samples) // 10)
-    first = statistics.median(rss for _, rss in samples[:tenth])
-    last = statistics.median(rss for _, rss in samples[-tenth:])
-    print(f"{len(samples)} samples over {samples[-1][0]:.1f} min: server RSS {first:.0f} MiB in the first tenth, "
-          f"{last:.0f} MiB in the last tenth ({last - first:+.0f} MiB), peak {max(r for _, r in samples):.0f} MiB")
-
+    settled = [rss for minute, rss in samples if minute >= args.warmup_minutes]  # data loaded, model built
+    print(f"{len(samples)} samples over {samples[-1][0]:.1f} min; after the first {args.warmup_minutes:g} min: "
+          f"server RSS {settled[0]:.0f} MiB at first, {settled[-1]:.0f} MiB at the end "
+          f"({settled[-1] - settled[0]:+.0f} MiB), between {min(settled):.0f} and {max(settled):.0f} MiB")
 
 if __name__ == "__main__":
     main()
