@@ -1,6 +1,7 @@
 """Engine vs the recipes' own data pipeline vs bare training loops: images/s, interleaved A B C D rounds, medians.
 
     python bench/bench_engine.py [--data-dir ../shared/data] [--steps 200] [--rounds 3] [--datasets mnist fashion-mnist]
+                                 [--threads N]
 
 A: core.training (whole dataset in memory as tensors, prepared once, batches by indexing).
 B: the recipe pipeline: torchvision dataset + ToTensor + Normalize + DataLoader (batch 64, shuffle, 0 workers)
@@ -146,7 +147,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"], choices=TORCHVISION_FOLDERS)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's default (physical cores)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, "
           f"{args.rounds} interleaved rounds, medians")
     for dataset in args.datasets:
