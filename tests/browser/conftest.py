@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -135,3 +137,38 @@ def wait_for_app(page, timeout: float = 30_000) -> None:
 def assert_no_error(page) -> None:
     """No exception box and no error alert anywhere on the page."""
     assert page.locator('[data-testid="stException"]').count() == 0, page.locator('[data-testid="stException"]').first.inner_text()
+
+
+@pytest.fixture
+def new_tab(browser):
+    """Open more tabs (each its own browser session); all are closed after the test, passed or failed."""
+    contexts = []
+
+    def open_tab():
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        contexts.append(context)
+        return context.new_page()
+
+    yield open_tab
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def no_training_left(browser, app_url):
+    """After the test, stop whatever it left training or queued, so later tests get the CPU."""
+    yield
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    tab = context.new_page()
+    tab.goto(f"{app_url}/train")
+    wait_for_app(tab)
+    for _ in range(6):
+        button = tab.get_by_role("button", name=re.compile("^(Stop|Cancel)$"))
+        try:
+            button.first.wait_for(timeout=5_000)
+        except PlaywrightTimeout:
+            break
+        button.first.click()
+        time.sleep(1.0)
+        wait_for_app(tab)
+    context.close()

@@ -13,17 +13,13 @@ from tests.browser.test_train_browser import open_train_page, start_training, wa
 from tests.drawn_digits import drawn, encoded, strokes_in
 
 
-def new_tab(browser):
-    return browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-
-
-def test_one_trains_two_predict_and_a_second_start_is_queued(browser, page, app_url, tmp_path):
+def test_one_trains_two_predict_and_a_second_start_is_queued(page, new_tab, app_url, tmp_path, no_training_left):
     trainer = page
     open_train_page(trainer, app_url)
     start_training(trainer, epochs=5000)
     wait_for_more_points(trainer, 0)
 
-    drawer, uploader = new_tab(browser), new_tab(browser)
+    drawer, uploader = new_tab(), new_tab()
     open_predict(drawer, app_url)
     for digit in (7, 0, 1):
         draw_strokes(drawer, strokes_in(digit, (25, 25, 255, 255)))
@@ -58,5 +54,3 @@ def test_one_trains_two_predict_and_a_second_start_is_queued(browser, page, app_
         wait_for_app(trainer)
     expect(trainer.get_by_role("button", name="Stop")).to_have_count(0)
     assert_no_error(trainer)
-    for tab in (drawer, uploader):
-        tab.context.close()

@@ -49,7 +49,7 @@ def wait_for_more_points(page, than: int, timeout: float = 60.0) -> int:
     raise AssertionError(f"the accuracy chart stayed at {than} points")
 
 
-def test_a_run_redraws_live_survives_a_reload_and_ends_with_a_confusion_matrix(page, app_url):
+def test_a_run_redraws_live_survives_a_reload_and_ends_with_a_confusion_matrix(page, app_url, no_training_left):
     open_train_page(page, app_url)
     start_training(page, epochs=200)
     first = wait_for_more_points(page, 0)
@@ -71,7 +71,7 @@ def test_a_run_redraws_live_survives_a_reload_and_ends_with_a_confusion_matrix(p
     screenshot(page, "train-after-run")
 
 
-def test_stop_ends_the_run_and_keeps_it_saved_as_stopped(page, app_url, app_folders):
+def test_stop_ends_the_run_and_keeps_it_saved_as_stopped(page, app_url, app_folders, no_training_left):
     open_train_page(page, app_url)
     start_training(page, epochs=5000)
     wait_for_more_points(page, 0)
@@ -89,7 +89,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def test_training_carries_on_across_pages_and_closed_tabs_and_nothing_runs_after_stop(browser, page, app_server):
+def test_training_carries_on_across_pages_and_closed_tabs_and_nothing_runs_after_stop(page, new_tab, app_server,
+                                                                                       no_training_left):
     open_train_page(page, app_server.url)
     start_training(page, epochs=5000)
     page.get_by_role("link", name="Home").first.click()
@@ -98,13 +99,13 @@ def test_training_carries_on_across_pages_and_closed_tabs_and_nothing_runs_after
     page.get_by_role("button", name="Stop").wait_for(timeout=30_000)  # the same job, still running
     page.close()
 
-    other = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    other = new_tab()
     open_train_page(other, app_server.url)
     before = chart_points(other)
     wait_for_more_points(other, before)  # the tab that started it is gone; training goes on, by design
     other.get_by_role("button", name="Stop").click()
     other.get_by_text("Stopped.").wait_for(timeout=30_000)
-    other.context.close()
+    other.close()
 
     time.sleep(1.0)
     used = cpu_seconds(app_server.process.pid)
