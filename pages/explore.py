@@ -227,10 +227,10 @@ def statistics_section() -> None:
     charts[0].plotly_chart(histogram_figure(stats), key="explore_histogram")
     charts[1].plotly_chart(ink_figure(stats.ink_per_image), key="explore_ink")
     with charts[2]:
-        st.caption("Where the ink is (mean)")
+        st.caption("Mean: where the ink is")
         st.plotly_chart(pixel_heatmap(stats.mean_image, max_value, values=False, height=200), key="explore_mean")
     with charts[3]:
-        st.caption("Where samples differ (std)")
+        st.caption("Spread: where they differ")
         st.plotly_chart(pixel_heatmap(stats.std_image, float(stats.std_image.max()) or 1, values=False, height=200,
                                       colorscale="viridis"), key="explore_std")
 

@@ -160,7 +160,7 @@ def confusion_figure(confusion: np.ndarray, class_names: list[str]) -> go.Figure
         selected={"marker": {"opacity": 1}}, unselected={"marker": {"opacity": 1}}, showlegend=False))
     figure.update_xaxes(title="predicted", type="category", side="bottom", fixedrange=True)
     figure.update_yaxes(title="true", type="category", autorange="reversed", fixedrange=True)
-    figure.update_layout(height=420, margin={"l": 10, "r": 10, "t": 10, "b": 10}, dragmode=False,
+    figure.update_layout(height=440, margin={"l": 10, "r": 10, "t": 30, "b": 10}, dragmode=False,
                          clickmode="event+select")
     return figure
 

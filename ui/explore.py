@@ -266,7 +266,8 @@ def histogram_figure(stats: "PixelStatistics") -> go.Figure:
     figure = go.Figure(go.Bar(x=levels, y=stats.histogram[1:], marker_color="#1f77b4",
                               hovertemplate="value %{x}: %{y:,} pixels<extra></extra>"))
     figure.update_layout(height=280, margin={"l": 10, "r": 10, "t": 10, "b": 10}, bargap=0,
-                         xaxis_title="pixel value (0 = background, left out)", yaxis_title="pixels")
+                         xaxis_title="pixel value (0 = background, left out)", yaxis_title="pixels (log scale)")
+    figure.update_yaxes(type="log")  # MNIST's near-white strokes outnumber the grey edge pixels a hundredfold
     return figure
 
 

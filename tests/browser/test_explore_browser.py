@@ -79,3 +79,54 @@ def test_explore_switch_dataset_filter_open_a_sample_and_map_it(page, app_url):
     page.locator('[role="tabpanel"]:visible [data-testid="stMetric"]').first.wait_for()
     assert_no_error(page)
     screenshot(page, "explore-mnist-statistics")
+
+
+def segment(page, label: str, option: str) -> None:
+    """Click one option of a segmented control or of pills (their roles differ: radio or button)."""
+    page.get_by_test_id("stButtonGroup").filter(has_text=label).get_by_text(option, exact=True).click()
+    wait_for_app(page)
+
+
+def choose(page, label: str, option: str) -> None:
+    page.get_by_test_id("stSelectbox").filter(has_text=label).first.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    wait_for_app(page, timeout=120_000)
+
+
+def test_tsne_map_computes_with_progress_in_the_background(page, app_url):
+    page.set_viewport_size({"width": 1400, "height": 1500})
+    page.goto(f"{app_url}/explore")
+    wait_for_app(page, timeout=120_000)
+    page.get_by_text("in this view").first.wait_for(timeout=60_000)
+    segment(page, "Split", "test")
+    open_tab(page, "Embedding")
+    segment(page, "Map", "t-SNE")
+    page.get_by_role("button", name="Compute the t-SNE map").click()
+    page.get_by_text("t-SNE places similar images").wait_for(state="detached", timeout=60_000)
+    page.get_by_text("Computing the t-SNE map").wait_for(state="detached", timeout=240_000)  # the progress bar polls
+    page.locator(".legendtext").filter(has_text=re.compile(r"^0 \(\d+\)$")).first.wait_for(timeout=60_000)
+    wait_for_app(page)
+    assert_no_error(page)
+    screenshot(page, "explore-digits-tsne")
+
+
+def test_the_shipped_model_on_mnist_confusion_cell_click(page, app_url):
+    page.set_viewport_size({"width": 1400, "height": 1500})
+    page.goto(f"{app_url}/explore")
+    wait_for_app(page, timeout=120_000)
+    page.get_by_text("in this view").first.wait_for(timeout=60_000)
+    choose(page, "Dataset", "MNIST (28x28)")
+    segment(page, "Split", "test")
+    choose(page, "Model (optional)", "Default model shipped with the app (Fast CNN)")
+    page.get_by_text("Red: the model is wrong.").wait_for(timeout=180_000)
+    open_tab(page, "Model")
+    page.get_by_text("The most frequent mistake").wait_for(timeout=60_000)
+    matrix = page.locator('[role="tabpanel"]:visible [data-testid="stPlotlyChart"]').first
+    area = matrix.locator(".nsewdrag").first.bounding_box()  # the plotting area: 10x10 cells
+    true_class, predicted_class = 4, 9
+    page.mouse.click(area["x"] + (predicted_class + 0.5) / 10 * area["width"],
+                     area["y"] + (true_class + 0.5) / 10 * area["height"])
+    page.get_by_text("Chosen cell: 4 predicted as 9").wait_for(timeout=30_000)
+    wait_for_app(page)
+    assert_no_error(page)
+    screenshot(page, "explore-mnist-model")
