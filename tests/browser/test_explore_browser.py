@@ -24,11 +24,15 @@ def shown_sample(page) -> int:
     return int(re.match(r"Sample #(\d+)", heading.inner_text()).group(1))
 
 
-def test_explore_switch_dataset_filter_open_a_sample_and_map_it(page, app_url):
+def open_explore(page, app_url: str) -> None:
     page.set_viewport_size({"width": 1400, "height": 1500})  # Streamlit scrolls inside the page: show more of it
     page.goto(f"{app_url}/explore")
     wait_for_app(page, timeout=120_000)
     page.get_by_text("in this view").first.wait_for(timeout=60_000)
+
+
+def test_explore_switch_dataset_filter_open_a_sample_and_map_it(page, app_url):
+    open_explore(page, app_url)
     assert page.get_by_text("of 1,347 in this view").count() == 1  # digits first: always there
     assert_no_error(page)
     screenshot(page, "explore-digits")
@@ -94,10 +98,7 @@ def choose(page, label: str, option: str) -> None:
 
 
 def test_tsne_map_computes_with_progress_in_the_background(page, app_url):
-    page.set_viewport_size({"width": 1400, "height": 1500})
-    page.goto(f"{app_url}/explore")
-    wait_for_app(page, timeout=120_000)
-    page.get_by_text("in this view").first.wait_for(timeout=60_000)
+    open_explore(page, app_url)
     segment(page, "Split", "test")
     open_tab(page, "Embedding")
     segment(page, "Map", "t-SNE")
@@ -111,10 +112,7 @@ def test_tsne_map_computes_with_progress_in_the_background(page, app_url):
 
 
 def test_the_shipped_model_on_mnist_confusion_cell_click(page, app_url):
-    page.set_viewport_size({"width": 1400, "height": 1500})
-    page.goto(f"{app_url}/explore")
-    wait_for_app(page, timeout=120_000)
-    page.get_by_text("in this view").first.wait_for(timeout=60_000)
+    open_explore(page, app_url)
     choose(page, "Dataset", "MNIST (28x28)")
     segment(page, "Split", "test")
     choose(page, "Model (optional)", "Default model shipped with the app (Fast CNN)")
