@@ -12,7 +12,7 @@ from core.progress import format_duration
 from core.store import RunError, RunInfo
 from ui.charts import confusion_figure, image_grid, per_class_accuracy_figure
 from ui.explore import customdata_of
-from ui.shared import run_store
+from ui.shared import data_dir, run_store
 
 GALLERY_SIZE = 60
 GALLERY_COLUMNS = 12
@@ -58,18 +58,12 @@ def results_section(latest: JobSnapshot | None, key: str) -> None:
     st.subheader(f"Results: {info.get('model_title') or info.get('model')} on {info.get('dataset')}")
     headline(info)
     try:
-        labels, predicted = test_predictions(str(info.path), str(info.get("weights_file")), str(_data_root()))
+        labels, predicted = test_predictions(str(info.path), str(info.get("weights_file")), str(data_dir()))
     except (RunError, OSError, ValueError) as error:
         st.error(f"The results cannot be computed: {error}", icon=":material/error:")
         return
     class_names = list(info.get("class_names") or [])
     mistakes_view(info, labels, predicted, class_names)
-
-
-def _data_root() -> Path:
-    from ui.shared import data_dir
-
-    return data_dir()
 
 
 def headline(info: RunInfo) -> None:
@@ -119,7 +113,7 @@ def gallery(info: RunInfo, indices: np.ndarray, labels: np.ndarray, predicted: n
         st.caption("None.")
         return
     shown = indices[:GALLERY_SIZE]
-    data = load_dataset(info.get("dataset"), _data_root())
+    data = load_dataset(info.get("dataset"), data_dir())
     images = data.test_images[shown].numpy()
     captions = [f"{class_names[labels[i]]}→{class_names[predicted[i]]}" for i in shown]
     wrong = labels[shown] != predicted[shown]
