@@ -154,6 +154,29 @@ def new_tab(browser):
         context.close()
 
 
+def stop_everything(tab, names: str = "^(Stop|Cancel)$", timeout: float = 90.0) -> int:
+    """Press Stop (or Cancel) until no job is left running (or queued); returns how many presses landed.
+
+    The live panel redraws every second, and a stopped job's place is taken at once by the queued one, so a
+    button found a moment ago may be gone: each press is retried on a fresh lookup instead of waiting on it.
+    """
+    button = tab.get_by_role("button", name=re.compile(names)).first
+    deadline, presses = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline:
+        try:
+            button.wait_for(timeout=8_000)
+        except PlaywrightTimeout:
+            return presses
+        try:
+            button.click(timeout=3_000)
+            presses += 1
+        except PlaywrightTimeout:
+            continue
+        time.sleep(0.5)
+    screenshot(tab, "stop-everything-timed-out")
+    raise AssertionError(f"a button named {names} was still there after {timeout:.0f} s")
+
+
 @pytest.fixture
 def no_training_left(browser, app_url):
     """After the test, stop whatever it left training or queued, so later tests get the CPU."""
@@ -162,13 +185,7 @@ def no_training_left(browser, app_url):
     tab = context.new_page()
     tab.goto(f"{app_url}/train")
     wait_for_app(tab)
-    for _ in range(6):
-        button = tab.get_by_role("button", name=re.compile("^(Stop|Cancel)$"))
-        try:
-            button.first.wait_for(timeout=5_000)
-        except PlaywrightTimeout:
-            break
-        button.first.click()
-        time.sleep(1.0)
-        wait_for_app(tab)
-    context.close()
+    try:
+        stop_everything(tab)
+    finally:
+        context.close()
