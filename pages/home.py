@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.data import DATASETS
 from core.recipes import RECIPES
-from ui.shared import accuracy_text, available_datasets, data_dir, device_description, run_store
+from ui.shared import accuracy_text, available_datasets, data_dir, run_store
 
 st.title("Digit Studio")
 st.markdown("Learn handwritten-digit recognition by doing it: **train** a network and watch it learn, "
@@ -66,5 +66,4 @@ def next_steps_section() -> None:
 
 datasets_section()
 runs_section()
-st.caption(f"Training runs on: **{device_description()}**")
 next_steps_section()

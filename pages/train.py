@@ -20,7 +20,7 @@ from core.recipes import RECIPES, Recipe
 from ui import train as ui
 from ui.jobs import job_manager
 from ui.results import results_section
-from ui.shared import available_datasets, data_dir, run_store
+from ui.shared import available_datasets, data_dir, device_description, run_store
 
 CUSTOM = "custom"
 DEFAULT_PRESETS = {"digits": "digits-cnn", "mnist": "fast-cnn-99"}  # the quickest way to a good model on each
@@ -191,6 +191,7 @@ def setup_panel() -> None:
         st.error(refused, icon=":material/block:")
     elif busy:
         st.caption("One run trains at a time on this machine; a new one waits for it in the queue.")
+    st.caption(f"Training runs on: **{device_description()}**")
 
 
 def live_panel() -> None:

@@ -44,3 +44,12 @@ def test_torch_still_loads_when_a_function_needs_it():
             "data = load_dataset('digits')\n"
             "print(before, type(data.train_images).__module__)")
     assert _imported_modules(code) == ["False", "torch"]
+
+
+def test_the_home_page_runs_without_importing_torch():
+    code = ("import sys\n"
+            "from streamlit.testing.v1 import AppTest\n"
+            "app = AppTest.from_file('pages/home.py', default_timeout=60).run()\n"
+            "assert not app.exception, app.exception\n"
+            "print(*sorted(name for name in ('torch', 'torchvision') if name in sys.modules))")
+    assert _imported_modules(code) == [], "the home page imported torch: its first visit pays for the import"

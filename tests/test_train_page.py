@@ -58,6 +58,7 @@ def test_the_page_opens_with_the_digits_preset_filled_in():
     assert by_label(app.number_input, "Learning rate").value == pytest.approx(0.5)
     assert not button(app, "Start training").disabled
     assert any("parameters" in expander.label for expander in app.expander)  # the layer summary
+    assert any(caption.value.startswith("Training runs on: **CPU") for caption in app.caption)
     assert not errors(app)
 
 
