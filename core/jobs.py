@@ -6,6 +6,7 @@ for a stop. The worker consumes `RecordedTraining.events`, so every job is also 
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import queue
 import threading
@@ -23,6 +24,7 @@ JobStatus = Literal["queued", "running", "done", "stopped", "failed", "cancelled
 ENDED: frozenset[str] = frozenset({"done", "stopped", "failed", "cancelled"})
 MAX_QUEUED = 2  # on a 2-core machine a longer queue is hours of waiting: refuse instead
 MAX_ENDED_JOBS = 8  # finished jobs stay on disk as runs; memory keeps only the latest few
+EXIT_STOP_SECONDS = 10.0  # a stop lands within a step; saving the last epoch's weights takes well under this
 MAX_TRAIN_POINTS = 1000  # charts redraw the whole history each second: ~1k points is ~15 ms
 
 
@@ -143,11 +145,14 @@ class JobManager:
         self._wake = queue.SimpleQueue()
         self._worker = threading.Thread(target=self._work, name="digit-studio-trainer", daemon=True)
         self._worker.start()
+        # A daemon thread still inside torch when the interpreter finalizes aborts the process ("terminate
+        # called without an active exception"); stopping first also saves the run as stopped, not interrupted.
+        atexit.register(self.stop_all, EXIT_STOP_SECONDS)
 
     def submit(self, config: "TrainConfig", recipe: "Recipe | None" = None) -> int:
         """Queue a training; returns its job id. JobRefused when the queue is full."""
         with self._lock:
-            if len(self._waiting) >= self.max_queued:
+            if len(self._waiting) >= self.max_queued:  # queue_full(), under the lock already held
                 raise JobRefused(f"{len(self._waiting)} trainings are already waiting behind the one running; "
                                  "stop one or wait for it to finish.")
             job = Job(next(self._ids), config, recipe)
@@ -167,6 +172,17 @@ class JobManager:
                     self._end(job, "cancelled", "cancelled before it started")
                     return True
         return False
+
+    def stop_all(self, timeout: float) -> bool:
+        """Cancel every queued job, stop the running one and wait for it to end; False if it did not in time."""
+        with self._lock:
+            waiting = list(self._waiting)
+            running = self._current
+        for job in waiting:
+            self.stop(job.job_id)
+        if running is not None:
+            self.stop(running.job_id)
+        return self.wait_idle(timeout)
 
     def snapshot(self, job_id: int) -> JobSnapshot | None:
         """The job's current state, or None when it is unknown (or long forgotten)."""
@@ -192,6 +208,11 @@ class JobManager:
             job = self._current or (self._waiting[0] if self._waiting else None) or \
                 (self._ended[-1] if self._ended else None)
             return self._snapshot(job) if job is not None else None
+
+    def queue_full(self) -> bool:
+        """Whether a submit now would be refused."""
+        with self._lock:
+            return len(self._waiting) >= self.max_queued
 
     def busy(self) -> bool:
         """Whether a job is running or waiting."""

@@ -166,6 +166,7 @@ def start(config: TrainConfig, recipe: Recipe | None) -> None:
     try:
         st.session_state["train_job"] = job_manager().submit(config, recipe)
         st.session_state["train_results"] = None
+        st.session_state["train_refused"] = None
     except JobRefused as error:
         st.session_state["train_refused"] = str(error)
 
@@ -187,7 +188,11 @@ def setup_panel() -> None:
     busy = job_manager().busy()
     st.button("Queue training" if busy else "Start training", type="primary", disabled=problem is not None,
               on_click=start, args=(config, recipe), icon=":material/play_arrow:", width="stretch")
-    if refused := st.session_state.pop("train_refused", None):
+    # kept until the queue has room: a rerun right after the click (the running job's first save) must not hide it
+    refused = st.session_state.get("train_refused")
+    if refused and not job_manager().queue_full():
+        refused = st.session_state["train_refused"] = None
+    if refused:
         st.error(refused, icon=":material/block:")
     elif busy:
         st.caption("One run trains at a time on this machine; a new one waits for it in the queue.")

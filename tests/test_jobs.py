@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +14,7 @@ from core.jobs import CurveBuffer, JobManager, JobRefused, TrainPoint
 from core.store import RunStore
 from core.training import TrainConfig
 
+REPO = Path(__file__).resolve().parents[1]
 QUICK = TrainConfig(model="digits-cnn", dataset="digits", epochs=2, batch_size=32, train_limit=320,
                     learning_rate=0.01, optimizer="adam")
 
@@ -84,17 +88,50 @@ def test_one_job_runs_at_a_time_and_the_queue_is_bounded(tmp_path):
     manager = JobManager(tmp_path, max_queued=2, run_job=gate)
     first = manager.submit(QUICK)
     wait_for(lambda: manager.snapshot(first).status == "running")
-    second, third = manager.submit(QUICK), manager.submit(QUICK)
+    second = manager.submit(QUICK)
+    assert not manager.queue_full()
+    third = manager.submit(QUICK)
+    assert manager.queue_full()
     assert [manager.snapshot(job).queue_position for job in (first, second, third)] == [0, 1, 2]
     with pytest.raises(JobRefused, match="already waiting"):
         manager.submit(QUICK)
     assert manager.stop(second)
+    assert not manager.queue_full()
     assert manager.snapshot(second).status == "cancelled"
     assert manager.snapshot(third).queue_position == 1
     gate.release.set()
     assert manager.wait_idle(10)
     assert gate.most_at_once == 1
     assert [manager.snapshot(job).status for job in (first, second, third)] == ["done", "cancelled", "done"]
+
+
+def test_stop_all_cancels_the_queue_and_stops_the_running_job(tmp_path):
+    manager = JobManager(tmp_path)
+    running = manager.submit(TrainConfig(model="digits-cnn", dataset="digits", epochs=5000))
+    queued = manager.submit(QUICK)
+    wait_for(lambda: bool(manager.snapshot(running).epoch_points))
+    assert manager.stop_all(30)
+    assert manager.snapshot(running).status == "stopped"
+    assert manager.snapshot(queued).status == "cancelled"
+    assert RunStore(tmp_path).list_runs()[0].status == "stopped"
+
+
+def test_leaving_the_interpreter_while_a_job_trains_saves_it_as_stopped_and_exits_cleanly(tmp_path):
+    """A daemon thread inside torch at finalization aborts the process; the manager stops its job first."""
+    code = ("import sys, time\n"
+            "from core.jobs import JobManager\n"
+            "from core.training import TrainConfig\n"
+            "manager = JobManager(sys.argv[1])\n"
+            "job = manager.submit(TrainConfig(model='digits-cnn', dataset='digits', epochs=5000))\n"
+            "while not manager.snapshot(job).epoch_points:\n"
+            "    time.sleep(0.05)\n"
+            "print('leaving while it trains', flush=True)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "leaving while it trains" in done.stdout and "terminate called" not in done.stderr
+    (info,) = RunStore(tmp_path).list_runs()
+    assert info.status == "stopped" and info.has_weights
 
 
 def test_the_worker_survives_a_job_that_raises(tmp_path):
