@@ -27,7 +27,7 @@ DEFAULT_PRESETS = {"digits": "digits-cnn", "mnist": "fast-cnn-99"}  # the quicke
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "momentum": "SGD with momentum", "sgd": "SGD"}
 SCHEDULES = {"none": "constant", "step": "step decay (x0.1)", "one-cycle": "one-cycle"}
 LOSSES = {"cross-entropy": "cross-entropy", "bce-one-hot": "binary cross-entropy on one-hot targets"}
-LIVE_REFRESH_SECONDS = 1.0
+LIVE_REFRESH_SECONDS = ui.live_refresh_seconds(ui.usable_cores())
 INT_FIELDS = ("epochs", "batch_size", "seed")
 FLOAT_FIELDS = ("learning_rate", "momentum", "augment_shift", "augment_rotation", "augment_scale", "weight_decay",
                 "label_smoothing")
@@ -210,7 +210,8 @@ def live_view() -> None:
     if snapshot is None:
         st.subheader("Live training")
         st.info("Nothing is training. Choose a preset on the left and press **Start training**: the loss and "
-                "accuracy curves appear here and update every second.", icon=":material/monitoring:")
+                f"accuracy curves appear here and update {ui.refresh_words(LIVE_REFRESH_SECONDS)}.",
+                icon=":material/monitoring:")
         return
     redraw_page_on_change(snapshot)
     job_header(snapshot)
@@ -220,6 +221,9 @@ def live_view() -> None:
     loss_column.plotly_chart(ui.loss_figure(snapshot), key="train_live_loss", config={"displayModeBar": False})
     accuracy_column.plotly_chart(ui.accuracy_figure(snapshot, reference), key="train_live_accuracy",
                                  config={"displayModeBar": False})
+    if snapshot.active and LIVE_REFRESH_SECONDS > 1.0:
+        st.caption(f"The charts redraw {ui.refresh_words(LIVE_REFRESH_SECONDS)} on this {ui.usable_cores()}-core "
+                   "machine: redrawing every second would take about a third of a core from training.")
 
 
 def redraw_page_on_change(snapshot: JobSnapshot) -> None:

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.store import RunStore, default_runs_dir
 from ui.jobs import job_manager
+from ui.train import live_refresh_seconds, usable_cores
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "train.py")
 
@@ -114,6 +115,8 @@ def test_stop_keeps_the_run_as_stopped_with_its_last_epoch():
     manager = job_manager()
     wait_until(lambda: (manager.latest().epoch_points or ()) != ())
     app.run()
+    slower = any("The charts redraw every 2 s" in caption.value for caption in app.caption)
+    assert slower == (usable_cores() <= 2)  # said on the page wherever the redraw is slowed
     button(app, "Stop").click().run()
     assert manager.wait_idle(10)
     app.run()
@@ -149,3 +152,7 @@ def test_switching_to_mnist_picks_its_fast_preset_and_a_missing_dataset_is_expla
     assert by_label(app.selectbox, "Model").value == "fast-cnn"
     assert by_label(app.number_input, "Epochs").value == 8
     assert not errors(app) and not button(app, "Start training").disabled
+
+
+def test_live_charts_redraw_every_second_unless_the_browser_shares_two_cores_with_training():
+    assert [live_refresh_seconds(cores) for cores in (1, 2, 4, 16)] == [2.0, 2.0, 1.0, 1.0]

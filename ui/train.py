@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 import plotly.graph_objects as go
@@ -14,6 +15,28 @@ TRAIN_COLOR = "rgba(31, 119, 180, 0.55)"  # plotly blue, light: many noisy point
 TEST_COLOR = "#d62728"
 REFERENCE_COLOR = "#2ca02c"
 CHART_HEIGHT = 320
+SHARED_CORES = 2  # at most this many cores, the browser's redraws take them from training
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity where the system tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def live_refresh_seconds(cores: int) -> float:
+    """How often the live charts redraw: every second, or every 2 s where the browser shares training's cores.
+
+    On the 2-core machine of bench/README.md (app overhead), redrawing every second took Chromium 0.37 of the
+    2 cores and a page-started run trained at 0.76 of the command line's speed; every 2 s, 0.21 cores and 0.91.
+    """
+    return 2.0 if cores <= SHARED_CORES else 1.0
+
+
+def refresh_words(seconds: float) -> str:
+    """"every second" or "every 2 s"."""
+    return "every second" if seconds == 1.0 else f"every {seconds:g} s"
 
 
 def progress_text(snapshot: JobSnapshot) -> str:
