@@ -115,6 +115,8 @@ def test_stop_keeps_the_run_as_stopped_with_its_last_epoch():
     manager = job_manager()
     wait_until(lambda: (manager.latest().epoch_points or ()) != ())
     app.run()
+    (runs,) = [table.value for table in app.dataframe if "status" in table.value.columns]
+    assert runs["status"].tolist() == ["training (live above)"] and runs["epochs"].isna().all()  # not stale figures
     slower = any("The charts redraw every 2 s" in caption.value for caption in app.caption)
     assert slower == (usable_cores() <= 2)  # said on the page wherever the redraw is slowed
     button(app, "Stop").click().run()

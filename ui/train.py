@@ -113,9 +113,11 @@ def comparison_figure(runs: Sequence[RunInfo], metric: str, title: str, percent:
 def run_row(info: RunInfo) -> dict[str, Any]:
     """One row of the runs table."""
     final = info.get("final") or {}
+    training = info.status == "running"  # the table is drawn once; the live panel above follows the run
     return {"run": info.run_id, "model": info.get("model_title") or info.get("model"), "dataset": info.get("dataset"),
-            "status": info.status, "epochs": info.get("epochs_completed"),
+            "status": "training (live above)" if training else info.status,
+            "epochs": None if training else info.get("epochs_completed"),
             "test accuracy": final.get("test_accuracy"), "test loss": final.get("test_loss"),
-            "time": format_duration(info.get("train_seconds") or 0) if info.meta else "",
+            "time": format_duration(info.get("train_seconds") or 0) if info.meta and not training else "",
             "parameters": info.get("parameters"), "created": (info.get("created_at") or "").replace("T", " ")[:19],
             "problem": info.error or ""}
