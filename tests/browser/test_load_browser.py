@@ -39,7 +39,7 @@ def test_one_trains_two_predict_and_a_second_start_is_queued(page, new_tab, app_
 
     open_train_page(uploader, app_url)
     wait_for_app(uploader)
-    expect(uploader.get_by_label("Epochs", exact=True)).to_have_value("1000")  # not the trainer's 5000
+    expect(uploader.get_by_label("Epochs", exact=True)).to_have_value("1000", timeout=30_000)  # not the trainer's 5000
     uploader.get_by_role("button", name="Queue training").click()
     uploader.get_by_text("Your run waits in the queue behind this one.").wait_for(timeout=30_000)
     assert_no_error(uploader)

@@ -20,6 +20,8 @@ def open_train_page(page, app_url: str) -> None:
     page.goto(f"{app_url}/train")
     wait_for_app(page)
     page.get_by_text("Set up a run").wait_for()
+    # widgets can come a few seconds after the text on a busy machine (CI saw the form without them)
+    page.get_by_label("Epochs", exact=True).wait_for(timeout=60_000)
 
 
 def set_number(page, label: str, value: int) -> None:
