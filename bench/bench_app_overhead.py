@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from playwright.sync_api import expect  # noqa: E402
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, free_port, wait_healthy  # noqa: E402
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, cpu_seconds, serve_app, stop_app  # noqa: E402
 
 RECIPE = "fast-cnn-99"
 BROWSER_CORES: list[float] = []  # CPU cores Chromium used while it watched each run
@@ -56,17 +56,6 @@ def cli_run(data_dir: Path, runs_dir: Path, epochs: int) -> Speed:
                           cwd=REPO, capture_output=True, text=True, check=True)
     run_dir = Path(json.loads(done.stdout.strip().splitlines()[-1])["run_dir"])
     return speed_of(json.loads((run_dir / "meta.json").read_text()))
-
-
-def serve(data_dir: Path, runs_dir: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "DIGIT_STUDIO_RUNS": str(runs_dir), "DIGIT_STUDIO_DATA": str(data_dir)}
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless",
-                               "true", "--server.port", str(port), "--server.address", "127.0.0.1"],
-                              cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait_healthy(url, server)
-    return server, url
 
 
 def wait_idle(page) -> None:
@@ -117,14 +106,12 @@ def app_run(page, url: str, runs_dir: Path, epochs: int, watch: bool) -> Speed:
 def chromium_cpu_seconds() -> float:
     """CPU seconds used so far by every Chromium process on the machine (Linux /proc)."""
     total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for process in Path("/proc").iterdir():
         try:
-            name, fields = stat.read_text().rsplit(")", 1)
+            if process.name.isdigit() and "chrom" in (process / "comm").read_text():
+                total += cpu_seconds(process.name)
         except OSError:  # the process ended while we looked
             continue
-        if "chrom" in name.split("(", 1)[1]:
-            values = fields.split()
-            total += (int(values[11]) + int(values[12])) / os.sysconf("SC_CLK_TCK")
     return total
 
 
@@ -156,7 +143,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         cli_runs, app_runs = Path(scratch, "cli"), Path(scratch, "app")
         app_runs.mkdir()
-        server, url = serve(args.data_dir.resolve(), app_runs)
+        served = serve_app(app_runs, args.data_dir.resolve(), subprocess.DEVNULL)
+        url = served.url
         try:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -173,8 +161,7 @@ def main() -> None:
                         for name, speeds in results.items()), flush=True)
                 browser.close()
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            stop_app(served)
     for kind in ("settled", "overall"):
         cli, watched, unwatched = (statistics.median(getattr(speed, kind) for speed in results[name])
                                    for name in ("cli", "watched", "unwatched"))

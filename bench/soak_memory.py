@@ -10,6 +10,7 @@ redraws its charts once a second, then stops the run. Prints each sample, then t
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
 import time
@@ -18,8 +19,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.bench_app_overhead import choose, serve, set_epochs, wait_idle  # noqa: E402
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from bench.bench_app_overhead import choose, set_epochs, wait_idle  # noqa: E402
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, serve_app, stop_app  # noqa: E402
 
 
 def resident_mib(pid: int) -> float:
@@ -52,7 +53,8 @@ def main() -> None:
 
     samples: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory() as scratch:
-        server, url = serve(args.data_dir.resolve(), Path(scratch))
+        served = serve_app(Path(scratch), args.data_dir.resolve(), subprocess.DEVNULL)
+        server, url = served.process, served.url
         try:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -70,8 +72,7 @@ def main() -> None:
                 page.get_by_text("Stopped.").wait_for(timeout=60_000)
                 browser.close()
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            stop_app(served)
     settled = [rss for minute, rss in samples if minute >= args.warmup_minutes]  # data loaded, model built
     print(f"{len(samples)} samples over {samples[-1][0]:.1f} min; after the first {args.warmup_minutes:g} min: "
           f"server RSS {settled[0]:.0f} MiB at first, {settled[-1]:.0f} MiB at the end "

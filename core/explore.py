@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from core.augment import Augmentation, augment_batch
+from core.inference import at_most_threads
 
 Order = Literal["index", "shuffled"]
 ORDERS: tuple[str, ...] = ("index", "shuffled")
@@ -153,12 +154,8 @@ def tsne(features: np.ndarray, *, perplexity: float = 30.0, iterations: int = 50
     """
     if len(features) < 4:
         raise ValueError(f"t-SNE needs at least 4 samples, got {len(features)}.")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small memory-bound steps: on a busy 2-core machine a second thread made them 4x slower
-    try:
+    with at_most_threads(1):  # small memory-bound steps: on a busy 2-core machine a second thread made them 4x slower
         return _tsne(features, perplexity, iterations, progress or (lambda fraction, message: None))
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _tsne(features: np.ndarray, perplexity: float, iterations: int, report: Progress) -> np.ndarray:

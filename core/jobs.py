@@ -152,7 +152,7 @@ class JobManager:
     def submit(self, config: "TrainConfig", recipe: "Recipe | None" = None) -> int:
         """Queue a training; returns its job id. JobRefused when the queue is full."""
         with self._lock:
-            if len(self._waiting) >= self.max_queued:  # queue_full(), under the lock already held
+            if self._queue_full():
                 raise JobRefused(f"{len(self._waiting)} trainings are already waiting behind the one running; "
                                  "stop one or wait for it to finish.")
             job = Job(next(self._ids), config, recipe)
@@ -212,7 +212,7 @@ class JobManager:
     def queue_full(self) -> bool:
         """Whether a submit now would be refused."""
         with self._lock:
-            return len(self._waiting) >= self.max_queued
+            return self._queue_full()
 
     def busy(self) -> bool:
         """Whether a job is running or waiting."""
@@ -270,6 +270,9 @@ class JobManager:
             self._end(job, status, message)
 
     # ---- internals ------------------------------------------------------------------------------------------
+
+    def _queue_full(self) -> bool:  # the caller holds the lock
+        return len(self._waiting) >= self.max_queued
 
     def _all_jobs(self) -> list[Job]:
         running = [self._current] if self._current is not None else []

@@ -27,7 +27,8 @@ DEFAULT_PRESETS = {"digits": "digits-cnn", "mnist": "fast-cnn-99"}  # the quicke
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "momentum": "SGD with momentum", "sgd": "SGD"}
 SCHEDULES = {"none": "constant", "step": "step decay (x0.1)", "one-cycle": "one-cycle"}
 LOSSES = {"cross-entropy": "cross-entropy", "bce-one-hot": "binary cross-entropy on one-hot targets"}
-LIVE_REFRESH_SECONDS = ui.live_refresh_seconds(ui.usable_cores())
+CORES = ui.usable_cores()
+LIVE_REFRESH_SECONDS = ui.live_refresh_seconds(CORES)
 INT_FIELDS = ("epochs", "batch_size", "seed")
 FLOAT_FIELDS = ("learning_rate", "momentum", "augment_shift", "augment_rotation", "augment_scale", "weight_decay",
                 "label_smoothing")
@@ -222,7 +223,7 @@ def live_view() -> None:
     accuracy_column.plotly_chart(ui.accuracy_figure(snapshot, reference), key="train_live_accuracy",
                                  config={"displayModeBar": False})
     if snapshot.active and LIVE_REFRESH_SECONDS > 1.0:
-        st.caption(f"The charts redraw {ui.refresh_words(LIVE_REFRESH_SECONDS)} on this {ui.usable_cores()}-core "
+        st.caption(f"The charts redraw {ui.refresh_words(LIVE_REFRESH_SECONDS)} on this {CORES}-core "
                    "machine: redrawing every second would take about a third of a core from training.")
 
 

@@ -61,24 +61,48 @@ class Served:
         self.url, self.process = url, process
 
 
+def serve_app(runs_dir: Path, data_dir: Path, output: int = subprocess.PIPE) -> Served:
+    """`streamlit run streamlit_app.py` on a free local port with these folders, once it answers its health check.
+
+    `output` is where the server's log goes: a pipe (read if it exits early), or DEVNULL for runs too long for a
+    pipe nobody reads.
+    """
+    port = free_port()
+    env = {**os.environ, "DIGIT_STUDIO_RUNS": str(runs_dir), "DIGIT_STUDIO_DATA": str(data_dir)}
+    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+                                "--server.port", str(port), "--server.address", "127.0.0.1"],
+                               cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
+    served = Served(f"http://127.0.0.1:{port}", process)
+    try:
+        wait_healthy(served.url, process)
+    except BaseException:
+        stop_app(served)
+        raise
+    return served
+
+
+def stop_app(served: Served) -> None:
+    served.process.terminate()
+    try:
+        served.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        served.process.kill()
+
+
+def cpu_seconds(pid: int | str) -> float:
+    """User + system CPU time a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @pytest.fixture(scope="session")
 def app_server(app_folders):
     """Start the app once for all browser tests; stop it at the end."""
-    port = free_port()
-    env = {**os.environ, "DIGIT_STUDIO_RUNS": str(app_folders["runs"]), "DIGIT_STUDIO_DATA": str(app_folders["data"])}
-    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-                                "--server.port", str(port), "--server.address", "127.0.0.1"],
-                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
+    served = serve_app(app_folders["runs"], app_folders["data"])
     try:
-        wait_healthy(url, process)
-        yield Served(url, process)
+        yield served
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_app(served)
 
 
 @pytest.fixture(scope="session")

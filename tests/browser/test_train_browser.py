@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
 import time
-from pathlib import Path
 
 from core.store import RunStore
-from tests.browser.conftest import assert_no_error, screenshot, wait_for_app
+from tests.browser.conftest import assert_no_error, cpu_seconds, screenshot, wait_for_app
 
 POINTS_JS = """() => [...document.querySelectorAll('.js-plotly-plot')]
     .filter(plot => plot.layout && plot.layout.title && /Accuracy/.test(plot.layout.title.text || ''))
@@ -83,12 +81,6 @@ def test_stop_ends_the_run_and_keeps_it_saved_as_stopped(page, app_url, app_fold
     screenshot(page, "train-stopped")
     stopped = [info for info in RunStore(app_folders["runs"]).list_runs() if info.status == "stopped"]
     assert stopped and stopped[0].has_weights and stopped[0].get("epochs_completed") >= 1
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def test_training_carries_on_across_pages_and_closed_tabs_and_nothing_runs_after_stop(page, new_tab, app_server,
