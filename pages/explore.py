@@ -12,7 +12,7 @@ import numpy as np
 import streamlit as st
 
 from core.augment import Augmentation
-from core.data import DATASETS, Dataset
+from core.data import DATASETS
 from core.evaluation import confusion_matrix, misclassified, per_class_accuracy
 from core.explore import augmented_copies, filtered_indices, ordered, page_count, page_of, pixel_features
 from ui.charts import (clickable_grid_figure, confusion_figure, grid_cell_size, image_grid, per_class_accuracy_figure,
