@@ -19,7 +19,7 @@ from ui.charts import (clickable_grid_figure, confusion_figure, grid_cell_size, 
                        tile_scale)
 from ui.explore import (CLASS_COLORS, ModelChoice, both_class_counts, class_counts_figure, dataset_or_error,
                         embedding_figure, histogram_figure, ink_figure, model_choices, pca_layout, pixel_heatmap,
-                        customdata_of, guarded, probability_figure, run_or_error, selected_sample_ids, split_images,
+                        clicked_cell, guarded, probability_figure, run_or_error, selected_sample_ids, split_images,
                         split_probabilities,
                         split_statistics, tsne_jobs)
 from ui.shared import available_datasets, data_dir
@@ -334,12 +334,10 @@ def model_section() -> None:
     with right:
         st.markdown("**Accuracy per class**")
         st.plotly_chart(per_class_accuracy_figure(accuracy, class_names), key="explore_per_class")
-    cell = customdata_of(event.selection.points[0]) if event.selection.points else []
-    clicked = cell[:2] if len(cell) >= 2 else None
-    cell_samples(confusion, clicked)
+    cell_samples(confusion, clicked_cell(event))
 
 
-def cell_samples(confusion: np.ndarray, clicked: list[int] | None) -> None:
+def cell_samples(confusion: np.ndarray, clicked: tuple[int, int] | None) -> None:
     """The samples of the clicked cell, or of the most frequent mistake."""
     from core.evaluation import cell_indices
 
@@ -351,7 +349,7 @@ def cell_samples(confusion: np.ndarray, clicked: list[int] | None) -> None:
             return
         heading = "The most frequent mistake"
     else:
-        (true_class, predicted_class), heading = (int(c) for c in clicked), "Chosen cell"
+        (true_class, predicted_class), heading = clicked, "Chosen cell"
     indices = cell_indices(labels, predictions, true_class, predicted_class)  # type: ignore[arg-type]
     st.markdown(f"**{heading}: {class_names[true_class]} predicted as {class_names[predicted_class]}**, "
                 f"{len(indices):,} samples" + (f" (the first {SELECTION_SHOWN} shown)" if len(indices) > SELECTION_SHOWN else ""))

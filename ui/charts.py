@@ -120,7 +120,7 @@ def clickable_grid_figure(mosaic: Image.Image, columns: int, count: int, cell: t
     figure.add_trace(go.Scatter(
         x=(positions % columns) * cell_w + cell_w / 2, y=(positions // columns) * cell_h + cell_h / 2,
         mode="markers", marker={"size": min(cell_w, cell_h) - 2, "symbol": "square", "color": CLICK_TARGET},
-        customdata=[[int(i)] for i in sample_ids], hovertext=list(hover), hoverinfo="text",  # lists: see below
+        customdata=[[int(i)] for i in sample_ids], hovertext=list(hover), hoverinfo="text",  # lists: see the note under CLICK_TARGET
         selected={"marker": {"opacity": 1}}, unselected={"marker": {"opacity": 1}}, showlegend=False))
     _fixed_axes(figure, mosaic.width, mosaic.height, width or mosaic.width)
     return figure

@@ -50,6 +50,13 @@ def selected_sample_ids(points: Sequence[dict[str, Any]]) -> list[int]:
     return sorted(ids)
 
 
+def clicked_cell(event: Any) -> tuple[int, int] | None:
+    """(true class, predicted class) of the confusion-matrix cell a selection event reports, or None."""
+    points = event.selection.points if event and event.selection else []
+    cell = customdata_of(points[0])[:2] if points else []
+    return (cell[0], cell[1]) if len(cell) == 2 else None
+
+
 def customdata_of(point: dict[str, Any]) -> list[int]:
     """A selected point's customdata as whole numbers ([] when it has none or it is not numeric).
 

@@ -11,7 +11,7 @@ from core.jobs import JobSnapshot
 from core.progress import format_duration
 from core.store import RunError, RunInfo
 from ui.charts import confusion_figure, image_grid, per_class_accuracy_figure
-from ui.explore import customdata_of
+from ui.explore import clicked_cell
 from ui.shared import data_dir, run_store
 
 GALLERY_SIZE = 60
@@ -91,9 +91,7 @@ def mistakes_view(info: RunInfo, labels: np.ndarray, predicted: np.ndarray, clas
                                 key=f"results_confusion_{info.run_id}")
     right.plotly_chart(per_class_accuracy_figure(per_class_accuracy(confusion), class_names),
                        key=f"results_per_class_{info.run_id}")
-    points = event.selection.points if event and event.selection else []
-    cell = customdata_of(points[0])[:2] if points else []
-    if len(cell) == 2:
+    if cell := clicked_cell(event):
         true_class, predicted_class = cell
         indices = cell_indices(labels, predicted, true_class, predicted_class)
         title = f"Test images labelled {class_names[true_class]}, predicted {class_names[predicted_class]}"
