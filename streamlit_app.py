@@ -18,7 +18,8 @@ st.session_state["nav_pages"] = PAGES  # lets the home page link to whichever pa
 navigation = st.navigation(list(PAGES.values()))
 
 with st.sidebar:
-    sidebar_job_status(PAGES["train"])
+    if navigation is not PAGES["train"]:  # the Train page shows the job itself, in full
+        sidebar_job_status(PAGES["train"])
     st.caption("Digit Studio: train, explore, draw.")
 
 navigation.run()

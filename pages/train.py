@@ -19,6 +19,7 @@ from core.models import list_models, model_spec
 from core.recipes import RECIPES, Recipe
 from ui import train as ui
 from ui.jobs import job_manager
+from ui.live_chart import live_charts
 from ui.results import results_section
 from ui.shared import available_datasets, data_dir, device_description, run_store
 
@@ -201,6 +202,8 @@ def setup_panel() -> None:
 
 
 def live_panel() -> None:
+    # The bar's slide animation after each update cost the browser as much as the update itself (bench/README.md).
+    st.html("<style>[data-testid='stProgress'] * { transition: none !important; }</style>")
     shown = job_manager().latest()
     active = shown is not None and shown.active
     st.fragment(run_every=LIVE_REFRESH_SECONDS if active else None)(live_view)()
@@ -218,10 +221,8 @@ def live_view() -> None:
     job_header(snapshot)
     reference = snapshot.recipe.reported_accuracy if snapshot.recipe and \
         snapshot.recipe.config.dataset == snapshot.config.dataset else None
-    loss_column, accuracy_column = st.columns(2)
-    loss_column.plotly_chart(ui.loss_figure(snapshot), key="train_live_loss", config={"displayModeBar": False})
-    accuracy_column.plotly_chart(ui.accuracy_figure(snapshot, reference), key="train_live_accuracy",
-                                 config={"displayModeBar": False})
+    live_charts(ui.loss_figure(snapshot), ui.accuracy_figure(snapshot, reference), height=ui.CHART_HEIGHT,
+                key="train_live_charts")
     if snapshot.active and LIVE_REFRESH_SECONDS > 1.0:
         st.caption(f"The charts redraw {ui.refresh_words(LIVE_REFRESH_SECONDS)} on this {CORES}-core "
                    "machine: redrawing every second would take about a third of a core from training.")

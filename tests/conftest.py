@@ -12,9 +12,10 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 @pytest.fixture(autouse=True)
 def isolated_folders(tmp_path, monkeypatch):
-    """No test reads or writes the developer's ./runs or ./data."""
+    """No test reads or writes the developer's ./runs, ./data or ~/.cache."""
     monkeypatch.setenv("DIGIT_STUDIO_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("DIGIT_STUDIO_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
 @pytest.fixture

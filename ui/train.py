@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Sequence
 
@@ -15,6 +16,7 @@ TRAIN_COLOR = "rgba(31, 119, 180, 0.55)"  # plotly blue, light: many noisy point
 TEST_COLOR = "#d62728"
 REFERENCE_COLOR = "#2ca02c"
 CHART_HEIGHT = 320
+MARKED_EPOCHS = 60  # beyond this many epochs a marker each is clutter, and costs the browser a shape each
 SHARED_CORES = 2  # at most this many cores, the browser's redraws take them from training
 
 
@@ -53,39 +55,45 @@ def progress_text(snapshot: JobSnapshot) -> str:
     return " · ".join(parts)
 
 
-def _layout(figure: go.Figure, title: str, y_title: str) -> go.Figure:
-    figure.update_layout(title={"text": title, "x": 0.01}, height=CHART_HEIGHT, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                         legend={"orientation": "h", "y": -0.2}, hovermode="x unified", uirevision="keep")
-    figure.update_xaxes(title="epoch", rangemode="tozero")  # grows with the run: 1,000-epoch recipes stay readable
-    figure.update_yaxes(title=y_title)
-    return figure
+def chart_layout(title: str, y_title: str, y_format: str = "") -> dict[str, Any]:
+    """The layout every training-curve chart shares, as plotly JSON."""
+    return {"title": {"text": title, "x": 0.01}, "height": CHART_HEIGHT,
+            "margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "legend": {"orientation": "h", "y": -0.2},
+            "hovermode": "x unified", "uirevision": "keep",
+            # the x axis grows with the run: 1,000-epoch recipes stay readable
+            "xaxis": {"title": {"text": "epoch"}, "rangemode": "tozero"},
+            "yaxis": {"title": {"text": y_title}, "tickformat": y_format}}
 
 
-def _curves(snapshot: JobSnapshot, metric: str, train_name: str) -> go.Figure:
-    """The train curve (every few steps) and the test curve (each epoch's end) of one metric."""
-    figure = go.Figure()
-    points = snapshot.train_points
-    figure.add_scatter(x=[p.epoch_progress for p in points], y=[getattr(p, metric) for p in points], mode="lines",
-                       name=train_name, line={"color": TRAIN_COLOR, "width": 1.5})
-    epochs = snapshot.epoch_points
-    figure.add_scatter(x=[e.epoch for e in epochs], y=[getattr(e, f"test_{metric}") for e in epochs],
-                       mode="lines+markers", name="test (epoch end)", line={"color": TEST_COLOR})
-    return figure
+def _plain(values: Sequence[float], digits: int) -> list[float | None]:
+    """Rounded for a smaller message each redraw; NaN and infinities (a diverged run) as gaps, since JSON has none."""
+    return [round(value, digits) if math.isfinite(value) else None for value in values]
 
 
-def loss_figure(snapshot: JobSnapshot) -> go.Figure:
-    """Training loss every few steps and test loss at each epoch's end, on one chart."""
-    return _layout(_curves(snapshot, "loss", "train (recent batches)"), "Loss", "loss")
+def _curves(snapshot: JobSnapshot, metric: str, train_name: str) -> list[dict[str, Any]]:
+    """The train curve (every few steps) and the test curve (each epoch's end) of one metric, as plotly traces."""
+    points, epochs = snapshot.train_points, snapshot.epoch_points
+    test_mode = "lines+markers" if len(epochs) <= MARKED_EPOCHS else "lines"
+    return [{"type": "scatter", "mode": "lines", "name": train_name, "line": {"color": TRAIN_COLOR, "width": 1.5},
+             "x": _plain([p.epoch_progress for p in points], 4), "y": _plain([getattr(p, metric) for p in points], 5)},
+            {"type": "scatter", "mode": test_mode, "name": "test (epoch end)", "line": {"color": TEST_COLOR},
+             "x": [e.epoch for e in epochs], "y": _plain([getattr(e, f"test_{metric}") for e in epochs], 5)}]
 
 
-def accuracy_figure(snapshot: JobSnapshot, reference: float | None) -> go.Figure:
-    """Training accuracy as it runs, test accuracy per epoch, and the recipe's reported accuracy as a line."""
-    figure = _curves(snapshot, "accuracy", "train (this epoch so far)")
+def loss_figure(snapshot: JobSnapshot) -> dict[str, Any]:
+    """Training loss every few steps and test loss at each epoch's end, on one chart (plotly JSON)."""
+    return {"data": _curves(snapshot, "loss", "train (recent batches)"), "layout": chart_layout("Loss", "loss")}
+
+
+def accuracy_figure(snapshot: JobSnapshot, reference: float | None) -> dict[str, Any]:
+    """Training accuracy as it runs, test accuracy per epoch, and the recipe's reported accuracy as a dashed line."""
+    layout = chart_layout("Accuracy", "accuracy", ".0%")
     if reference is not None:
-        figure.add_hline(y=reference, line={"color": REFERENCE_COLOR, "dash": "dash"},
-                         annotation_text=f"reported {reference:.2%}", annotation_position="bottom right")
-    figure.update_yaxes(tickformat=".0%")
-    return _layout(figure, "Accuracy", "accuracy")
+        layout["shapes"] = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": reference, "y1": reference,
+                             "line": {"color": REFERENCE_COLOR, "dash": "dash"}}]
+        layout["annotations"] = [{"xref": "paper", "x": 1, "y": reference, "yanchor": "top", "xanchor": "right",
+                                  "showarrow": False, "text": f"reported {reference:.2%}"}]
+    return {"data": _curves(snapshot, "accuracy", "train (this epoch so far)"), "layout": layout}
 
 
 def run_label(info: RunInfo) -> str:
@@ -103,10 +111,8 @@ def comparison_figure(runs: Sequence[RunInfo], metric: str, title: str, percent:
         figure.add_scatter(x=[row.get("epoch") for row in history], y=[row.get(metric) for row in history],
                            mode="lines+markers", name=run_label(info))
     longest = max((len(info.get("history") or []) for info in runs), default=1)
-    _layout(figure, title, metric.replace("_", " "))
+    figure.update_layout(chart_layout(title, metric.replace("_", " "), ".1%" if percent else ""))
     figure.update_xaxes(range=[0.5, longest + 0.5])
-    if percent:
-        figure.update_yaxes(tickformat=".1%")
     return figure
 
 

@@ -68,7 +68,8 @@ def serve_app(runs_dir: Path, data_dir: Path, output: int = subprocess.PIPE) -> 
     pipe nobody reads.
     """
     port = free_port()
-    env = {**os.environ, "DIGIT_STUDIO_RUNS": str(runs_dir), "DIGIT_STUDIO_DATA": str(data_dir)}
+    env = {**os.environ, "DIGIT_STUDIO_RUNS": str(runs_dir), "DIGIT_STUDIO_DATA": str(data_dir),
+           "XDG_CACHE_HOME": str(runs_dir.with_name(f"{runs_dir.name}-cache"))}
     process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
                                 "--server.port", str(port), "--server.address", "127.0.0.1"],
                                cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import re
 import time
 
+from playwright.sync_api import Error as PlaywrightError
+
 from core.store import RunStore
 from tests.browser.conftest import assert_no_error, cpu_seconds, screenshot, wait_for_app
+from ui.live_chart import COMPONENT_NAME
 
-POINTS_JS = """() => [...document.querySelectorAll('.js-plotly-plot')]
-    .filter(plot => plot.layout && plot.layout.title && /Accuracy/.test(plot.layout.title.text || ''))
-    .map(plot => plot.data.reduce((total, trace) => total + (trace.x ? trace.x.length : 0), 0))[0] ?? -1"""
+POINTS_JS = """() => {
+    const plot = document.getElementById('accuracy');
+    return plot && plot.data ? plot.data.reduce((total, trace) => total + (trace.x ? trace.x.length : 0), 0) : -1;
+}"""
 
 
 def open_train_page(page, app_url: str) -> None:
@@ -36,7 +40,18 @@ def start_training(page, epochs: int) -> None:
 
 
 def chart_points(page) -> int:
-    return page.evaluate(POINTS_JS)
+    """Points in the live accuracy chart, which is drawn in the live-charts component's frame; -1 before it is.
+
+    The frame is found from its element: Playwright's page.frames missed it in a second browser context.
+    """
+    element = page.locator(f'iframe[title$="{COMPONENT_NAME}"]')
+    try:
+        if not element.count():
+            return -1
+        frame = element.first.element_handle(timeout=5_000).content_frame()
+        return frame.evaluate(POINTS_JS) if frame else -1
+    except PlaywrightError:  # the frame was replaced while we read it (a rerun, a reload)
+        return -1
 
 
 def wait_for_more_points(page, than: int, timeout: float = 60.0) -> int:

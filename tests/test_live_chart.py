@@ -1,0 +1,65 @@
+"""The Train page's live charts: the figures it sends each redraw, and the component folder served to the browser."""
+
+from __future__ import annotations
+
+import json
+import math
+import stat
+
+from core.jobs import EpochPoint, JobSnapshot, TrainPoint
+from ui import live_chart
+from ui.train import MARKED_EPOCHS, accuracy_figure, loss_figure
+
+
+def snapshot(train_losses: list[float], epochs: int) -> JobSnapshot:
+    points = tuple(TrainPoint(index / 10, loss, 0.5) for index, loss in enumerate(train_losses))
+    ends = tuple(EpochPoint(epoch, 0.2, 0.9, 0.25, 0.8 + epoch / 1000) for epoch in range(1, epochs + 1))
+    return JobSnapshot(job_id=1, status="running", config=None, recipe=None, run_id=None, queue_position=0,
+                       message="", progress=None, train_points=points, epoch_points=ends, submitted_at=0.0,
+                       finished_at=None)
+
+
+def test_the_figures_carry_every_point_and_a_diverged_loss_as_gaps():
+    figure = loss_figure(snapshot([2.3, math.nan, math.inf, 0.123456789], epochs=3))
+    train, test = figure["data"]
+    assert train["y"] == [2.3, None, None, 0.12346] and train["x"] == [0.0, 0.1, 0.2, 0.3]
+    assert test["x"] == [1, 2, 3] and test["y"] == [0.25, 0.25, 0.25]
+    json.dumps(figure, allow_nan=False)  # the browser's JSON.parse refuses NaN: the message must have none
+
+
+def test_the_accuracy_chart_draws_the_reported_accuracy_as_a_line_and_drops_markers_on_long_runs():
+    short = accuracy_figure(snapshot([1.0], epochs=MARKED_EPOCHS), reference=0.9867)
+    assert short["layout"]["shapes"][0]["y0"] == 0.9867
+    assert short["layout"]["annotations"][0]["text"] == "reported 98.67%"
+    assert short["data"][1]["mode"] == "lines+markers"
+    long = accuracy_figure(snapshot([1.0], epochs=MARKED_EPOCHS + 1), reference=None)
+    assert "shapes" not in long["layout"] and long["data"][1]["mode"] == "lines"
+
+
+def test_the_component_folder_holds_the_page_and_plotly_js_and_is_built_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    folder = live_chart.component_folder()
+    assert folder.parent == tmp_path / "digit-studio"
+    assert (folder / "index.html").read_bytes() == live_chart.PAGE.read_bytes()
+    assert (folder / "plotly.min.js").read_bytes() == live_chart.plotly_js()
+    built = (folder / "plotly.min.js").stat().st_mtime_ns
+    assert live_chart.component_folder() == folder
+    assert (folder / "plotly.min.js").stat().st_mtime_ns == built
+    assert not [path for path in folder.iterdir() if path.name.endswith(".tmp")]
+
+
+def test_an_unwritable_cache_falls_back_to_a_private_folder(tmp_path, monkeypatch):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder would be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    folder = live_chart.component_folder()
+    assert not folder.is_relative_to(blocked)
+    assert (folder / "index.html").is_file() and (folder / "plotly.min.js").is_file()
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700  # served to the browser: nobody else may write there
+
+
+def test_the_cache_root_follows_the_xdg_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert live_chart.cache_root() == tmp_path / "digit-studio"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert live_chart.cache_root().parts[-2:] == (".cache", "digit-studio")

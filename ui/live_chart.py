@@ -1,0 +1,67 @@
+"""The Train page's two live charts, drawn by plotly.js in one component that redraws them in place.
+
+Measured on the 2-core machine of bench/README.md: two st.plotly_chart elements redrawn once a second cost
+Chromium about 0.3 cores, since Streamlit re-creates each chart; this component costs about 0.1, and every core
+the browser takes is taken from training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.resources
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import streamlit.components.v1 as components
+
+from core.store import atomic_write
+
+PAGE = Path(__file__).with_name("live_chart.html")
+COMPONENT_NAME = "live_charts"
+
+
+def cache_root() -> Path:
+    """This user's cache folder for the app: files written here are served to the browser, so never a shared /tmp."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "digit-studio"
+
+
+def plotly_js() -> bytes:
+    """plotly.js as the installed plotly package ships it: no network, and the version matches the Python side."""
+    return (importlib.resources.files("plotly") / "package_data" / "plotly.min.js").read_bytes()
+
+
+def write_component(folder: Path, page: bytes) -> None:
+    """The page and plotly.js side by side (Streamlit serves a component's files from one folder); the page last,
+    so a folder with a page is complete."""
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / "plotly.min.js", plotly_js())
+    atomic_write(folder / "index.html", page)
+
+
+def component_folder() -> Path:
+    """The folder to serve, built once per page and plotly version (its name says which)."""
+    page = PAGE.read_bytes()
+    version = importlib.metadata.version("plotly")
+    folder = cache_root() / f"live-chart-{hashlib.sha256(page + version.encode()).hexdigest()[:16]}"
+    try:
+        if not (folder / "index.html").is_file():
+            write_component(folder, page)
+    except OSError:  # no writable home: a private folder of this process instead
+        folder = Path(tempfile.mkdtemp(prefix="digit-studio-live-chart-"))
+        write_component(folder, page)
+    return folder
+
+
+@lru_cache(maxsize=1)
+def _component() -> Any:
+    return components.declare_component(COMPONENT_NAME, path=str(component_folder()))
+
+
+def live_charts(loss: dict[str, Any], accuracy: dict[str, Any], *, height: int, key: str) -> None:
+    """Draw (or redraw in place) the loss and accuracy figures, given as plotly JSON dicts, side by side."""
+    _component()(loss=loss, accuracy=accuracy, height=height, key=key, default=None)
