@@ -1,9 +1,11 @@
 """App overhead: a run started from the Train page, live charts open in Chromium, vs the same run from the CLI.
 
-    python bench/bench_app_overhead.py --data-dir ../shared/data [--rounds 3] [--epochs 3]
+    python bench/bench_app_overhead.py --data-dir ../shared/data [--rounds 3] [--epochs 3] [--redraw 1 2]
 
 Each round runs the CLI, then the page with its live charts watched until the end, then the page left for a blank
-tab once the run started (the server's own cost, without the browser's redrawing). Each run's images/s is its own
+tab once the run started (the server's own cost, without the browser's redrawing). With --redraw, one server per
+redraw period (DIGIT_STUDIO_REDRAW_SECONDS) and a watched run on each in every round, so they meet the same noise;
+without it, the page's own choice for this machine. Each run's images/s is its own
 measurement, read from its meta.json: overall (every epoch) and settled (from the end of epoch 1 on, since a
 fresh CLI process pays in its first epoch for kernel set-up that the long-lived server has done once). Prints
 every run, the medians, the ratios to the CLI (goal: at least 0.9 watched) and Chromium's CPU while watching.
@@ -31,7 +33,7 @@ from playwright.sync_api import expect  # noqa: E402
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, cpu_seconds, serve_app, stop_app  # noqa: E402
 
 RECIPE = "fast-cnn-99"
-BROWSER_CORES: list[float] = []  # CPU cores Chromium used while it watched each run
+BROWSER_CORES: dict[str, list[float]] = {}  # CPU cores Chromium used while it watched each run, by kind of run
 PRESET_TITLE = "Fast CNN: 99% in under a minute (ours)"
 
 
@@ -81,9 +83,10 @@ def set_epochs(page, epochs: int) -> None:
     raise RuntimeError("the Epochs field did not take the value")
 
 
-def app_run(page, url: str, runs_dir: Path, epochs: int, watch: bool) -> Speed:
-    """The speed of one run started from the Train page; `watch` keeps the page and its live charts open until it
-    ends, otherwise the tab leaves for a blank page once the run has started (the server's own cost only)."""
+def app_run(page, url: str, runs_dir: Path, epochs: int, watch: str | None) -> Speed:
+    """The speed of one run started from the Train page; `watch` (the kind of run, for Chromium's CPU) keeps the
+    page and its live charts open until it ends, otherwise the tab leaves for a blank page once the run has started
+    (the server's own cost only)."""
     before = set(runs_dir.iterdir())
     page.goto(f"{url}/train")
     page.get_by_text("Set up a run").wait_for(timeout=120_000)
@@ -97,7 +100,7 @@ def app_run(page, url: str, runs_dir: Path, epochs: int, watch: bool) -> Speed:
     if watch:
         used, started = chromium_cpu_seconds(), time.monotonic()
         page.get_by_text("Finished.").wait_for(timeout=600_000)
-        BROWSER_CORES.append((chromium_cpu_seconds() - used) / (time.monotonic() - started))
+        BROWSER_CORES.setdefault(watch, []).append((chromium_cpu_seconds() - used) / (time.monotonic() - started))
     else:
         page.goto("about:blank")
     return finished_run_speed(runs_dir, before)
@@ -135,41 +138,54 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--redraw", type=float, nargs="*", default=[],
+                        help="redraw periods in seconds to compare, one server each (default: the page's choice)")
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error("--epochs must be at least 2: the settled speed is measured from the end of epoch 1")
     from playwright.sync_api import sync_playwright
 
+    redraws = args.redraw or [None]
+    watched = [f"watched {redraw:g} s" if redraw else "watched" for redraw in redraws]
+    results: dict[str, list[Speed]] = {name: [] for name in ("cli", *watched, "unwatched")}
     with tempfile.TemporaryDirectory() as scratch:
-        cli_runs, app_runs = Path(scratch, "cli"), Path(scratch, "app")
-        app_runs.mkdir()
-        served = serve_app(app_runs, args.data_dir.resolve(), subprocess.DEVNULL)
-        url = served.url
+        cli_runs, app_runs = Path(scratch, "cli"), [Path(scratch, f"app-{index}") for index in range(len(redraws))]
+        for folder in app_runs:
+            folder.mkdir()
+        servers = [serve_app(folder, args.data_dir.resolve(), subprocess.DEVNULL,
+                             settings={"DIGIT_STUDIO_REDRAW_SECONDS": str(redraw)} if redraw else None)
+                   for folder, redraw in zip(app_runs, redraws)]
         try:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(url)  # the home page first: the frame's navigation takes over from the pages/ folder
-                page.get_by_text("Digit Studio").first.wait_for(timeout=120_000)
-                results: dict[str, list[Speed]] = {"cli": [], "watched": [], "unwatched": []}
+                for served in servers:  # the home page first: the frame's navigation takes over from pages/
+                    page.goto(served.url)
+                    page.get_by_text("Digit Studio").first.wait_for(timeout=120_000)
                 for round_number in range(1, args.rounds + 1):
                     results["cli"].append(cli_run(args.data_dir, cli_runs, args.epochs))
-                    results["watched"].append(app_run(page, url, app_runs, args.epochs, watch=True))
-                    results["unwatched"].append(app_run(page, url, app_runs, args.epochs, watch=False))
+                    for name, served, folder in zip(watched, servers, app_runs):
+                        results[name].append(app_run(page, served.url, folder, args.epochs, watch=name))
+                    results["unwatched"].append(app_run(page, servers[0].url, app_runs[0], args.epochs, watch=None))
                     print(f"round {round_number} (overall / settled img/s): " + ", ".join(
                         f"{name} {speeds[-1].overall:,.0f} / {speeds[-1].settled:,.0f}"
                         for name, speeds in results.items()), flush=True)
                 browser.close()
         finally:
-            stop_app(served)
+            for served in servers:
+                stop_app(served)
+    report(results, args)
+
+
+def report(results: dict[str, list[Speed]], args: argparse.Namespace) -> None:
     for kind in ("settled", "overall"):
-        cli, watched, unwatched = (statistics.median(getattr(speed, kind) for speed in results[name])
-                                   for name in ("cli", "watched", "unwatched"))
-        print(f"{kind}: cli {cli:,.0f} img/s, watched {watched:,.0f}, unwatched {unwatched:,.0f}; "
-              f"watched / cli = {watched / cli:.2f} (goal >= 0.9), unwatched / cli = {unwatched / cli:.2f}, "
-              f"watched / unwatched = {watched / unwatched:.2f}")
-    print(f"{RECIPE}, {args.epochs} epochs on the MNIST subset, {args.rounds} rounds, medians; Chromium used "
-          f"{statistics.median(BROWSER_CORES):.2f} of the machine's {os.cpu_count()} cores while watching")
+        median = {name: statistics.median(getattr(speed, kind) for speed in speeds) for name, speeds in results.items()}
+        ratios = ", ".join(f"{name} / cli = {value / median['cli']:.2f}" for name, value in median.items() if name != "cli")
+        print(f"{kind}: " + ", ".join(f"{name} {value:,.0f} img/s" for name, value in median.items())
+              + f"; {ratios} (goal for watched: >= 0.9)")
+    browser = ", ".join(f"{name} {statistics.median(cores):.2f}" for name, cores in BROWSER_CORES.items())
+    print(f"{RECIPE}, {args.epochs} epochs on the MNIST subset, {args.rounds} rounds, medians; Chromium's share of "
+          f"the machine's {os.cpu_count()} cores while watching: {browser}")
 
 
 if __name__ == "__main__":

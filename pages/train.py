@@ -223,9 +223,8 @@ def live_view() -> None:
         snapshot.recipe.config.dataset == snapshot.config.dataset else None
     live_charts(ui.loss_figure(snapshot), ui.accuracy_figure(snapshot, reference), height=ui.CHART_HEIGHT,
                 key="train_live_charts")
-    if snapshot.active and LIVE_REFRESH_SECONDS > 1.0:
-        st.caption(f"The charts redraw {ui.refresh_words(LIVE_REFRESH_SECONDS)} on this {CORES}-core "
-                   "machine: redrawing every second would take about a third of a core from training.")
+    if snapshot.active and (note := ui.redraw_note(LIVE_REFRESH_SECONDS, CORES)):
+        st.caption(note)
 
 
 def redraw_page_on_change(snapshot: JobSnapshot) -> None:

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.store import RunStore, default_runs_dir
 from ui.jobs import job_manager
-from ui.train import live_refresh_seconds, usable_cores
+from ui.train import live_refresh_seconds, redraw_note, usable_cores
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "train.py")
 
@@ -156,5 +156,21 @@ def test_switching_to_mnist_picks_its_fast_preset_and_a_missing_dataset_is_expla
     assert not errors(app) and not button(app, "Start training").disabled
 
 
-def test_live_charts_redraw_every_second_unless_the_browser_shares_two_cores_with_training():
+def test_live_charts_redraw_every_second_unless_the_browser_shares_two_cores_with_training(monkeypatch):
     assert [live_refresh_seconds(cores) for cores in (1, 2, 4, 16)] == [2.0, 2.0, 1.0, 1.0]
+    assert redraw_note(1.0, 4) is None and "on this 2-core machine" in redraw_note(2.0, 2)
+    monkeypatch.setenv("DIGIT_STUDIO_REDRAW_SECONDS", "1.5")
+    assert live_refresh_seconds(2) == live_refresh_seconds(16) == 1.5
+    assert redraw_note(1.5, 16) == "The charts redraw every 1.5 s, as $DIGIT_STUDIO_REDRAW_SECONDS asks."
+    for unusable in ("soon", "0.1", "60", "nan", ""):  # ignored: the page's own choice, and its note, stand
+        monkeypatch.setenv("DIGIT_STUDIO_REDRAW_SECONDS", unusable)
+        assert [live_refresh_seconds(cores) for cores in (2, 4)] == [2.0, 1.0]
+
+
+def test_the_results_compare_with_the_reported_accuracy_and_call_a_tie_a_tie():
+    from ui.results import versus_reported
+
+    assert versus_reported(0.98671, 0.9867) == {"delta": "same as reported 98.67%", "delta_color": "off",
+                                                "delta_arrow": "off"}  # was a red "-0.00%"
+    assert versus_reported(0.99, 0.9867) == {"delta": "+0.33% vs reported 98.67%"}
+    assert versus_reported(0.95, None) == {"delta": None} and versus_reported(None, 0.99) == {"delta": None}

@@ -66,17 +66,27 @@ def results_section(latest: JobSnapshot | None, key: str) -> None:
     mistakes_view(info, labels, predicted, class_names)
 
 
+def versus_reported(accuracy: float | None, reported: float | None) -> dict[str, str | None]:
+    """The metric's delta against the recipe's reported accuracy; a tie (to the 0.01% shown) in grey, not a red -0.00%."""
+    if accuracy is None or not reported:
+        return {"delta": None}
+    difference = round(accuracy - reported, 4)
+    if difference == 0:
+        return {"delta": f"same as reported {reported:.2%}", "delta_color": "off", "delta_arrow": "off"}
+    return {"delta": f"{difference:+.2%} vs reported {reported:.2%}"}
+
+
 def headline(info: RunInfo) -> None:
     final = info.get("final") or {}
     accuracy, loss, reported = final.get("test_accuracy"), final.get("test_loss"), info.get("reported_accuracy")
     columns = st.columns(5)
-    delta = f"{accuracy - reported:+.2%} vs reported {reported:.2%}" if accuracy is not None and reported else None
-    columns[0].metric("Test accuracy", f"{accuracy:.2%}" if accuracy is not None else "-", delta=delta)
+    columns[0].metric("Test accuracy", f"{accuracy:.2%}" if accuracy is not None else "-",
+                      **versus_reported(accuracy, reported))
     columns[1].metric("Test loss", f"{loss:.4f}" if loss is not None else "-")
     columns[2].metric("Epochs", f"{info.get('epochs_completed')} of {(info.get('settings') or {}).get('epochs')}")
     columns[3].metric("Training time", format_duration(info.get("train_seconds") or 0))
     speed = info.get("images_per_second")
-    columns[4].metric("Speed", f"{speed:,.0f} images/s" if speed else "-")
+    columns[4].metric("Speed (images/s)", f"{speed:,.0f}" if speed else "-")
     st.caption(f"Run `{info.run_id}` · status {info.status} · {info.get('parameters') or 0:,} parameters · "
                f"{info.get('train_size') or 0:,} training images · {info.get('device')}")
 

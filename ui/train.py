@@ -18,6 +18,8 @@ REFERENCE_COLOR = "#2ca02c"
 CHART_HEIGHT = 320
 MARKED_EPOCHS = 60  # beyond this many epochs a marker each is clutter, and costs the browser a shape each
 SHARED_CORES = 2  # at most this many cores, the browser's redraws take them from training
+REDRAW_VARIABLE = "DIGIT_STUDIO_REDRAW_SECONDS"
+MIN_REDRAW_SECONDS, MAX_REDRAW_SECONDS = 0.5, 10.0
 
 
 def usable_cores() -> int:
@@ -27,13 +29,29 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-def live_refresh_seconds(cores: int) -> float:
-    """How often the live charts redraw: every second, or every 2 s where the browser shares training's cores.
+def redraw_override() -> float | None:
+    """$DIGIT_STUDIO_REDRAW_SECONDS when it holds a number from 0.5 to 10; None otherwise (unset, or not that)."""
+    try:
+        chosen = float(os.environ.get(REDRAW_VARIABLE, ""))
+    except ValueError:
+        return None
+    return chosen if MIN_REDRAW_SECONDS <= chosen <= MAX_REDRAW_SECONDS else None
 
-    On the 2-core machine of bench/README.md (app overhead), redrawing every second took Chromium 0.37 of the
-    2 cores and a page-started run trained at 0.76 of the command line's speed; every 2 s, 0.21 cores and 0.91.
-    """
-    return 2.0 if cores <= SHARED_CORES else 1.0
+
+def live_refresh_seconds(cores: int) -> float:
+    """How often the live charts redraw: as $DIGIT_STUDIO_REDRAW_SECONDS says, else every second, or every 2 s
+    where the browser shares training's cores (bench/README.md, app overhead)."""
+    return redraw_override() or (2.0 if cores <= SHARED_CORES else 1.0)
+
+
+def redraw_note(seconds: float, cores: int) -> str | None:
+    """The line under the live charts that says why they redraw less often than every second, if they do."""
+    if redraw_override() is not None:
+        return f"The charts redraw {refresh_words(seconds)}, as ${REDRAW_VARIABLE} asks."
+    if seconds > 1.0:
+        return (f"The charts redraw {refresh_words(seconds)} on this {cores}-core machine, where the browser's "
+                "redraws take their time from training's cores.")
+    return None
 
 
 def refresh_words(seconds: float) -> str:

@@ -61,16 +61,18 @@ class Served:
         self.url, self.process = url, process
 
 
-def serve_app(runs_dir: Path, data_dir: Path, output: int = subprocess.PIPE) -> Served:
+def serve_app(runs_dir: Path, data_dir: Path, output: int = subprocess.PIPE,
+              script: str = "streamlit_app.py", settings: dict[str, str] | None = None) -> Served:
     """`streamlit run streamlit_app.py` on a free local port with these folders, once it answers its health check.
 
     `output` is where the server's log goes: a pipe (read if it exits early), or DEVNULL for runs too long for a
-    pipe nobody reads.
+    pipe nobody reads. `script` (from the repository root) serves another page, as a benchmark does; `settings`
+    are more environment variables for the server.
     """
     port = free_port()
     env = {**os.environ, "DIGIT_STUDIO_RUNS": str(runs_dir), "DIGIT_STUDIO_DATA": str(data_dir),
-           "XDG_CACHE_HOME": str(runs_dir.with_name(f"{runs_dir.name}-cache"))}
-    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+           "XDG_CACHE_HOME": str(runs_dir.with_name(f"{runs_dir.name}-cache")), **(settings or {})}
+    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true",
                                 "--server.port", str(port), "--server.address", "127.0.0.1"],
                                cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
     served = Served(f"http://127.0.0.1:{port}", process)
