@@ -202,7 +202,7 @@ def setup_panel() -> None:
 
 
 def live_panel() -> None:
-    # The bar's slide animation after each update cost the browser as much as the update itself (bench/README.md).
+    # The bar's slide animation after each update tripled its cost in the browser (bench/bench_live_chart.py).
     st.html("<style>[data-testid='stProgress'] * { transition: none !important; }</style>")
     shown = job_manager().latest()
     active = shown is not None and shown.active

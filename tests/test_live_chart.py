@@ -63,3 +63,12 @@ def test_the_cache_root_follows_the_xdg_variable(tmp_path, monkeypatch):
     assert live_chart.cache_root() == tmp_path / "digit-studio"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert live_chart.cache_root().parts[-2:] == (".cache", "digit-studio")
+
+
+def test_no_home_folder_falls_back_to_a_private_folder_too(monkeypatch):
+    def no_home() -> None:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(live_chart, "cache_root", no_home)
+    folder = live_chart.component_folder()
+    assert (folder / "index.html").is_file() and stat.S_IMODE(folder.stat().st_mode) == 0o700

@@ -1,8 +1,8 @@
 """The Train page's two live charts, drawn by plotly.js in one component that redraws them in place.
 
-Measured on the 2-core machine of bench/README.md: two st.plotly_chart elements redrawn once a second cost
-Chromium about 0.3 cores, since Streamlit re-creates each chart; this component costs about 0.1, and every core
-the browser takes is taken from training.
+Measured by bench/bench_live_chart.py on the 2-core machine of bench/README.md: two st.plotly_chart elements
+redrawn once a second cost Chromium 0.30 cores, this component 0.14, and where the browser shares the cores that
+train, every core it takes is taken from training.
 """
 
 from __future__ import annotations
@@ -47,14 +47,15 @@ def component_folder() -> Path:
     """The folder to serve, built once per page and plotly version (its name says which)."""
     page = PAGE.read_bytes()
     version = importlib.metadata.version("plotly")
-    folder = cache_root() / f"live-chart-{hashlib.sha256(page + version.encode()).hexdigest()[:16]}"
     try:
+        folder = cache_root() / f"live-chart-{hashlib.sha256(page + version.encode()).hexdigest()[:16]}"
         if not (folder / "index.html").is_file():
             write_component(folder, page)
-    except OSError:  # no writable home: a private folder of this process instead
+        return folder
+    except (OSError, RuntimeError, KeyError):  # no home folder, or one we cannot write: a private folder instead
         folder = Path(tempfile.mkdtemp(prefix="digit-studio-live-chart-"))
         write_component(folder, page)
-    return folder
+        return folder
 
 
 @lru_cache(maxsize=1)
