@@ -14,6 +14,8 @@ LossName = Literal["cross-entropy", "bce-one-hot"]
 OPTIMIZERS: tuple[str, ...] = ("sgd", "momentum", "adam", "adamw")
 SCHEDULES: tuple[str, ...] = ("none", "step", "one-cycle")
 LOSSES: tuple[str, ...] = ("cross-entropy", "bce-one-hot")
+# Each epoch adds a row (~200 bytes) to the run's history in meta.json, which the store refuses past 8 MB.
+MAX_EPOCHS = 10_000
 
 
 class ConfigError(ValueError):

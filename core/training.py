@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.augment import augment_batch
-from core.config import (LOSSES, OPTIMIZERS, SCHEDULES, ConfigError, LossName, OptimizerName,  # noqa: F401
+from core.config import (LOSSES, MAX_EPOCHS, OPTIMIZERS, SCHEDULES, ConfigError, LossName, OptimizerName,  # noqa: F401
                          ScheduleName, TrainConfig)  # re-exported: core.training stays the engine's one entry point
 from core.data import Dataset, dataset_spec, ensure_dataset, pixel_scale_for
 from core.models import Output, build_model, count_parameters, leading_resize, model_spec, to_log_probs, to_probs
@@ -27,6 +27,7 @@ CHANNELS_LAST_DEVICES = ("cpu",)  # oneDNN's convolutions run faster on NHWC wei
 def _range_errors(config: TrainConfig) -> list[str]:
     checks = [
         (config.epochs >= 1, "epochs must be at least 1"),
+        (config.epochs <= MAX_EPOCHS, f"epochs must be at most {MAX_EPOCHS:,} (each adds a row to the run's history)"),
         (config.batch_size >= 1, "batch size must be at least 1"),
         (math.isfinite(config.learning_rate) and config.learning_rate > 0, "learning rate must be a positive number"),
         (0 <= config.momentum < 1, "momentum must be in [0, 1)"),

@@ -66,6 +66,7 @@ def test_bad_arguments_exit_2_with_one_line(args, tmp_path):
     (["--lr", "-0.01"], "--lr: must be a positive number"), (["--lr", "abc"], "--lr: must be a number"),
     (["--recipe", "digits-cnn", "--lr", "0"], "--lr: must be a positive number"),
     (["--epochs", "-3"], "--epochs: must be at least 1"), (["--epochs", "1.5"], "--epochs: must be a whole number"),
+    (["--epochs", "1000000"], "epochs must be at most 10,000"),
     (["--batch-size", "-1"], "--batch-size: must be at least 1"), (["--train-limit", "0"], "--train-limit"),
     (["--train-limit", "50", "--batch-size", "64"], "batch size 64 is larger than the 50 training images"),
     (["--recipe", "digits-cnn", "--batch-size", "2000"], "batch size 2000 is larger than the"),

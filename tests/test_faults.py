@@ -209,7 +209,7 @@ def first_saved_epoch(runs: Path) -> dict | None:
 
 def test_a_training_killed_after_its_first_epoch_is_listed_as_interrupted_with_its_history(tmp_path):
     runs = tmp_path / "runs"
-    command = [sys.executable, "-m", "core", "train", "--recipe", "digits-cnn", "--epochs", "100000", "--runs-dir",
+    command = [sys.executable, "-m", "core", "train", "--recipe", "digits-cnn", "--epochs", "10000", "--runs-dir",
                str(runs)]
     child = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -84,6 +84,7 @@ def test_choosing_custom_settings_and_another_model_updates_the_summary():
     ("Batch size", 0, "batch size must be at least 1"),
     ("Batch size", 5000, "larger than the 1347 training images"),
     ("Epochs", 0, "epochs must be at least 1"),
+    ("Epochs", 10_001, "epochs must be at most 10,000"),
 ])
 def test_settings_out_of_range_are_refused_with_a_message(label, value, message):
     app = open_page()

@@ -81,7 +81,8 @@ def test_a_diverging_run_fails_with_the_reason_and_no_traceback():
 
 @pytest.mark.parametrize("changes, words", [
     ({"learning_rate": 0}, "learning rate"), ({"learning_rate": -1}, "learning rate"),
-    ({"batch_size": 0}, "batch size"), ({"epochs": 0}, "epochs"), ({"model": "alexnet"}, "Unknown model"),
+    ({"batch_size": 0}, "batch size"), ({"epochs": 0}, "epochs"), ({"epochs": 10_001}, "epochs must be at most 10,000"),
+    ({"model": "alexnet"}, "Unknown model"),
     ({"dataset": "cifar"}, "Unknown dataset"), ({"optimizer": "rmsprop"}, "optimizer"),
 ])
 def test_settings_out_of_range_are_refused(changes, words):
