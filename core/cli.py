@@ -8,7 +8,10 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import TYPE_CHECKING, Sequence, TextIO
+
+if TYPE_CHECKING:  # the CLI imports torch-heavy modules only in the commands that need them
+    from core.store import RunStore
 
 EXIT_FAILURE, EXIT_USAGE = 1, 2
 
@@ -98,6 +101,14 @@ def _train_config(args: argparse.Namespace):
     return base, base.settings(**overrides)
 
 
+def _sweep(store: RunStore) -> None:
+    """Remove temp files that saves killed midway left (only those of dead processes: a live app's stay)."""
+    try:
+        store.sweep()
+    except OSError:  # an unreadable runs folder is reported by the save that needs it, in one line
+        pass
+
+
 def cmd_train(args: argparse.Namespace, out: TextIO) -> int:
     """Train with progress on stderr; the run is saved as it goes."""
     from core.record import RecordedTraining
@@ -107,7 +118,9 @@ def cmd_train(args: argparse.Namespace, out: TextIO) -> int:
 
     try:
         preset, config = _train_config(args)
-        recorded = RecordedTraining(config, RunStore(args.runs_dir), recipe=preset)
+        store = RunStore(args.runs_dir)
+        _sweep(store)
+        recorded = RecordedTraining(config, store, recipe=preset)
     except (ValueError, ConfigError) as error:
         raise UsageError(str(error)) from None
     stop = threading.Event()

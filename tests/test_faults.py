@@ -106,6 +106,16 @@ def test_the_app_sweeps_temp_files_once_per_process_at_start(store, monkeypatch)
     assert left_by_a_killed_save.exists()  # a rerun does not walk the runs folder again
 
 
+def test_the_command_line_sweeps_temp_files_of_dead_writers_before_it_trains(store):
+    run_id = copy_default_model(store, "swept")
+    left_by_a_killed_save = store.run_dir(run_id) / f".meta.json.{DEAD_PID}.0badc0de.tmp"
+    being_written_now = store.run_dir(run_id) / f".meta.json.{os.getpid()}.0badc0de.tmp"  # a live writer's
+    for temp in (left_by_a_killed_save, being_written_now):
+        temp.write_bytes(b"half a file")
+    code = main(["train", "--recipe", "digits-cnn", "--epochs", "1", "--runs-dir", str(store.root)], out=io.StringIO())
+    assert code == 0 and not left_by_a_killed_save.exists() and being_written_now.exists()
+
+
 # --- disk full, read-only ------------------------------------------------------------------------------------------
 
 class FullDiskFile:
