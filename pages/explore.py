@@ -22,8 +22,9 @@ from ui.explore import (CLASS_COLORS, ModelChoice, both_class_counts, class_coun
                         clicked_cell, guarded, probability_figure, run_or_error, selected_sample_ids, split_images,
                         split_probabilities,
                         split_statistics, tsne_jobs)
-from ui.shared import available_datasets, data_dir
+from ui.shared import available_datasets, data_dir, run_inside_the_frame
 
+run_inside_the_frame()
 GRID_COLUMNS = 10
 GRID_WIDTH = 520  # px: what the grid's column offers in a 1,400 px window; wider grids are shown scaled to it
 PER_PAGE_CHOICES = (100, 200, 400)

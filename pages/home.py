@@ -7,8 +7,9 @@ import streamlit as st
 
 from core.data import DATASETS
 from core.recipes import RECIPES
-from ui.shared import accuracy_text, available_datasets, data_dir, run_store
+from ui.shared import accuracy_text, available_datasets, data_dir, run_inside_the_frame, run_store
 
+run_inside_the_frame()
 st.title("Digit Studio")
 st.markdown("Learn handwritten-digit recognition by doing it: **train** a network and watch it learn, "
             "**explore** the data it learns from, then **draw** a digit and see what each model thinks and why.")

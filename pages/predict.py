@@ -23,7 +23,9 @@ from ui.predict import (
     show_reasons,
     usable_runs,
 )
+from ui.shared import run_inside_the_frame
 
+run_inside_the_frame()
 CANVAS_SIDE = 280
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp"]
 SOURCES = ["Draw", "Upload", "Camera"]

@@ -21,8 +21,9 @@ from ui import train as ui
 from ui.jobs import job_manager
 from ui.live_chart import live_charts
 from ui.results import results_section
-from ui.shared import available_datasets, data_dir, device_description, run_store
+from ui.shared import available_datasets, data_dir, device_description, run_inside_the_frame, run_store
 
+run_inside_the_frame()
 CUSTOM = "custom"
 DEFAULT_PRESETS = {"digits": "digits-cnn", "mnist": "fast-cnn-99"}  # the quickest way to a good model on each
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "momentum": "SGD with momentum", "sgd": "SGD"}

@@ -10,6 +10,21 @@ from core.data import DATASETS, default_data_dir, is_available, missing_message
 from core.store import RunInfo, RunStore, default_runs_dir
 
 
+def run_inside_the_frame() -> None:
+    """Rerun inside streamlit_app.py's frame when Streamlit ran this page without it.
+
+    Until some session has run st.navigation, Streamlit serves a pages/ folder the legacy way: a server's first
+    request for /train (a tab left open across a restart reconnects so) ran the page alone, with the folder's
+    file names for navigation and no page config. The flag is Streamlit's own (1.67, pinned); the browser test
+    test_a_page_opened_first_after_a_start_shows_the_frame fails if it stops meaning this.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False  # what st.navigation sets; the rerun runs the frame first
+        st.rerun()
+
+
 def data_dir() -> Path:
     """The data root ($DIGIT_STUDIO_DATA or ./data)."""
     return default_data_dir()

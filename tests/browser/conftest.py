@@ -122,11 +122,9 @@ def browser():
 
 @pytest.fixture(scope="session")
 def served_app(app_url, browser):
-    """The app after one session has opened its home page.
+    """The app after one session has opened its home page, as people start (the `streamlit run` command opens it).
 
-    Until some session runs streamlit_app.py (and its st.navigation), Streamlit serves the legacy pages/ folder,
-    so a first visit straight to /train would skip the frame. People start at the home page, which the
-    `streamlit run` command opens; the tests start there once too.
+    A first visit straight to a page is tested on its own server (test_home_browser).
     """
     context = browser.new_context()
     tab = context.new_page()

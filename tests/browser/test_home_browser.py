@@ -1,4 +1,6 @@
-from tests.browser.conftest import assert_no_error, screenshot, wait_for_app
+from playwright.sync_api import expect
+
+from tests.browser.conftest import assert_no_error, screenshot, serve_app, stop_app, wait_for_app
 
 
 def test_home_page_opens_with_no_error(page, app_url):
@@ -10,3 +12,23 @@ def test_home_page_opens_with_no_error(page, app_url):
     assert page.get_by_text("Ready").count() >= 2  # digits always; MNIST from ../shared/data
     assert_no_error(page)
     screenshot(page, "home")
+
+
+def test_a_page_opened_first_after_a_start_shows_the_frame(browser, tmp_path):
+    """A tab left on /train across a restart reconnects there: Streamlit's first run then skipped the frame."""
+    (tmp_path / "runs").mkdir()
+    served = serve_app(tmp_path / "runs", tmp_path / "data")  # a server no session has visited yet
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = context.new_page()
+        page.goto(f"{served.url}/train")
+        wait_for_app(page)
+        page.get_by_text("Set up a run").wait_for(timeout=60_000)
+        navigation = page.locator('[data-testid="stSidebarNav"]')
+        for title in ("Home", "Train", "Explore", "Predict"):  # the frame's pages, not the folder's file names
+            expect(navigation.get_by_role("link", name=title, exact=True)).to_be_visible()
+        expect(navigation.get_by_role("link", name="streamlit app")).to_have_count(0)
+        assert_no_error(page)
+    finally:
+        context.close()
+        stop_app(served)
