@@ -143,6 +143,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error("--epochs must be at least 2: the settled speed is measured from the end of epoch 1")
+    if any(not 0.5 <= redraw <= 10 for redraw in args.redraw):
+        parser.error("--redraw: each period must be from 0.5 to 10 s (the app ignores others)")
     from playwright.sync_api import sync_playwright
 
     redraws = args.redraw or [None]

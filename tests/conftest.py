@@ -16,6 +16,7 @@ def isolated_folders(tmp_path, monkeypatch):
     monkeypatch.setenv("DIGIT_STUDIO_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("DIGIT_STUDIO_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("DIGIT_STUDIO_REDRAW_SECONDS", raising=False)  # a developer's own setting stays theirs
 
 
 @pytest.fixture

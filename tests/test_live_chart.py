@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import math
 import stat
+import tempfile
 
-from core.jobs import EpochPoint, JobSnapshot, TrainPoint
+from core.jobs import MAX_TRAIN_POINTS, EpochPoint, JobSnapshot, TrainPoint
 from ui import live_chart
 from ui.train import MARKED_EPOCHS, accuracy_figure, loss_figure
 
@@ -49,6 +50,7 @@ def test_the_component_folder_holds_the_page_and_plotly_js_and_is_built_once(tmp
 
 
 def test_an_unwritable_cache_falls_back_to_a_private_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the fallback's folders go with the test's
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the cache folder would be")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
@@ -65,10 +67,27 @@ def test_the_cache_root_follows_the_xdg_variable(tmp_path, monkeypatch):
     assert live_chart.cache_root().parts[-2:] == (".cache", "digit-studio")
 
 
-def test_no_home_folder_falls_back_to_a_private_folder_too(monkeypatch):
+def test_no_home_folder_falls_back_to_a_private_folder_too(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
     def no_home() -> None:
         raise RuntimeError("Could not determine home directory.")
 
     monkeypatch.setattr(live_chart, "cache_root", no_home)
     folder = live_chart.component_folder()
     assert (folder / "index.html").is_file() and stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+def test_files_removed_while_the_app_runs_are_put_back_before_the_next_redraw(tmp_path, monkeypatch):
+    folder, drawn = tmp_path / "served", []
+    live_chart.write_component(folder, live_chart.PAGE.read_bytes())
+    monkeypatch.setattr(live_chart, "_component", lambda: (lambda **args: drawn.append(args), folder))
+    (folder / "plotly.min.js").unlink()  # someone cleaned ~/.cache
+    live_chart.live_charts({"data": []}, {"data": []}, height=320, key="charts")
+    assert live_chart.complete(folder) and drawn[0]["height"] == 320
+
+
+def test_thousands_of_epochs_are_thinned_to_the_curve_buffer_size_keeping_the_last():
+    figure = loss_figure(snapshot([1.0], epochs=3 * MAX_TRAIN_POINTS + 7))
+    test = figure["data"][1]
+    assert len(test["x"]) <= MAX_TRAIN_POINTS + 1 and test["x"][0] == 1 and test["x"][-1] == 3 * MAX_TRAIN_POINTS + 7

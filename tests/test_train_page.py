@@ -162,7 +162,7 @@ def test_live_charts_redraw_every_second_unless_the_browser_shares_two_cores_wit
     assert redraw_note(1.0, 4) is None and "on this 2-core machine" in redraw_note(2.0, 2)
     monkeypatch.setenv("DIGIT_STUDIO_REDRAW_SECONDS", "1.5")
     assert live_refresh_seconds(2) == live_refresh_seconds(16) == 1.5
-    assert redraw_note(1.5, 16) == "The charts redraw every 1.5 s, as $DIGIT_STUDIO_REDRAW_SECONDS asks."
+    assert redraw_note(1.5, 16) == "The charts redraw every 1.5 s, as `DIGIT_STUDIO_REDRAW_SECONDS` asks."
     for unusable in ("soon", "0.1", "60", "nan", ""):  # ignored: the page's own choice, and its note, stand
         monkeypatch.setenv("DIGIT_STUDIO_REDRAW_SECONDS", unusable)
         assert [live_refresh_seconds(cores) for cores in (2, 4)] == [2.0, 1.0]

@@ -7,10 +7,12 @@ train, every core it takes is taken from training.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import importlib.metadata
 import importlib.resources
 import os
+import shutil
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -43,26 +45,38 @@ def write_component(folder: Path, page: bytes) -> None:
     atomic_write(folder / "index.html", page)
 
 
+def complete(folder: Path) -> bool:
+    return (folder / "index.html").is_file() and (folder / "plotly.min.js").is_file()
+
+
 def component_folder() -> Path:
     """The folder to serve, built once per page and plotly version (its name says which)."""
     page = PAGE.read_bytes()
     version = importlib.metadata.version("plotly")
     try:
         folder = cache_root() / f"live-chart-{hashlib.sha256(page + version.encode()).hexdigest()[:16]}"
-        if not (folder / "index.html").is_file():
+        if not complete(folder):
             write_component(folder, page)
         return folder
     except (OSError, RuntimeError, KeyError):  # no home folder, or one we cannot write: a private folder instead
         folder = Path(tempfile.mkdtemp(prefix="digit-studio-live-chart-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)  # 5 MB a start would pile up in /tmp
         write_component(folder, page)
         return folder
 
 
 @lru_cache(maxsize=1)
-def _component() -> Any:
-    return components.declare_component(COMPONENT_NAME, path=str(component_folder()))
+def _component() -> tuple[Any, Path]:
+    folder = component_folder()
+    return components.declare_component(COMPONENT_NAME, path=str(folder)), folder
 
 
 def live_charts(loss: dict[str, Any], accuracy: dict[str, Any], *, height: int, key: str) -> None:
     """Draw (or redraw in place) the loss and accuracy figures, given as plotly JSON dicts, side by side."""
-    _component()(loss=loss, accuracy=accuracy, height=height, key=key, default=None)
+    component, folder = _component()
+    if not complete(folder):  # the cache was cleaned while the app ran: put the files back, or the charts go blank
+        try:
+            write_component(folder, PAGE.read_bytes())
+        except OSError:  # the frame then says that the charts cannot be drawn
+            pass
+    component(loss=loss, accuracy=accuracy, height=height, key=key, default=None)

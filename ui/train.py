@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import plotly.graph_objects as go
 
-from core.jobs import JobSnapshot
+from core.jobs import MAX_TRAIN_POINTS, EpochPoint, JobSnapshot
 from core.progress import format_duration
 from core.store import RunInfo
 
@@ -47,7 +47,7 @@ def live_refresh_seconds(cores: int) -> float:
 def redraw_note(seconds: float, cores: int) -> str | None:
     """The line under the live charts that says why they redraw less often than every second, if they do."""
     if redraw_override() is not None:
-        return f"The charts redraw {refresh_words(seconds)}, as ${REDRAW_VARIABLE} asks."
+        return f"The charts redraw {refresh_words(seconds)}, as `{REDRAW_VARIABLE}` asks."
     if seconds > 1.0:
         return (f"The charts redraw {refresh_words(seconds)} on this {cores}-core machine, where the browser's "
                 "redraws take their time from training's cores.")
@@ -88,9 +88,18 @@ def _plain(values: Sequence[float], digits: int) -> list[float | None]:
     return [round(value, digits) if math.isfinite(value) else None for value in values]
 
 
+def thinned(epochs: Sequence[EpochPoint], most: int = MAX_TRAIN_POINTS) -> Sequence[EpochPoint]:
+    """At most about `most` epoch ends, evenly spread, the last always in: a 10,000-epoch run redraws lightly."""
+    if len(epochs) <= most:
+        return epochs
+    stride = -(-len(epochs) // most)
+    kept = list(epochs[::stride])
+    return kept if kept[-1] is epochs[-1] else [*kept, epochs[-1]]
+
+
 def _curves(snapshot: JobSnapshot, metric: str, train_name: str) -> list[dict[str, Any]]:
     """The train curve (every few steps) and the test curve (each epoch's end) of one metric, as plotly traces."""
-    points, epochs = snapshot.train_points, snapshot.epoch_points
+    points, epochs = snapshot.train_points, thinned(snapshot.epoch_points)
     test_mode = "lines+markers" if len(epochs) <= MARKED_EPOCHS else "lines"
     return [{"type": "scatter", "mode": "lines", "name": train_name, "line": {"color": TRAIN_COLOR, "width": 1.5},
              "x": _plain([p.epoch_progress for p in points], 4), "y": _plain([getattr(p, metric) for p in points], 5)},

@@ -70,7 +70,8 @@ def serve_app(runs_dir: Path, data_dir: Path, output: int = subprocess.PIPE,
     are more environment variables for the server.
     """
     port = free_port()
-    env = {**os.environ, "DIGIT_STUDIO_RUNS": str(runs_dir), "DIGIT_STUDIO_DATA": str(data_dir),
+    inherited = {name: value for name, value in os.environ.items() if name != "DIGIT_STUDIO_REDRAW_SECONDS"}
+    env = {**inherited, "DIGIT_STUDIO_RUNS": str(runs_dir), "DIGIT_STUDIO_DATA": str(data_dir),
            "XDG_CACHE_HOME": str(runs_dir.with_name(f"{runs_dir.name}-cache")), **(settings or {})}
     process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true",
                                 "--server.port", str(port), "--server.address", "127.0.0.1"],
