@@ -5,7 +5,8 @@ import streamlit as st
 from ui.jobs import sidebar_job_status
 from ui.shared import run_store, sweep_runs_once
 
-st.set_page_config(page_title="Digit Studio", page_icon=":material/draw:", layout="wide")
+# An emoji icon is drawn in the page: a Material icon as favicon is fetched from Google's font servers.
+st.set_page_config(page_title="Digit Studio", page_icon="✍️", layout="wide")
 sweep_runs_once(str(run_store().root))  # temp files of saves that a killed process left behind
 
 PAGES = {

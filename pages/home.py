@@ -7,12 +7,18 @@ import streamlit as st
 
 from core.data import DATASETS
 from core.recipes import RECIPES
-from ui.shared import accuracy_text, available_datasets, data_dir, run_inside_the_frame, run_store
+from ui.shared import (accuracy_text, available_datasets, data_dir, public_demo, run_inside_the_frame, run_store,
+                       shown_path)
 
 run_inside_the_frame()
 st.title("Digit Studio")
 st.markdown("Learn handwritten-digit recognition by doing it: **train** a network and watch it learn, "
             "**explore** the data it learns from, then **draw** a digit and see what each model thinks and why.")
+if (policy := public_demo()) is not None:
+    allowed = (f"you can train small runs (up to {policy.max_epochs} epochs, one at a time)" if policy.training
+               else "training is switched off")
+    st.info(f"This is a public demo on a shared server: explore the data and predict with the saved models; {allowed}. "
+            "Saved runs cannot be deleted here.", icon=":material/public:")
 
 
 def datasets_section() -> None:
@@ -27,7 +33,7 @@ def datasets_section() -> None:
                 st.success("Ready", icon=":material/check_circle:")
             else:
                 st.warning(status[name], icon=":material/cloud_download:")
-    st.caption(f"Data folder: `{data_dir().resolve()}` (set `DIGIT_STUDIO_DATA` to use another).")
+    st.caption(f"Data folder: `{shown_path(data_dir())}` (set `DIGIT_STUDIO_DATA` to use another).")
 
 
 def runs_section() -> None:
@@ -36,7 +42,7 @@ def runs_section() -> None:
     runs = store.list_runs()
     if not runs:
         st.info("No runs yet. A small MNIST model ships with the app, so Predict works already; "
-                "train your own from the command line with `python -m core train --recipe digits-cnn`.",
+                "train your own on the **Train** page.",
                 icon=":material/info:")
         return
     rows = [{"run": info.run_id, "model": info.get("model_title") or info.get("model"), "dataset": info.get("dataset"),
@@ -49,14 +55,15 @@ def runs_section() -> None:
     best = max((info for info in runs if info.status == "done"), key=lambda i: (i.get("final") or {}).get("test_accuracy") or 0,
                default=None)
     if best is not None:
-        st.caption(f"Best finished run: {best.run_id} ({accuracy_text(best)}). Runs live in `{store.root.resolve()}`.")
+        st.caption(f"Best finished run: {best.run_id} ({accuracy_text(best)}). Runs live in `{shown_path(store.root)}`.")
 
 
 def next_steps_section() -> None:
     st.subheader("Where to go next")
     published = sum(1 for item in RECIPES.values() if item.published)
-    st.markdown(f"- Presets reproduce {published} published recipes, from the 8x8 digits CNN to LeNet-5, plus our "
-                f"{len(RECIPES) - published} fast one; "
+    ours = len(RECIPES) - published
+    st.markdown(f"- Presets reproduce {published} published recipes, from the 8x8 digits CNN to LeNet-5, plus "
+                f"{'our fast one' if ours == 1 else f'{ours} of our own'}; "
                 "`python -m core recipes` lists them with their reported accuracies.\n"
                 "- `python -m core predict photo.png` reads a digit from a photo or a drawing.")
     pages = st.session_state.get("nav_pages", {})

@@ -7,7 +7,10 @@ from pathlib import Path
 import streamlit as st
 
 from core.data import DATASETS, default_data_dir, is_available, missing_message
+from core.demo import DemoPolicy, demo_policy
 from core.store import RunInfo, RunStore, default_runs_dir
+
+APP_FOLDER = Path(__file__).resolve().parents[1]
 
 
 def run_inside_the_frame() -> None:
@@ -35,10 +38,27 @@ def run_store() -> RunStore:
     return RunStore(default_runs_dir())
 
 
+def public_demo() -> DemoPolicy | None:
+    """The public demo's limits ($DIGIT_STUDIO_PUBLIC_DEMO), or None when the app runs for its owner."""
+    return demo_policy()
+
+
+def shown_path(path: Path) -> str:
+    """A folder as a page shows it: relative to the app's folder when inside it, never the server's full layout.
+
+    Outside the app's folder it is shown as configured (the owner chose it), or by its name alone on a public demo.
+    """
+    try:
+        return str(path.resolve().relative_to(APP_FOLDER)) or "."
+    except (ValueError, OSError):
+        return path.name if public_demo() else str(path)
+
+
 def available_datasets() -> dict[str, str | None]:
     """Each dataset name -> None when it can be used now, else the sentence saying how to get it."""
     root = data_dir()
-    return {name: None if is_available(name, root) else missing_message(name, root) for name in DATASETS}
+    return {name: None if is_available(name, root) else missing_message(name, Path(shown_path(root)))
+            for name in DATASETS}
 
 
 @st.cache_data(ttl=3600)
