@@ -62,21 +62,23 @@ class Served:
 
 
 def serve_app(runs_dir: Path, data_dir: Path, output: int = subprocess.PIPE,
-              script: str = "streamlit_app.py", settings: dict[str, str] | None = None) -> Served:
+              script: str = "streamlit_app.py", settings: dict[str, str] | None = None,
+              address: str | None = "127.0.0.1") -> Served:
     """`streamlit run streamlit_app.py` on a free local port with these folders, once it answers its health check.
 
     `output` is where the server's log goes: a pipe (read if it exits early), or DEVNULL for runs too long for a
     pipe nobody reads. `script` (from the repository root) serves another page, as a benchmark does; `settings`
-    are more environment variables for the server.
+    are more environment variables for the server; `address` None leaves it to .streamlit/config.toml.
     """
     port = free_port()
     inherited = {name: value for name, value in os.environ.items() if name != "DIGIT_STUDIO_REDRAW_SECONDS"}
     env = {**inherited, "DIGIT_STUDIO_RUNS": str(runs_dir), "DIGIT_STUDIO_DATA": str(data_dir),
            "XDG_CACHE_HOME": str(runs_dir.with_name(f"{runs_dir.name}-cache")), **(settings or {})}
+    where = ["--server.address", address] if address else []
     process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true",
-                                "--server.port", str(port), "--server.address", "127.0.0.1"],
+                                "--server.port", str(port), *where],
                                cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
-    served = Served(f"http://127.0.0.1:{port}", process)
+    served = Served(f"http://{address or 'localhost'}:{port}", process)
     try:
         wait_healthy(served.url, process)
     except BaseException:
