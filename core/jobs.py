@@ -104,6 +104,7 @@ class JobSnapshot:
     epoch_points: tuple[EpochPoint, ...]
     submitted_at: float
     finished_at: float | None
+    owner: str | None = None  # who submitted it (a page passes its browser session), None when nobody said
 
     @property
     def active(self) -> bool:
@@ -127,6 +128,7 @@ class Job:
     stop_requested: threading.Event = field(default_factory=threading.Event)
     submitted_at: float = field(default_factory=time.time)
     finished_at: float | None = None
+    owner: str | None = None
 
 
 class JobManager:
@@ -149,20 +151,31 @@ class JobManager:
         # called without an active exception"); stopping first also saves the run as stopped, not interrupted.
         atexit.register(self.stop_all, EXIT_STOP_SECONDS)
 
-    def submit(self, config: "TrainConfig", recipe: "Recipe | None" = None) -> int:
-        """Queue a training; returns its job id. JobRefused when the queue is full."""
+    def submit(self, config: "TrainConfig", recipe: "Recipe | None" = None, *, owner: str | None = None,
+               owner_limit: int | None = None) -> int:
+        """Queue a training; returns its job id. JobRefused when the queue is full, or when `owner` already has
+        `owner_limit` jobs waiting or running (a public demo's one run per visitor)."""
         with self._lock:
-            if self._queue_full():
-                raise JobRefused(f"{len(self._waiting)} trainings are already waiting behind the one running; "
-                                 "stop one or wait for it to finish.")
-            job = Job(next(self._ids), config, recipe)
+            if reason := self._refusal(owner, owner_limit):
+                raise JobRefused(reason)
+            job = Job(next(self._ids), config, recipe, owner=owner)
             self._waiting.append(job)
         self._wake.put(job.job_id)
         return job.job_id
 
-    def stop(self, job_id: int) -> bool:
-        """Stop a running job (it keeps its last complete epoch) or cancel a queued one; False if unknown or ended."""
+    def refusal(self, owner: str | None = None, owner_limit: int | None = None) -> str | None:
+        """Why a submit with these arguments would be refused now, or None when it would be queued."""
         with self._lock:
+            return self._refusal(owner, owner_limit)
+
+    def stop(self, job_id: int, *, owner: str | None = None) -> bool:
+        """Stop a running job (it keeps its last complete epoch) or cancel a queued one; False if unknown or ended.
+
+        With `owner`, only that owner's job: JobRefused for anyone else's (visitors of a public demo).
+        """
+        with self._lock:
+            if owner is not None and any(job.job_id == job_id and job.owner != owner for job in self._all_jobs()):
+                raise JobRefused("This training was started by someone else: only they can stop it.")
             if self._current is not None and self._current.job_id == job_id:
                 self._current.stop_requested.set()
                 return True
@@ -274,6 +287,17 @@ class JobManager:
     def _queue_full(self) -> bool:  # the caller holds the lock
         return len(self._waiting) >= self.max_queued
 
+    def _refusal(self, owner: str | None, owner_limit: int | None) -> str | None:  # the caller holds the lock
+        if self._queue_full():
+            return (f"{len(self._waiting)} trainings are already waiting behind the one running; "
+                    "stop one or wait for it to finish.")
+        running = [self._current] if self._current is not None else []
+        owned = sum(1 for job in [*self._waiting, *running] if job.owner == owner)
+        if owner is not None and owner_limit is not None and owned >= owner_limit:
+            return (f"You already have {owned} training{'s' if owned != 1 else ''} waiting or running, the most "
+                    "allowed here: wait for it to end, or stop it.")
+        return None
+
     def _all_jobs(self) -> list[Job]:
         running = [self._current] if self._current is not None else []
         return [*self._waiting, *running, *self._ended]
@@ -286,7 +310,7 @@ class JobManager:
         position = next((i + 1 for i, waiting in enumerate(self._waiting) if waiting is job), 0)
         return JobSnapshot(job.job_id, job.status, job.config, job.recipe, job.run_id, position, job.message,
                            job.progress, tuple(job.curve.points), tuple(job.epochs), job.submitted_at,
-                           job.finished_at)
+                           job.finished_at, job.owner)
 
     def _next_job(self) -> Job | None:
         with self._lock:

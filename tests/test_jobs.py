@@ -105,6 +105,30 @@ def test_one_job_runs_at_a_time_and_the_queue_is_bounded(tmp_path):
     assert [manager.snapshot(job).status for job in (first, second, third)] == ["done", "cancelled", "done"]
 
 
+def test_an_owner_may_have_only_so_many_jobs_waiting_or_running_and_stops_only_their_own(tmp_path):
+    gate = Gate()
+    manager = JobManager(tmp_path, max_queued=2, run_job=gate)
+    first = manager.submit(QUICK, owner="visitor-a", owner_limit=1)
+    wait_for(lambda: manager.snapshot(first).status == "running")
+    with pytest.raises(JobRefused, match="You already have 1 training waiting or running"):
+        manager.submit(QUICK, owner="visitor-a", owner_limit=1)  # running counts
+    assert manager.refusal("visitor-a", 1) is not None and manager.refusal("visitor-b", 1) is None
+    second = manager.submit(QUICK, owner="visitor-b", owner_limit=1)
+    assert manager.snapshot(second).owner == "visitor-b" and manager.snapshot(second).queue_position == 1
+    with pytest.raises(JobRefused, match="someone else"):
+        manager.stop(second, owner="visitor-a")  # a visitor cannot cancel another's queued job
+    with pytest.raises(JobRefused, match="someone else"):
+        manager.stop(first, owner="visitor-b")  # nor stop another's running one
+    assert manager.snapshot(second).status == "queued" and manager.snapshot(first).status == "running"
+    assert manager.stop(second, owner="visitor-b")
+    assert manager.snapshot(second).status == "cancelled"
+    assert manager.submit(QUICK, owner="visitor-b", owner_limit=1)  # its cancelled job no longer counts
+    gate.release.set()
+    assert manager.wait_idle(10)
+    assert manager.submit(QUICK, owner="visitor-a", owner_limit=1)  # nor does an ended one
+    assert manager.wait_idle(10)
+
+
 def test_stop_all_cancels_the_queue_and_stops_the_running_job(tmp_path):
     manager = JobManager(tmp_path)
     running = manager.submit(TrainConfig(model="digits-cnn", dataset="digits", epochs=5000))
