@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from safetensors import SafetensorError
 
@@ -31,6 +31,10 @@ FORMAT_VERSION = 1
 MAX_META_BYTES = 8 * 1024 * 1024
 MAX_WEIGHTS_BYTES = 256 * 1024 * 1024
 MAX_CLASSES = 1000  # more would only make loading build a huge output layer
+MAX_CLASS_NAME_CHARS = 32  # a label under a digit, not a paragraph
+MAX_SAFE_INTEGER = 2**53 - 1  # what a browser's numbers (and pages' tables) carry exactly
+PID_MAX = 2**31 - 1  # pid_t is a signed 32-bit number on Linux and macOS: os.kill overflows past it
+RUN_STATUSES = ("running", "done", "stopped", "failed", "diverged")  # as written; "interrupted", "damaged" are read
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")  # \Z, not $: "$" lets a trailing newline through
 WEIGHTS_PATTERN = re.compile(r"^weights-\d{6}\.safetensors\Z")
 TEMP_PATTERN = re.compile(r"^\..+\.(\d+)\.[0-9a-f]+\.tmp\Z")
@@ -54,16 +58,16 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id is running on this machine."""
-    if pid <= 0:
+def pid_alive(pid: Any) -> bool:
+    """Whether a process with this id is running on this machine; False for anything that is not a pid."""
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid <= PID_MAX:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
     except PermissionError:
         return True
+    except (OSError, OverflowError):  # no such process, or an id this system's pid_t cannot hold
+        return False
     return True
 
 
@@ -91,7 +95,7 @@ def _ps_start_time(pid: int) -> str | None:
 
 def process_running(pid: Any, started: Any = None) -> bool:
     """Whether the process recorded as `pid` (started at `started`, when known) is still the one running."""
-    if not isinstance(pid, int) or isinstance(pid, bool) or not pid_alive(pid):
+    if not pid_alive(pid):
         return False
     if started is None:  # runs saved before start times were recorded
         return True
@@ -124,7 +128,7 @@ class RunInfo:
 
     @property
     def status(self) -> str:
-        """done, stopped, failed, running, interrupted (its process died) or damaged."""
+        """One of RUN_STATUSES (done, stopped, failed, diverged, running), interrupted (its process died) or damaged."""
         if self.meta is None:
             return "damaged"
         status = str(self.meta.get("status", "damaged"))
@@ -168,8 +172,156 @@ def _check(condition: bool, message: str) -> None:
         raise RunError(message)
 
 
+# ---- the one schema of meta.json ---------------------------------------------------------------------------------
+# Every field is checked once, where metadata enters core (parse_meta); pages and the CLI then trust its types.
+# Fields the app has always written but a run may lack are optional; present, they must have the declared type.
+
+Check = Callable[[Any], bool]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One metadata field: the check its value must pass, in words for the message and as a function."""
+
+    must_be: str  # completes "<field> must be ..."
+    check: Check
+    required: bool = False
+    fields: Mapping[str, Field] | None = None  # an object: its own fields, checked in turn
+    items: Field | None = None  # a list: what each item must be
+
+
 def _finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float would break every format string
+        return False
+
+
+def _number_in(low: float, high: float) -> Check:
+    return lambda value: _finite_number(value) and low <= value <= high
+
+
+def _whole(low: int, high: int) -> Check:
+    return lambda value: isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _text(longest: int) -> Check:
+    return lambda value: isinstance(value, str) and len(value) <= longest
+
+
+def _or_none(check: Check) -> Check:
+    return lambda value: value is None or check(value)
+
+
+def _one_of(*allowed: Any) -> Check:
+    return lambda value: type(value) in (str, int) and value in allowed  # type(): True must not pass for 1
+
+
+def _iso_time(value: Any) -> bool:
+    if not isinstance(value, str) or len(value) > 64:
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _class_name(value: Any) -> bool:
+    return (isinstance(value, str) and 1 <= len(value) <= MAX_CLASS_NAME_CHARS and value.isprintable()
+            and bool(value.strip()))  # isprintable: no newlines, tabs or other control characters
+
+
+def _setting(value: Any) -> bool:
+    if isinstance(value, list):
+        return len(value) <= 8 and all(_finite_number(item) for item in value)  # Adam's betas
+    return value is None or isinstance(value, (str, bool)) or _finite_number(value)
+
+
+def _settings(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(key, str) and _setting(item) for key, item in value.items())
+
+
+def _is(kind: type) -> Check:
+    return lambda value: isinstance(value, kind)
+
+
+COUNT = Field(f"a whole number from 0 to {MAX_SAFE_INTEGER:,}", _whole(0, MAX_SAFE_INTEGER))
+LOSS = Field("a finite number", _finite_number, required=True)
+FRACTION = Field("a fraction from 0 to 1", _number_in(0, 1), required=True)
+RATE = Field("a finite number, at least 0", _number_in(0, math.inf), required=True)
+EPOCH_SCHEMA: dict[str, Field] = {
+    "epoch": Field(f"a whole number from 1 to {MAX_SAFE_INTEGER:,}", _whole(1, MAX_SAFE_INTEGER), required=True),
+    "epochs": Field(f"a whole number from 1 to {MAX_SAFE_INTEGER:,}", _whole(1, MAX_SAFE_INTEGER)),
+    "step": COUNT, "train_loss": LOSS, "train_accuracy": FRACTION, "test_loss": LOSS, "test_accuracy": FRACTION,
+    "elapsed_seconds": RATE, "images_per_second": RATE,
+}
+META_SCHEMA: dict[str, Field] = {
+    "format_version": Field(f"a whole number from 1 to {MAX_SAFE_INTEGER:,}", _whole(1, MAX_SAFE_INTEGER)),
+    "run_id": Field("text of at most 128 characters", _text(128)),
+    "model": Field("a model name (text of 1 to 64 characters)", lambda v: _text(64)(v) and bool(v), required=True),
+    "model_title": Field("text of at most 200 characters", _text(200)),
+    "dataset": Field("a dataset name (text of 1 to 64 characters)", lambda v: _text(64)(v) and bool(v), required=True),
+    "input_format": Field("an object with size, max_value and style", _is(dict), required=True, fields={
+        "size": Field("8 or 28", _one_of(8, 28), required=True),
+        "max_value": Field("16 or 255", _one_of(16, 255), required=True),
+        "style": Field('"mnist" or "digits"', _one_of("mnist", "digits"), required=True)}),
+    "pixel_scale": Field("a finite number above 0", lambda v: _finite_number(v) and v > 0, required=True),
+    "normalization": Field("an object with mean and std", _is(dict), required=True, fields={
+        "mean": Field("a finite number", _finite_number, required=True),
+        "std": Field("a finite number above 0", lambda v: _finite_number(v) and v > 0, required=True)}),
+    "class_names": Field(f"a list of 2 to {MAX_CLASSES:,} class names", lambda v: isinstance(v, list) and
+                         2 <= len(v) <= MAX_CLASSES, required=True,
+                         items=Field(f"1 to {MAX_CLASS_NAME_CHARS} printable characters on one line", _class_name)),
+    "settings": Field("an object of settings (text, numbers, true, false or null)", _settings),
+    "recipe": Field("a recipe name (text of at most 64 characters) or null", _or_none(_text(64))),
+    "reported_accuracy": Field("a fraction from 0 to 1, or null", _or_none(_number_in(0, 1))),
+    "status": Field(f"one of {', '.join(RUN_STATUSES)}", _one_of(*RUN_STATUSES), required=True),
+    "reason": Field("text", _is(str)),
+    "history": Field("a list of epochs", _is(list), items=Field("an object", _is(dict), fields=EPOCH_SCHEMA)),
+    "epochs_completed": COUNT,
+    "final": Field("an object", _is(dict), fields={
+        "train_loss": Field("a finite number or null", _or_none(_finite_number)),
+        "train_accuracy": Field("a fraction from 0 to 1, or null", _or_none(_number_in(0, 1))),
+        "test_loss": Field("a finite number or null", _or_none(_finite_number)),
+        "test_accuracy": Field("a fraction from 0 to 1, or null", _or_none(_number_in(0, 1)))}),
+    "parameters": COUNT, "train_size": COUNT, "test_size": COUNT,
+    "train_seconds": Field("a finite number of seconds, at least 0, or null", _or_none(_number_in(0, math.inf))),
+    "images_per_second": Field("a finite number, at least 0, or null", _or_none(_number_in(0, math.inf))),
+    "device": Field("text of at most 64 characters", _text(64)),
+    "created_at": Field("a time in ISO 8601 text", _iso_time),
+    "updated_at": Field("a time in ISO 8601 text", _iso_time),
+    "pid": Field(f"a process id (a whole number from 1 to {PID_MAX:,})", _whole(1, PID_MAX)),
+    "pid_started": Field("text of at most 64 characters, a whole number or null",
+                         _or_none(lambda v: _text(64)(v) or _whole(0, MAX_SAFE_INTEGER)(v))),
+    "weights_file": Field("a weights file name this app writes (weights-NNNNNN.safetensors) or null",
+                          _or_none(lambda v: isinstance(v, str) and WEIGHTS_PATTERN.match(v) is not None)),
+}
+
+
+def _record_problem(record: dict[str, Any], schema: Mapping[str, Field], prefix: str) -> str | None:
+    """The first field of `record` that breaks `schema`, in words; None when all pass."""
+    for key, field in schema.items():
+        if key not in record:
+            if field.required:
+                return f"its {prefix}{key} is missing"
+            continue
+        if (problem := _field_problem(record[key], field, prefix + key)) is not None:
+            return problem
+    return None
+
+
+def _field_problem(value: Any, field: Field, where: str) -> str | None:
+    if not field.check(value):
+        return f"its {where} must be {field.must_be}"
+    if field.fields is not None:
+        return _record_problem(value, field.fields, where + ".")
+    for index, item in enumerate(value if field.items is not None else ()):
+        if (problem := _field_problem(item, field.items, f"{where}[{index}]")) is not None:
+            return problem
+    return None
 
 
 def _check_inside(path: Path, folder: Path, message: str) -> None:
@@ -192,35 +344,19 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
     _check(path.is_file(), f"{run_dir.name}: {META_FILE} is missing.")
     _check_inside(path, run_dir, f"{run_dir.name}: {META_FILE} is a link to a file outside the run's folder.")
     data = _read_capped(path, MAX_META_BYTES, f"{run_dir.name}: {META_FILE} is too large to be a run's metadata.")
+    return parse_meta(run_dir.name, data)
+
+
+def parse_meta(name: str, data: bytes) -> dict[str, Any]:
+    """A run's metadata from the bytes of its meta.json, checked against META_SCHEMA; RunError names the bad field."""
     try:
         meta = json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError) as error:  # also bad UTF-8, 5,000-digit numbers, [[[[... nested too deep
-        raise RunError(f"{run_dir.name}: {META_FILE} is not valid JSON ({str(error)[:120]}).") from None
-    _check(isinstance(meta, dict) and meta.get("format") == FORMAT_NAME,
-           f"{run_dir.name}: {META_FILE} is not a Digit Studio run.")
-    _check_meta_fields(run_dir.name, meta)
+        raise RunError(f"{name}: {META_FILE} is not valid JSON ({str(error)[:120]}).") from None
+    _check(isinstance(meta, dict) and meta.get("format") == FORMAT_NAME, f"{name}: {META_FILE} is not a Digit Studio run.")
+    problem = _record_problem(meta, META_SCHEMA, "")
+    _check(problem is None, f"{name}: {META_FILE} is damaged: {problem}.")
     return meta
-
-
-def _check_meta_fields(name: str, meta: dict[str, Any]) -> None:
-    _check(isinstance(meta.get("model"), str) and isinstance(meta.get("dataset"), str), f"{name}: model or dataset missing.")
-    names = meta.get("class_names")
-    _check(isinstance(names, list) and 2 <= len(names) <= MAX_CLASSES and all(isinstance(n, str) for n in names),
-           f"{name}: class names are missing or malformed.")
-    history = meta.get("history", [])
-    _check(isinstance(history, list) and all(isinstance(epoch, dict) for epoch in history)
-           and isinstance(meta.get("final", {}), dict) and isinstance(meta.get("settings", {}), dict)
-           and isinstance(meta.get("status", ""), str), f"{name}: its history, settings or status are malformed.")
-    norm = meta.get("normalization", {})
-    _check(isinstance(norm, dict) and _finite_number(norm.get("mean")) and _finite_number(norm.get("std"))
-           and norm["std"] > 0 and _finite_number(meta.get("pixel_scale")) and meta["pixel_scale"] > 0,
-           f"{name}: normalisation is missing or not a finite positive number.")
-    fmt = meta.get("input_format", {})
-    _check(isinstance(fmt, dict) and fmt.get("size") in (8, 28) and fmt.get("max_value") in (16, 255)
-           and fmt.get("style") in ("mnist", "digits"), f"{name}: input format is missing or unknown.")
-    weights = meta.get("weights_file")
-    _check(weights is None or (isinstance(weights, str) and WEIGHTS_PATTERN.match(weights) is not None),
-           f"{name}: the weights file name is not one this app writes.")
 
 
 def _read_weights(run_dir: Path, file_name: str) -> dict[str, torch.Tensor]:
@@ -271,7 +407,7 @@ def load_run_dir(run_dir: Path) -> LoadedRun:
     from core.models import model_spec
 
     model = _rebuild(run_dir, meta, _read_weights(run_dir, meta["weights_file"]))
-    fmt = InputFormat(**meta["input_format"])
+    fmt = InputFormat(*(meta["input_format"][key] for key in ("size", "max_value", "style")))  # extra keys ignored
     norm = meta["normalization"]
     return LoadedRun(run_dir.name, run_dir, meta, model, model_spec(meta["model"]).output, fmt,
                      float(meta["pixel_scale"]), float(norm["mean"]), float(norm["std"]), tuple(meta["class_names"]))

@@ -158,3 +158,25 @@ def test_predict_refuses_a_non_image_with_one_line_and_exit_1(tmp_path):
 def test_predict_with_an_unknown_run_is_one_line(tmp_path):
     done = cli("predict", "x.png", "--run", "nope", "--runs-dir", str(tmp_path), check_code=1)
     assert done.stderr.count("\n") == 1 and "no run called 'nope'" in done.stderr
+
+
+def test_runs_lists_good_runs_and_names_each_damaged_one_with_its_sentence(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    shutil.copytree(DEFAULT_MODEL_DIR, runs / "good-run")
+    malformed = {"big-pid": {"pid": 2**70, "status": "running"}, "number-date": {"created_at": 1700000000},
+                 "text-accuracy": {"final": {"test_accuracy": "0.99"}}, "text-seconds": {"train_seconds": "12.5"}}
+    for run_id, change in malformed.items():
+        folder = shutil.copytree(DEFAULT_MODEL_DIR, runs / run_id)
+        (folder / "meta.json").write_text(json.dumps({**json.loads((folder / "meta.json").read_text()), **change}))
+    out = io.StringIO()
+    assert main(["runs", "--runs-dir", str(runs)], out=out) == 0
+    lines = {line.split()[0]: line for line in out.getvalue().splitlines()}
+    assert lines["good-run"].split()[1:3] == ["done", "99.15%"]
+    for run_id, change in malformed.items():
+        assert lines[run_id].split()[1] == "damaged" and f"its {next(iter(change))}" in lines[run_id], lines[run_id]
+    out = io.StringIO()
+    assert main(["runs", "--runs-dir", str(runs), "--json"], out=out) == 0
+    listed = {row["run_id"]: row for row in map(json.loads, out.getvalue().splitlines())}
+    assert listed["good-run"]["status"] == "done" and listed["big-pid"]["status"] == "damaged"
+    assert "its pid must be a process id" in listed["big-pid"]["error"]
+    assert capsys.readouterr().err == ""

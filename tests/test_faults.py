@@ -248,7 +248,8 @@ def test_a_training_killed_after_its_first_epoch_is_listed_as_interrupted_with_i
     ({"pid": "self", "pid_started": "12345"}, "interrupted"),  # this pid now belongs to a process started later
     ({"pid": "self"}, "running"),  # runs saved before start times were recorded keep working
     ({"pid": DEAD_PID, "pid_started": "12345"}, "interrupted"),
-    ({"pid": "1234"}, "interrupted"), ({}, "interrupted"),  # a malformed or missing pid is not a running process
+    ({}, "interrupted"),  # a missing pid is not a running process
+    ({"pid": "1234"}, "damaged"), ({"pid": 2**70}, "damaged"),  # a malformed one breaks the schema (2**70: os.kill overflowed)
 ])
 def test_a_running_run_is_running_only_while_its_own_process_lives(store, recorded, status):
     run_id = copy_default_model(store, "running-run")

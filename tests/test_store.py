@@ -134,15 +134,16 @@ DAMAGE = {
                              "not in this app's model zoo", False),
     "class count": (lambda f: rewrite_meta(f, lambda m: m.update(class_names=["a", "b", "c"])), "with 3 classes", False),
     "too many classes": (lambda f: rewrite_meta(f, lambda m: m.update(class_names=[str(i) for i in range(5000)])),
-                         "class names", True),
+                         "its class_names must be a list of 2 to 1,000", True),
     "nan normalization": (lambda f: rewrite_meta(f, lambda m: m["normalization"].update(std=float("nan"))),
-                          "normalisation", True),
-    "zero std": (lambda f: rewrite_meta(f, lambda m: m["normalization"].update(std=0)), "normalisation", True),
-    "history not a list": (lambda f: rewrite_meta(f, lambda m: m.update(history="all good")), "history", True),
+                          "its normalization.std must be a finite number above 0", True),
+    "zero std": (lambda f: rewrite_meta(f, lambda m: m["normalization"].update(std=0)), "normalization.std", True),
+    "history not a list": (lambda f: rewrite_meta(f, lambda m: m.update(history="all good")),
+                           "its history must be a list", True),
     "path in weights name": (lambda f: rewrite_meta(f, lambda m: m.update(weights_file="../../etc/passwd")),
-                             "not one this app writes", True),
+                             "its weights_file must be a weights file name this app writes", True),
     "newline in weights name": (lambda f: rewrite_meta(f, lambda m: m.update(weights_file=m["weights_file"] + "\n")),
-                                "not one this app writes", True),
+                                "its weights_file must be", True),
 }
 
 
@@ -158,6 +159,61 @@ def test_damaged_runs_are_refused_specifically_and_others_still_list_and_load(st
     assert (listed[saved_run].status == "damaged") == listed_as_damaged
     if listed_as_damaged:
         assert re.search(words, listed[saved_run].error)
+
+
+def set_field(meta: dict, where: str, value) -> None:
+    """Set a field named as the store's messages name it: "pid", "final.test_accuracy", "history[1].test_loss"."""
+    *parents, last = re.findall(r"[^.\[\]]+", where)
+    for key in parents:
+        meta = meta[int(key)] if isinstance(meta, list) else meta[key]
+    if isinstance(meta, list):
+        meta[int(last)] = value
+    elif value is DELETE:
+        del meta[last]
+    else:
+        meta[last] = value
+
+
+DELETE = object()
+# field -> a malformed value; the first four are the issue's, then each kind of rule of the schema
+MALFORMED = [("pid", 2**70), ("created_at", 1700000000), ("final.test_accuracy", "0.99"), ("train_seconds", "12.5"),
+             ("pid", "1234"), ("pid", True), ("pid_started", [1]), ("updated_at", "yesterday"), ("status", "exploded"),
+             ("reason", None), ("history[1].test_loss", float("nan")), ("history[0].epoch", "1"), ("history[2]", []),
+             ("epochs_completed", -1), ("parameters", 2**70), ("train_size", 1.5), ("images_per_second", float("inf")),
+             ("final.train_loss", 1e400), ("final", []), ("settings", {"epochs": {"nested": 1}}),
+             ("reported_accuracy", 1.5), ("recipe", 7), ("device", ["cpu"]), ("model_title", {"x": 1}),
+             ("input_format.size", True), ("normalization.mean", "0.1"), ("model", DELETE), ("status", DELETE),
+             ("dataset", ""), ("format_version", "1"),
+             ("class_names[3]", "three\n"), ("class_names[3]", ""), ("class_names[3]", "x" * 33), ("class_names[3]", 3),
+             ("class_names[3]", "\x1b[31mred"), ("class_names[3]", "   "), ("class_names", ["only one"])]
+
+
+@pytest.mark.parametrize("where, value", MALFORMED, ids=[f"{w}={str(v)[:12]!r}" for w, v in MALFORMED])
+def test_a_malformed_field_makes_its_run_damaged_with_one_sentence_naming_it(store, saved_run, trained_run, where,
+                                                                             value):
+    healthy = copy_run(trained_run, store, "healthy-run")
+    rewrite_meta(store.run_dir(saved_run), lambda meta: set_field(meta, where, value))
+    listed = {info.run_id: info for info in store.list_runs()}
+    assert listed[healthy].status == "done" and store.load(healthy).meta["epochs_completed"] == 3
+    damaged = listed[saved_run]
+    assert damaged.status == "damaged" and damaged.meta is None
+    assert f"its {where} " in damaged.error, damaged.error
+    assert "\n" not in damaged.error and damaged.error.endswith(".") and damaged.error.count(". ") == 0
+    with pytest.raises(RunError, match=re.escape(f"its {where} ")):
+        store.load(saved_run)
+
+
+def test_a_run_as_first_saved_passes_the_schema(store):
+    recorded = RecordedTraining(QUICK, store)
+    next(recorded.events())  # Started: saved with no history, no weights and null final metrics
+    info = store.info(recorded.run_id)
+    assert info.status == "running" and info.meta is not None and info.get("final")["test_accuracy"] is None
+
+
+@pytest.mark.parametrize("pid", [2**70, -(2**70), 2**31, 0, -1, "1234", True, None, 1.0, [1]])
+def test_any_recorded_pid_is_safe_to_ask_about(pid):
+    assert store_module.pid_alive(pid) is False
+    assert store_module.process_running(pid, None) is False
 
 
 @pytest.mark.parametrize("limit, parser, words", [
