@@ -24,6 +24,8 @@ UNIT_COLOUR = "#c9d6e3"  # as the probability bars on Predict
 TOP_COLOUR = "#1f77b4"
 SALIENCY_SCALE = [[0.0, "rgba(255,80,0,0)"], [0.25, "rgba(255,80,0,0.35)"], [1.0, "rgba(255,230,0,0.95)"]]
 MARGIN = {"l": 0, "r": 0, "t": 34, "b": 0}
+SALIENCY_CAPTION = ("Bright pixels are the ink that counted most for the answer, for or against it: Integrated "
+                    "Gradients from a blank square, averaged over noisy copies of the input (SmoothGrad).")
 
 
 def _columns(count: int) -> int:
