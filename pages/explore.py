@@ -17,12 +17,13 @@ from core.evaluation import confusion_matrix, misclassified, per_class_accuracy
 from core.explore import augmented_copies, filtered_indices, ordered, page_count, page_of, pixel_features
 from ui.charts import (clickable_grid_figure, confusion_figure, grid_cell_size, image_grid, per_class_accuracy_figure,
                        tile_scale)
-from ui.explore import (CLASS_COLORS, ModelChoice, both_class_counts, class_counts_figure, dataset_or_error,
-                        embedding_figure, histogram_figure, ink_figure, model_choices, pca_layout, pixel_heatmap,
-                        clicked_cell, guarded, probability_figure, run_or_error, selected_sample_ids, split_images,
-                        split_probabilities,
-                        split_statistics, tsne_jobs)
+from ui.explore import (CLASS_COLORS, ModelChoice, both_class_counts, class_counts_figure, class_legend,
+                        clicked_cell, dataset_or_error, embedding_figure, guarded, histogram_figure, ink_figure,
+                        model_choices, pca_layout, pixel_heatmap, probability_figure, run_or_error,
+                        selected_sample_ids, short_class_name, split_images, split_probabilities, split_statistics,
+                        tsne_jobs)
 from ui.shared import available_datasets, data_dir, run_inside_the_frame
+from ui.text import escape_markdown
 
 run_inside_the_frame()
 GRID_COLUMNS = 10
@@ -63,7 +64,7 @@ dataset_name = top[0].selectbox("Dataset", usable, format_func=lambda name: DATA
 split = top[1].segmented_control("Split", ["train", "test"], default="train", required=True, key="explore_split",
                                  on_change=forget_view)
 for why in missing.values():
-    st.caption(f":material/info: {why}")
+    st.caption(f":material/info: {escape_markdown(why)}")
 
 data = dataset_or_error(dataset_name, data_dir())
 if data is None:
@@ -93,8 +94,7 @@ if not 0 <= st.session_state.get("explore_index", 0) < len(labels):
 
 
 def tile_name(index: int) -> str:
-    """Short class name for a grid caption: digits as they are, long names by number (listed under the grid)."""
-    return class_names[index] if max(map(len, class_names)) <= 3 else str(index)
+    return short_class_name(class_names, index)
 
 
 def describe(index: int) -> str:
@@ -120,11 +120,6 @@ def caption(index: int) -> str:
     if predictions is None or predictions[index] == labels[index]:
         return tile_name(int(labels[index]))
     return f"{tile_name(int(labels[index]))} as {tile_name(int(predictions[index]))}"
-
-
-def class_legend() -> None:
-    if max(map(len, class_names)) > 3:
-        st.caption("Classes: " + ", ".join(f"{i} {name}" for i, name in enumerate(class_names)))
 
 
 # ---- 1. samples ---------------------------------------------------------------------------------------------------
@@ -169,7 +164,7 @@ def samples_section() -> None:
                        f"({len(labels):,} in the {split} split). Click a sample to see it large."
                        + (" Red: the model is wrong." if predictions is not None else ""))
             sample_grid(shown)
-            class_legend()
+            class_legend(class_names)
 
 
 def sample_grid(shown: np.ndarray) -> None:
@@ -191,7 +186,7 @@ def sample_detail(default: int) -> None:
         st.session_state.explore_index = default
     index = st.number_input("Sample index", 0, len(labels) - 1, key="explore_index",
                             help="Click a sample in the grid, or type its index in this split.")
-    st.markdown(f"**Sample {describe(int(index))}**")
+    st.markdown(f"**Sample {escape_markdown(describe(int(index)))}**")
     st.plotly_chart(pixel_heatmap(images[index].astype(np.int64), max_value), key="explore_pixels",
                     config={"displayModeBar": False})
     st.caption(f"Pixel values 0..{max_value} ({data.image_size}x{data.image_size}): "
@@ -286,7 +281,7 @@ def tsne_coordinates(subset: np.ndarray, size: int) -> np.ndarray | None:
     job = tsne_jobs().get(key)
     if job is None or job.error is not None:
         if job is not None:
-            st.error(f"The t-SNE map could not be computed: {job.error}", icon=":material/error:")
+            st.error(f"The t-SNE map could not be computed: {escape_markdown(job.error)}", icon=":material/error:")
         st.info(f"t-SNE places similar images near each other. It takes about {max(5, size // 100)} s "
                 f"for {size:,} samples on a laptop; the rest of the page stays usable meanwhile.",
                 icon=":material/scatter_plot:")
@@ -352,7 +347,8 @@ def cell_samples(confusion: np.ndarray, clicked: tuple[int, int] | None) -> None
     else:
         (true_class, predicted_class), heading = clicked, "Chosen cell"
     indices = cell_indices(labels, predictions, true_class, predicted_class)  # type: ignore[arg-type]
-    st.markdown(f"**{heading}: {class_names[true_class]} predicted as {class_names[predicted_class]}**, "
+    pair = escape_markdown(f"{class_names[true_class]} predicted as {class_names[predicted_class]}")
+    st.markdown(f"**{heading}: {pair}**, "
                 f"{len(indices):,} samples" + (f" (the first {SELECTION_SHOWN} shown)" if len(indices) > SELECTION_SHOWN else ""))
     show_mosaic(indices[:SELECTION_SHOWN])
 
@@ -387,7 +383,7 @@ def augmentation_section() -> None:
         marked = guesses != labels[index]
         st.caption(f"The model reads {int((~marked).sum())} of {len(tiles)} right; red ones it gets wrong.")
     st.image(image_grid(tiles, captions, 8, max_value=max_value, scale=tile_scale(data.image_size, 84), marked=marked))
-    st.caption(f"Sample {describe(int(index))}.")
+    st.caption(f"Sample {escape_markdown(describe(int(index)))}.")
 
 
 samples_tab, stats_tab, embed_tab, model_tab, aug_tab = st.tabs(

@@ -24,6 +24,7 @@ from ui.predict import (
     usable_runs,
 )
 from ui.shared import run_inside_the_frame
+from ui.text import escape_markdown
 
 run_inside_the_frame()
 CANVAS_SIDE = 280
@@ -45,7 +46,7 @@ def pick_model(choices: list[ModelChoice]):
     try:
         return choice, load_choice(choice)
     except RunError as error:
-        st.error(f"{error} Showing the shipped model instead.", icon=":material/error:")
+        st.error(f"{escape_markdown(error)} Showing the shipped model instead.", icon=":material/error:")
         return choices[0], load_choice(choices[0])
 
 
@@ -80,7 +81,7 @@ def blank_message(item: InputImage) -> None:
     if item.name == DRAWING:
         st.info("**Draw a digit**: that is too little ink to be one yet.", icon=":material/draw:")
     else:
-        st.warning(f"No digit found in {item.name}: it looks blank (one flat colour, or ink too faint to tell "
+        st.warning(f"No digit found in {escape_markdown(item.name)}: it looks blank (one flat colour, or ink too faint to tell "
                    "from the background).", icon=":material/image_not_supported:")
 
 
@@ -88,9 +89,9 @@ def report_problems(items: list[InputImage]) -> None:
     """One clear message per file that cannot be read, and what was done to the others."""
     for item in items:
         if item.error:
-            st.error(item.error, icon=":material/broken_image:")
+            st.error(escape_markdown(item.error), icon=":material/broken_image:")
         for notice in item.notices:
-            st.info(notice, icon=":material/info:")
+            st.info(escape_markdown(notice), icon=":material/info:")
         if item.blank:
             blank_message(item)
 
@@ -151,7 +152,7 @@ def every_model_section(choices: list[ModelChoice], chosen_first: ModelChoice, i
         "confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0.0, max_value=1.0,
                                                       width="small")})
     for problem in problems:
-        st.warning(problem, icon=":material/warning:")
+        st.warning(escape_markdown(problem), icon=":material/warning:")
 
 
 def gallery(run, items: list[InputImage], several: bool) -> None:
@@ -163,11 +164,12 @@ def gallery(run, items: list[InputImage], several: bool) -> None:
             with column.container(border=True):
                 st.image(item.image, width="stretch")
                 answer = read_number(run, item.image) if several else predict_image(run, item.image)
+                name = escape_markdown(item.name)
                 if answer.blank:
-                    st.markdown(f"{item.name}: **no digit**")
+                    st.markdown(f"{name}: **no digit**")
                 else:
                     text = answer.text if several else run.class_names[answer.label]
-                    st.markdown(f"{item.name}: **{text}** · {answer.confidence:.0%}")
+                    st.markdown(f"{name}: **{escape_markdown(text)}** · {answer.confidence:.0%}")
 
 
 choices = model_choices()

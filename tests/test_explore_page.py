@@ -3,6 +3,8 @@ and the faults (damaged data, a model that vanished) that must give a sentence, 
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 import shutil
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.data import load_dataset, missing_message
@@ -18,6 +21,7 @@ from core.evaluation import predict_split
 from core.record import RecordedTraining
 from core.store import RunStore, default_runs_dir
 from core.training import TrainConfig
+from ui.charts import MARK_COLOR, TILE_PAD, grid_cell_size, tile_scale
 from ui.explore import selected_sample_ids, tsne_jobs
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "explore.py")
@@ -39,9 +43,19 @@ def rerun(app: AppTest) -> AppTest:
     return app
 
 
+def shown(markdown: str) -> str:
+    """Markdown as the characters it renders to, for text escaped with ui.text.escape_markdown."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
+
+
+def rendered(app: AppTest) -> list[str]:
+    """The Markdown source of every text element on the page."""
+    return [e.value for kind in (app.markdown, app.caption, app.info, app.success, app.warning, app.error)
+            for e in kind]
+
+
 def texts(app: AppTest) -> str:
-    parts = [m.value for m in app.markdown] + [c.value for c in app.caption] + [i.value for i in app.info]
-    return "\n".join(parts + [s.value for s in app.success] + [w.value for w in app.warning] + [e.value for e in app.error])
+    return shown("\n".join(rendered(app)))
 
 
 def view_size(app: AppTest) -> int:
@@ -194,42 +208,62 @@ def test_tsne_runs_in_the_background_with_progress_and_then_shows_the_map():
 
 # ---- with a model -------------------------------------------------------------------------------------------------
 
+def train_predictions(run_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted, true) classes of the digits train split, asked of the run directly, not through the page."""
+    data = load_dataset("digits")
+    probabilities = predict_split(RunStore(default_runs_dir()).load(Path(run_path).name), data, "train")
+    return probabilities.argmax(1), data.train_labels.numpy()
+
+
+def grid_marks(app: AppTest, count: int) -> list[bool]:
+    """Which tiles of the sample grid (a PNG inside its plotly figure) have a red border, read from its pixels."""
+    grid = next(json.loads(c.proto.spec) for c in charts(app) if '"image"' in c.proto.spec and '"customdata"' in c.proto.spec)
+    png = base64.b64decode(grid["data"][0]["source"].split(",", 1)[1])
+    mosaic = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    cell_w, cell_h = grid_cell_size((8, 8), tile_scale(8))
+    corners = [mosaic[(i // 10) * cell_h + TILE_PAD // 2, (i % 10) * cell_w + TILE_PAD // 2] for i in range(count)]
+    return [tuple(int(v) for v in corner) == MARK_COLOR for corner in corners]
+
+
 def test_a_digits_model_marks_mistakes_and_shows_its_confusion(digits_run):
+    predictions, labels = train_predictions(digits_run)
+    wrong = predictions != labels
+    assert 0 < wrong.sum() < 200  # the fixture's model must make some mistakes for this test to mean anything
     app = page()
     model_box = app.selectbox(key="explore_model_digits")
     assert len(model_box.options) == 2 and Path(digits_run).name in model_box.options[1]
     assert "Digits CNN" in model_box.options[1] and "test accuracy" in model_box.options[1]
     model_box.set_value(digits_run)
     rerun(app)
-    data = load_dataset("digits")
-    predictions = predict_split(RunStore(default_runs_dir()).load(Path(digits_run).name), data, "train").argmax(1)
-    labels = data.train_labels.numpy()
-    wrong = int((predictions != labels).sum())
-    assert metric(app, "Accuracy on train") == f"{(predictions == labels).mean():.2%}"
-    assert metric(app, "Misclassified") == f"{wrong:,} of 1,347"
-    assert "Confusion matrix" in texts(app) and "Accuracy per class" in texts(app)
-    if wrong:
-        assert "The most frequent mistake" in texts(app)
-    assert "predicted" in texts(app) and "Red: the model is wrong." in texts(app)
-    assert "correctness" in app.button_group(key="explore_embed_color").options
-    assert re.search(r"The model reads \d+ of 16 right", texts(app))
+    assert metric(app, "Accuracy on train") == f"{(~wrong).mean():.2%}"
+    assert metric(app, "Misclassified") == f"{wrong.sum():,} of 1,347"
+    assert "Red: the model is wrong." in texts(app)
+    assert grid_marks(app, 100)[1:] == list(wrong[1:100])  # the first tile is the one shown large: blue
+    confusion = np.zeros((10, 10), dtype=int)
+    np.add.at(confusion, (labels, predictions), 1)
+    np.fill_diagonal(confusion, 0)
+    true_class, predicted_class = np.unravel_index(confusion.argmax(), confusion.shape)
+    assert (f"The most frequent mistake: {true_class} predicted as {predicted_class}**, "
+            f"{confusion.max():,} samples") in texts(app)
+    accuracy = [(predictions[labels == c] == c).mean() for c in range(10)]
+    assert metric(app, "Hardest class") == f"{int(np.argmin(accuracy))} ({min(accuracy):.1%})"
     app.toggle(key="explore_only_wrong").set_value(True)
     rerun(app)
-    if wrong:
-        assert view_size(app) == wrong
-    else:
-        assert "The model gets every one of these right" in texts(app)
+    assert view_size(app) == wrong.sum() and all(grid_marks(app, min(100, wrong.sum()))[1:])
 
 
 def test_colouring_the_map_by_correctness(digits_run):
+    predictions, labels = train_predictions(digits_run)
     app = page()
     app.selectbox(key="explore_model_digits").set_value(digits_run)
     rerun(app)
     app.button_group(key="explore_embed_color").set_value("correctness")
     rerun(app)
     scatter = next(json.loads(c.proto.spec) for c in charts(app) if '"scattergl"' in c.proto.spec)
-    names = [trace["name"].split(" (")[0] for trace in scatter["data"]]
-    assert names in (["right", "wrong"], ["right"])
+    groups = {trace["name"].split(" (")[0]: {row[0] for row in trace["customdata"]} for trace in scatter["data"]}
+    assert list(groups) == ["right", "wrong"]  # every train sample is on the map (1,347 < the 2,000 offered)
+    assert groups["wrong"] == set(np.flatnonzero(predictions != labels).tolist())
+    assert groups["right"] == set(np.flatnonzero(predictions == labels).tolist())
 
 
 def test_a_model_whose_weights_vanished_gives_a_sentence(digits_run):
@@ -252,14 +286,33 @@ def test_unfinished_and_damaged_runs_are_not_offered(digits_run):
     assert len(options) == 2 and Path(digits_run).name in options[1]
 
 
+def test_text_from_folders_and_faults_is_shown_as_text(tmp_path, monkeypatch):
+    import ui.explore
+
+    folder = tmp_path / "**data** ![x](x.png) <img src=y.png>"
+    monkeypatch.setenv("DIGIT_STUDIO_DATA", str(folder))  # named in the sentence on how to get MNIST
+    fault = "<img src=z.png> ![w](w.png) [link](https://example.invalid) _it_"
+
+    def broken(*args):
+        raise ValueError(fault)
+
+    monkeypatch.setattr(ui.explore, "both_class_counts", broken)
+    app = page()
+    assert missing_message("mnist", folder) in texts(app)
+    assert f"The statistics could not be shown: ValueError: {fault}" in texts(app)
+    for raw in (str(folder), fault, "![x](x.png)", "<img", "**data**", "_it_"):
+        assert not [value for value in rendered(app) if re.search(r"(?<!\\)" + re.escape(raw), value)], raw
+
+
 # ---- the MNIST subset ---------------------------------------------------------------------------------------------
 
 def test_mnist_subset_with_the_shipped_model(with_mnist):
     app = page()
     app.selectbox(key="explore_dataset").set_value("mnist")
     rerun(app)
-    assert view_size(app) == 14_262
-    assert "Pixel intensities** (train, 14,262 images)" in texts(app)
+    train_size = len(load_dataset("mnist", with_mnist).train_labels)  # 14,262 in ../shared/data, 60,000 downloaded
+    assert view_size(app) == train_size
+    assert f"Pixel intensities** (train, {train_size:,} images)" in texts(app)
     from core.inference import DEFAULT_MODEL_DIR
 
     box = app.selectbox(key="explore_model_mnist")
@@ -276,17 +329,41 @@ def test_mnist_subset_with_the_shipped_model(with_mnist):
     assert 0 < view_size(app) < 100 and "wrong)" in app.get("plotly_chart")[0].proto.spec  # hover: the prediction
 
 
-def test_mnist_filter_and_page_redraw_fast(with_mnist):
+def counting(monkeypatch, module, name: str) -> list:
+    """Replace module.name by a wrapper that records each call's arguments; returns the record."""
+    calls, original = [], getattr(module, name)
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+def test_mnist_filter_and_page_flips_reuse_the_loaded_data(with_mnist, monkeypatch):
+    """Flipping pages or filtering redraws the grid alone: the dataset, its statistics and its map are not made again."""
+    import ui.explore
+
+    work = {name: counting(monkeypatch, ui.explore, name)
+            for name in ("load_dataset", "pixel_statistics", "class_mean_images", "class_counts", "pca")}
     app = page()
     app.selectbox(key="explore_dataset").set_value("mnist")
     rerun(app)
+    done_once = {name: len(calls) for name, calls in work.items()}
+    labels = load_dataset("mnist", with_mnist).train_labels.numpy()
     timings = []
     for page_number in (2, 3, 4):
         app.number_input(key="explore_page").set_value(page_number)
         started = time.perf_counter()
         rerun(app)
         timings.append(time.perf_counter() - started)
-    assert f"Samples {301:,}-{400:,}" in texts(app)
+        assert f"Samples {(page_number - 1) * 100 + 1:,}-{page_number * 100:,} of {len(labels):,}" in texts(app)
+    app.button_group(key="explore_classes").set_value([3])
+    rerun(app)
+    assert view_size(app) == int((labels == 3).sum())
+    assert f"Sample #{int(np.flatnonzero(labels == 3)[300])}: 3" in texts(app)  # page 4 of the threes opens its first
+    assert {name: len(calls) for name, calls in work.items()} == done_once  # cached: nothing loaded or computed again
     print(f"MNIST page redraws (whole page, AppTest): {[round(t, 3) for t in timings]} s")
 
 

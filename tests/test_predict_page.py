@@ -2,8 +2,10 @@
 the camera, every model side by side, and bad input that must get a clear message and never a traceback."""
 
 import base64
+import html
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -50,13 +52,25 @@ def draw(app: AppTest, image: Image.Image | None) -> AppTest:
 
 
 def answers(app: AppTest) -> list[str]:
-    """The big answers on the page (the HTML block with class predict-answer), as text."""
-    return [block.value.split(">")[1].split("<")[0] for block in app.markdown if "predict-answer" in block.value]
+    """The big answers on the page (the HTML block with class predict-answer), as the text a browser shows."""
+    return [html.unescape(block.value.split(">", 1)[1].rsplit("<", 1)[0]) for block in app.html
+            if "predict-answer" in block.value]
+
+
+def shown(markdown: str) -> str:
+    """Markdown as the characters it renders to, for text escaped with ui.text.escape_markdown."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
+
+
+def rendered_as_markdown(app: AppTest) -> list[str]:
+    """Everything on the page that Streamlit renders as Markdown."""
+    return [e.value for kind in (app.markdown, app.caption, app.info, app.warning, app.error, app.success,
+                                 app.subheader) for e in kind]
 
 
 def texts(app: AppTest) -> str:
     parts = [m.value for m in app.markdown] + [i.value for i in app.info] + [w.value for w in app.warning]
-    return "\n".join(parts + [e.value for e in app.error] + [c.value for c in app.caption])
+    return shown("\n".join(parts + [e.value for e in app.error] + [c.value for c in app.caption]))
 
 
 def save_run(root: Path, run_id: str, meta: dict, weights: dict[str, torch.Tensor]) -> Path:
@@ -141,13 +155,13 @@ def upload(app: AppTest, files: dict[str, bytes]) -> AppTest:
 def test_every_bad_or_odd_upload_gets_its_one_clear_message():
     files = bad_and_odd_files()
     app = upload(page(), {name: data for name, (data, _) in files.items()})
-    messages = [e.value for e in app.error] + [i.value for i in app.info] + [w.value for w in app.warning]
+    messages = [shown(e.value) for kind in (app.error, app.info, app.warning) for e in kind]
     for name, (_, expected) in files.items():
         about = [message for message in messages if name in message]
         assert len(about) >= 1 and any(expected in message for message in about), (name, about)
         assert all(message.endswith(".") for message in about)
     assert len(app.error) == 5  # the five files that cannot be read at all
-    gallery = {m.value.split(":")[0]: m.value for m in app.markdown if m.value.split(":")[0] in files}
+    gallery = {shown(m.value).split(":")[0]: m.value for m in app.markdown if shown(m.value).split(":")[0] in files}
     assert gallery["animated.gif"].endswith("**2** · 100%") and "**8**" in gallery["deep.png"]
     assert "**4**" in gallery["print.jpg"] and "white.png" not in gallery  # blank: its warning says so
 
@@ -159,7 +173,7 @@ def test_uploads_are_each_answered_and_the_chosen_one_explained():
              "screen.webp": encoded(drawn(6).convert("RGB"), "WEBP", lossless=True)}
     app = upload(page(), files)
     assert answers(app) == ["5"] and "All your pictures" in [s.value for s in app.subheader]
-    gallery = [m.value for m in app.markdown if m.value.split(":")[0] in files]
+    gallery = [shown(m.value) for m in app.markdown if shown(m.value).split(":")[0] in files]
     assert gallery == ["five.png: **5** · 100%", "photo.jpg: **3** · 100%", "export.png: **9** · 100%",
                        "screen.webp: **6** · 100%"]
     app.selectbox(key="predict_explain").set_value(2).run()  # the third picture, export.png
@@ -257,3 +271,83 @@ def test_agreement_says_whether_the_models_agree():
     assert agreement(rows("7", "-", "1")) == "The models disagree: 7 (1), 1 (1). 1 found no digit."
     assert agreement(rows("-", "-")) == "No model found a digit."
     assert "Train a model" in agreement(rows("4"))
+
+
+# ---- text from a run or an upload is shown as text ---------------------------------------------------------------
+
+HOSTILE_TEXT = ['<img src=x onerror="alert(1)">', '<iframe src="//127.0.0.1:9/f">', "<style>*{display:none}</style>",
+                "<form><input name=q></form>", "![x](http://127.0.0.1:9/a.png)", "[click](http://127.0.0.1:9/)",
+                "**bold** _it_ ~~no~~", ":red[red] $x^2$ :smile:", "# heading", "1. item", "`code` &amp; <b>b</b>"]
+# each a short printable line, as core.store accepts a class name
+
+
+def run_named(run_id: str, class_names: list[str]) -> Path:
+    """A copy of the shipped model whose meta.json gives its ten classes these names."""
+    meta = {k: v for k, v in DEFAULT_META.items() if k != "weights_file"}
+    return save_run(runs_dir(), run_id, {**meta, "class_names": class_names}, load_file(DEFAULT_WEIGHTS))
+
+
+HOSTILE_MARKUP = re.compile(r"<(img|iframe|style|form|b)\b", re.IGNORECASE)  # st.html reads no Markdown
+UNESCAPED_MARKUP = re.compile(r"(?<!\\)(<(img|iframe|style|form|b)\b|\]\(http)", re.IGNORECASE)  # escaped is text
+
+
+def assert_shown_as_text(app: AppTest, text: str) -> None:
+    """`text` reaches no Markdown or HTML element as markup (only escaped), and the page shows it somewhere."""
+    markdown, blocks = rendered_as_markdown(app), [block.value for block in app.html]
+    assert not [value for value in markdown if UNESCAPED_MARKUP.search(value)]
+    assert not [value for value in markdown if re.search(r"(?<!\\)" + re.escape(text), value)]  # only escaped
+    assert not [value for value in blocks if HOSTILE_MARKUP.search(value)]
+    assert any(text in shown(value) for value in markdown) or any(text in html.unescape(value) for value in blocks)
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_TEXT)
+def test_class_names_of_a_run_are_shown_as_text(hostile):
+    names = [str(digit) if digit != 7 else hostile for digit in range(10)]
+    run_id = "20260105-000000-fast-cnn-mnist-0004"
+    run_named(run_id, names)
+    app = page()
+    app.selectbox(key="predict_model").set_value(run_id).run()
+    draw(app, drawn(7))
+    assert answers(app) == [hostile]
+    assert f"The model reads {hostile}" in texts(app) and f"**Why {hostile}**: saliency" in texts(app)
+    assert_shown_as_text(app, hostile)
+    figure = json.loads(app.get("plotly_chart")[0].proto.spec)
+    assert "<" not in "".join(figure["data"][0]["x"])  # plotly draws <a href>, <b>... in axis labels
+    assert app.dataframe[0].value["answer"].iloc[0] == hostile  # a table shows text as it is
+
+
+def test_a_number_read_with_a_runs_class_names_is_shown_as_text():
+    names = [str(digit) if digit != 7 else HOSTILE_TEXT[0] for digit in range(10)]
+    run_named("20260105-000000-fast-cnn-mnist-0005", names)
+    app = page()
+    app.selectbox(key="predict_model").set_value("20260105-000000-fast-cnn-mnist-0005").run()
+    app.toggle(key="predict_several").set_value(True).run()
+    draw(app, drawn("17", box=(20, 60, 260, 220), width=14))
+    assert answers(app) == [f"1 {HOSTILE_TEXT[0]}"]
+    assert_shown_as_text(app, HOSTILE_TEXT[0])
+
+
+HOSTILE_FILE_NAMES = ["![x](http://127.0.0.1:9/x.png).png", "<img src=http://127.0.0.1:9/y.png>.png"]
+
+
+def test_upload_file_names_are_shown_as_text():
+    files = {HOSTILE_FILE_NAMES[0]: encoded(drawn(5), "PNG"), HOSTILE_FILE_NAMES[1]: encoded(drawn(3), "PNG"),
+             "[blank](http://127.0.0.1:9/).png": encoded(Image.new("L", (64, 64), 255), "PNG"),
+             "**broken**.png": b"not an image"}
+    app = upload(page(), files)
+    for name in files:
+        assert_shown_as_text(app, name)
+    assert any("**broken**.png" in shown(e.value) for e in app.error)
+    assert any("[blank](http://127.0.0.1:9/).png" in shown(w.value) for w in app.warning)
+    gallery = [shown(m.value) for m in app.markdown if shown(m.value).split(".png: ")[0] + ".png" in files]
+    assert gallery == [f"{HOSTILE_FILE_NAMES[0]}: **5** · 100%", f"{HOSTILE_FILE_NAMES[1]}: **3** · 100%"]
+
+
+def test_escaped_markdown_is_one_line_of_the_same_characters():
+    from ui.text import escape_markdown
+
+    for text in HOSTILE_TEXT + ["a\n\n# heading\r\n- item\u2028b\\c", "T-shirt/top", "7"]:
+        escaped = escape_markdown(text)
+        assert not any(mark in escaped for mark in "\n\r\u2028")  # a new line could start a heading or a list
+        assert shown(escaped) == " ".join(line for line in text.splitlines() if line)
+        assert not re.search(r"[!-/:-@\[-`{-~]", re.sub(r"\\[!-/:-@\[-`{-~]", "", escaped))  # every mark escaped

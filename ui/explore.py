@@ -17,6 +17,7 @@ from core.data import Dataset, DatasetUnavailable, load_dataset
 from core.explore import class_counts, class_mean_images, embedding_subset, pca, pixel_features, pixel_statistics, tsne
 from core.store import RunError, RunInfo, load_run_dir
 from ui.shared import accuracy_text, run_store
+from ui.text import escape_markdown
 
 if TYPE_CHECKING:
     from core.explore import PixelStatistics
@@ -38,7 +39,8 @@ def guarded(what: str) -> Callable[[Section], Section]:
                 return section(*args, **kwargs)
             except Exception as error:  # Streamlit's rerun and stop signals are BaseExceptions: they pass
                 LOGGER.exception("%s failed", what)
-                st.error(f"{what} could not be shown: {type(error).__name__}: {error}", icon=":material/error:")
+                st.error(f"{what} could not be shown: {type(error).__name__}: {escape_markdown(error)}",
+                         icon=":material/error:")
                 return None
         return run  # type: ignore[return-value]
     return decorate
@@ -72,6 +74,17 @@ def customdata_of(point: dict[str, Any]) -> list[int]:
     return [int(v) for v in custom]
 
 
+def short_class_name(class_names: Sequence[str], index: int) -> str:
+    """A class's name for a grid caption: digits as they are, long names by number (listed under the grid)."""
+    return class_names[index] if max(map(len, class_names)) <= 3 else str(index)
+
+
+def class_legend(class_names: Sequence[str]) -> None:
+    """Under a grid captioned by class numbers, which name each number stands for."""
+    if max(map(len, class_names)) > 3:
+        st.caption("Classes: " + escape_markdown(", ".join(f"{i} {name}" for i, name in enumerate(class_names))))
+
+
 # ---- data and models, cached per process ------------------------------------------------------------------------
 
 @st.cache_resource(show_spinner="Loading the dataset (once per process)...")
@@ -85,7 +98,7 @@ def dataset_or_error(name: str, root: Path) -> Dataset | None:
     try:
         return cached_dataset(name, str(root))
     except (DatasetUnavailable, OSError, ValueError) as error:
-        st.error(f"The {name} dataset could not be read: {error}", icon=":material/error:")
+        st.error(f"The {name} dataset could not be read: {escape_markdown(error)}", icon=":material/error:")
         return None
 
 
@@ -133,7 +146,7 @@ def run_or_error(choice: ModelChoice | None) -> "LoadedRun | None":
     try:
         return cached_run(choice.path, choice.stamp)
     except (RunError, OSError) as error:
-        st.error(f"This model cannot be used: {error}", icon=":material/error:")
+        st.error(f"This model cannot be used: {escape_markdown(error)}", icon=":material/error:")
         return None
 
 

@@ -5,6 +5,7 @@ The drawing canvas is imported by the page alone: its module raises when importe
 
 from __future__ import annotations
 
+import html
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from core.inference import (
 from core.preprocess import preprocess, working_image
 from core.store import LoadedRun, RunError, load_run_dir, read_meta
 from ui.shared import run_store
+from ui.text import escape_markdown
 
 SHIPPED = "shipped"  # the choice key of the model in core/default_model
 PREVIEW_SIDE = 196  # px the 28x28 (or 8x8) model input is shown at: 7x for MNIST
@@ -159,9 +161,9 @@ def probability_figure(probabilities: np.ndarray, class_names: tuple[str, ...]) 
     best = int(probabilities.argmax())
     colours = ["#c9d6e3"] * len(probabilities)
     colours[best] = UNSURE_COLOUR if probabilities[best] < LOW_CONFIDENCE else ANSWER_COLOUR
+    labels = [html.escape(name) for name in class_names]  # plotly draws tags such as <a href> and <b> in labels
     figure = go.Figure(go.Bar(
-        x=list(class_names), y=probabilities, marker_color=colours, text=[f"{p:.0%}" if p >= 0.01 else ""
-                                                                          for p in probabilities],
+        x=labels, y=probabilities, marker_color=colours, text=[f"{p:.0%}" if p >= 0.01 else "" for p in probabilities],
         textposition="outside", cliponaxis=False, hovertemplate="%{x}: %{y:.2%}<extra></extra>"))
     figure.update_layout(height=230, margin={"l": 0, "r": 0, "t": 18, "b": 0}, showlegend=False,
                          xaxis={"type": "category", "fixedrange": True},
@@ -172,12 +174,12 @@ def probability_figure(probabilities: np.ndarray, class_names: tuple[str, ...]) 
 # ---- answers --------------------------------------------------------------------------------------------------------
 
 def big_answer(text: str, headline: str, detail: str, unsure: bool) -> None:
-    """The answer in large type, with what it is and how sure beside it."""
+    """The answer in large type, with what it is and how sure beside it; all three are shown as plain text."""
     colour = UNSURE_COLOUR if unsure else ANSWER_COLOUR
     answer, words = st.columns([2, 3], vertical_alignment="center")
-    answer.markdown(f'<div class="predict-answer" style="font-size:5.5rem;font-weight:700;line-height:1.05;'
-                    f'color:{colour};letter-spacing:0.04em;word-break:break-all">{text}</div>', unsafe_allow_html=True)
-    words.markdown(f"**{headline}**  \n{detail}")
+    answer.html(f'<div class="predict-answer" style="font-size:5.5rem;font-weight:700;line-height:1.05;'
+                f'color:{colour};letter-spacing:0.04em;word-break:break-all">{html.escape(text)}</div>')
+    words.markdown(f"**{escape_markdown(headline)}**  \n{escape_markdown(detail)}")
 
 
 def show_prediction(run: LoadedRun, prediction: ImagePrediction, model_label: str) -> None:
@@ -210,7 +212,7 @@ def show_reading(run: LoadedRun, reading: NumberReading) -> None:
         for column, digit in zip(columns, shown[start:start + per_row]):
             with column:
                 st.image(model_input_picture(digit.preprocessed.pixels, run.input_format.max_value), width="stretch")
-                st.markdown(f"**{run.class_names[digit.label]}** · {digit.confidence:.0%}")
+                st.markdown(f"**{escape_markdown(run.class_names[digit.label])}** · {digit.confidence:.0%}")
 
 
 def show_reasons(run: LoadedRun, prediction: ImagePrediction) -> None:
@@ -225,7 +227,7 @@ def show_reasons(run: LoadedRun, prediction: ImagePrediction) -> None:
                    "as MNIST's digits were made." if run.input_format.style == "mnist" else
                    "Your ink in scikit-learn's 8x8 style: each pixel counts the ink in a 4x4 block, 0 to 16.")
     with why:
-        st.markdown(f"**Why {run.class_names[prediction.label]}**: saliency")
+        st.markdown(f"**Why {escape_markdown(run.class_names[prediction.label])}**: saliency")
         strength = saliency(run, pixels, prediction.label, samples=SALIENCY_SAMPLES, noise=SALIENCY_NOISE)
         st.image(saliency_picture(pixels, top, strength), width="stretch")
         st.caption("Bright pixels are where a small change of brightness would move the answer's probability most "
@@ -263,7 +265,7 @@ def every_model_rows(models: list[tuple[ModelChoice, LoadedRun]], image: Image.I
 
 
 def agreement(rows: list[dict]) -> str:
-    """One line on whether the models agree."""
+    """One line of Markdown on whether the models agree (the answers in it escaped)."""
     votes = Counter(row["answer"] for row in rows if row["answer"] != "-")
     if not votes:
         return "No model found a digit."
@@ -272,8 +274,8 @@ def agreement(rows: list[dict]) -> str:
     missing = len(rows) - sum(votes.values())
     without = f" {missing} found no digit." if missing else ""
     if len(votes) == 1:
-        top = next(iter(votes))
+        top = escape_markdown(next(iter(votes)))
         return f"All {len(rows)} models agree: **{top}**." if not missing else \
             f"{len(rows) - missing} of {len(rows)} models read **{top}**;{without}"
-    spread = ", ".join(f"{answer} ({n})" for answer, n in votes.most_common())
+    spread = ", ".join(f"{escape_markdown(answer)} ({n})" for answer, n in votes.most_common())
     return f"The models disagree: {spread}.{without}"
