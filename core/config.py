@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Literal
 
@@ -16,6 +17,7 @@ SCHEDULES: tuple[str, ...] = ("none", "step", "one-cycle")
 LOSSES: tuple[str, ...] = ("cross-entropy", "bce-one-hot")
 # Each epoch adds a row (~200 bytes) to the run's history in meta.json, which the store refuses past 8 MB.
 MAX_EPOCHS = 10_000
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer
 
 
 class ConfigError(ValueError):
@@ -72,3 +74,55 @@ class TrainConfig:
         if "betas" in values:
             values["betas"] = tuple(values["betas"])
         return cls(**values)
+
+
+def _number(value: float) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The allowed range of one numeric setting, for forms to show and check before validation sees the value."""
+
+    low: float
+    high: float | None = None  # None: no upper limit
+    low_open: bool = False  # the low end itself is not allowed (a learning rate of 0)
+    high_open: bool = False
+    whole: bool = False
+
+    def describe(self) -> str:
+        """The range in words: "a whole number from 1 to 10,000"."""
+        kind = "a whole number" if self.whole else "a number"
+        low = f"more than {_number(self.low)}" if self.low_open else f"at least {_number(self.low)}"
+        if self.high is None:
+            return f"{kind}, {low}"
+        high = f"less than {_number(self.high)}" if self.high_open else f"at most {_number(self.high)}"
+        if not (self.low_open or self.high_open):
+            return f"{kind} from {_number(self.low)} to {_number(self.high)}"
+        return f"{kind}, {low} and {high}"
+
+    def problem(self, value: float) -> str | None:
+        """What is wrong with `value` ("is above the maximum 10,000"), or None when it is in range."""
+        if isinstance(value, float) and not math.isfinite(value):  # an int of any size compares exactly
+            return "is not a finite number"
+        if self.whole and value != int(value):
+            return "is not a whole number"
+        if value < self.low or (self.low_open and value == self.low):
+            return f"is not more than {_number(self.low)}" if self.low_open else f"is below the minimum {_number(self.low)}"
+        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
+            return f"is not less than {_number(self.high)}" if self.high_open else \
+                f"is above the maximum {_number(self.high)}"
+        return None
+
+
+# The ranges validation (core.training) enforces for each numeric setting that a person types.
+SETTING_BOUNDS: dict[str, Bounds] = {
+    "epochs": Bounds(1, MAX_EPOCHS, whole=True),
+    "batch_size": Bounds(1, whole=True),  # and at most the training images: checked against the data
+    "learning_rate": Bounds(0, low_open=True),
+    "momentum": Bounds(0, 1, high_open=True),
+    "weight_decay": Bounds(0),
+    "label_smoothing": Bounds(0, 1, high_open=True),
+    "seed": Bounds(0, MAX_SEED, whole=True),
+    "train_limit": Bounds(1, whole=True),
+}

@@ -2,26 +2,30 @@
 
 Session state (initialised once below): `train_job` is the job id this session last started; `train_results`
 is the run id whose results are shown; `train_seen` maps job ids to the status the live panel last drew.
-Widget keys start with `train_`. Jobs live in core.jobs' manager, shared by every session of this process.
+Widget keys start with `train_`; ui.train_settings and ui.saved_runs list the keys they keep. Jobs live in
+core.jobs' manager, shared by every session of this process.
 """
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 import pandas as pd
 import streamlit as st
 
 from core.config import TrainConfig
-from core.data import DATASETS, DatasetUnavailable, download_dataset, load_dataset
-from core.jobs import JobRefused, JobSnapshot
+from core.data import DATASETS, DatasetUnavailable, download_dataset
+from core.jobs import JobSnapshot
 from core.models import list_models, model_spec
 from core.recipes import RECIPES, Recipe
 from ui import train as ui
-from ui.jobs import job_manager
+from ui.jobs import job_manager, may_stop, stop_job
 from ui.live_chart import live_charts
 from ui.results import results_section
-from ui.shared import available_datasets, data_dir, device_description, run_inside_the_frame, run_store
+from ui.saved_runs import runs_section
+from ui.shared import available_datasets, data_dir, device_description, public_demo, run_inside_the_frame
+from ui.text import escape_markdown
+from ui.train_live import job_title, queue_panel, status_line
+from ui.train_settings import config_from_widgets, fill_widgets, number_field, refusal_to_show, settings_problem, \
+    start
 
 run_inside_the_frame()
 CUSTOM = "custom"
@@ -31,10 +35,6 @@ SCHEDULES = {"none": "constant", "step": "step decay (x0.1)", "one-cycle": "one-
 LOSSES = {"cross-entropy": "cross-entropy", "bce-one-hot": "binary cross-entropy on one-hot targets"}
 CORES = ui.usable_cores()
 LIVE_REFRESH_SECONDS = ui.live_refresh_seconds(CORES)
-INT_FIELDS = ("epochs", "batch_size", "seed")
-FLOAT_FIELDS = ("learning_rate", "momentum", "augment_shift", "augment_rotation", "augment_scale", "weight_decay",
-                "label_smoothing")
-FIELDS = ("model", "optimizer", "schedule", "loss", *INT_FIELDS, *FLOAT_FIELDS)
 
 for key, value in (("train_job", None), ("train_results", None), ("train_seen", {})):
     if key not in st.session_state:
@@ -45,15 +45,6 @@ def presets_for(dataset: str) -> dict[str, Recipe]:
     """Recipes whose images have this dataset's shape: MNIST recipes also fit Fashion-MNIST."""
     size = DATASETS[dataset].input_format
     return {name: item for name, item in RECIPES.items() if DATASETS[item.config.dataset].input_format == size}
-
-
-def fill_widgets(config: TrainConfig) -> None:
-    """Put a config's values into the setting widgets."""
-    for name in FIELDS:  # number widgets refuse a value of the other numeric type (10 where 10.0 is expected)
-        value = getattr(config, name)
-        st.session_state[f"train_{name}"] = int(value) if name in INT_FIELDS else float(value) \
-            if name in FLOAT_FIELDS else value
-    st.session_state["train_limit"] = config.train_limit or 0
 
 
 def apply_preset() -> None:
@@ -110,42 +101,21 @@ def settings_widgets() -> None:
     st.selectbox("Model", models, key="train_model", format_func=lambda name: model_spec(name).title)
     st.caption(model_spec(st.session_state["train_model"]).description)
     left, right = st.columns(2)
-    left.number_input("Epochs", min_value=None, step=1, key="train_epochs")
-    right.number_input("Batch size", min_value=None, step=16, key="train_batch_size")
+    number_field(left, "epochs")
+    number_field(right, "batch_size")
     left.selectbox("Optimizer", list(OPTIMIZERS), key="train_optimizer", format_func=OPTIMIZERS.get)
-    right.number_input("Learning rate", min_value=None, step=0.0005, format="%.5f", key="train_learning_rate")
+    number_field(right, "learning_rate")
     if st.session_state["train_optimizer"] == "momentum":
-        left.number_input("Momentum", min_value=None, max_value=None, step=0.05, key="train_momentum")
+        number_field(left, "momentum")
     right.selectbox("Schedule", list(SCHEDULES), key="train_schedule", format_func=SCHEDULES.get)
     with st.expander("Augmentation: random shifts, rotations and zooms of each batch"):
         st.slider("Shift (share of the image)", 0.0, 0.3, step=0.01, key="train_augment_shift")
         st.slider("Rotation (degrees)", 0.0, 45.0, step=1.0, key="train_augment_rotation")
         st.slider("Zoom (share)", 0.0, 0.3, step=0.01, key="train_augment_scale")
     with st.expander("More settings"):
-        st.number_input("Seed", min_value=None, step=1, key="train_seed")
-        st.number_input("Training images (0: all)", min_value=None, step=500, key="train_limit",
-                        help="Train on the first N images only: a quick look before a full run.")
-        st.number_input("Weight decay", min_value=None, step=0.0001, format="%.5f", key="train_weight_decay")
-        st.number_input("Label smoothing", min_value=None, step=0.05, key="train_label_smoothing")
+        for name in ("seed", "limit", "weight_decay", "label_smoothing"):
+            number_field(st, name)
         st.selectbox("Loss", list(LOSSES), key="train_loss", format_func=LOSSES.get)
-
-
-def config_from_widgets(dataset: str, recipe: Recipe | None) -> TrainConfig:
-    base = recipe.config if recipe is not None else TrainConfig()
-    values = {name: st.session_state[f"train_{name}"] for name in FIELDS}
-    limit = st.session_state["train_limit"]
-    return replace(base, **values, dataset=dataset, data_dir=str(data_dir()), train_limit=int(limit) or None)
-
-
-def problem_with(config: TrainConfig) -> str | None:
-    """The sentence that says why these settings cannot train, or None."""
-    from core.training import ConfigError, validate
-
-    try:
-        validate(config, load_dataset(config.dataset, config.data_dir))
-    except (ConfigError, DatasetUnavailable) as error:
-        return str(error)
-    return None
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -165,15 +135,6 @@ def model_summary_box(config: TrainConfig) -> None:
         st.dataframe(table, hide_index=True, width="stretch", height=min(36 * (len(table) + 1), 420))
 
 
-def start(config: TrainConfig, recipe: Recipe | None) -> None:
-    try:
-        st.session_state["train_job"] = job_manager().submit(config, recipe)
-        st.session_state["train_results"] = None
-        st.session_state["train_refused"] = None
-    except JobRefused as error:
-        st.session_state["train_refused"] = str(error)
-
-
 def setup_panel() -> None:
     st.subheader("Set up a run")
     dataset = dataset_picker()
@@ -182,24 +143,28 @@ def setup_panel() -> None:
         return
     recipe = preset_picker(dataset)
     settings_widgets()
-    config = config_from_widgets(dataset, recipe)
-    problem = problem_with(config)
+    config = config_from_widgets(recipe.config if recipe else TrainConfig(), dataset, str(data_dir()))
+    problem = settings_problem(config)
     if problem:
-        st.error(problem, icon=":material/error:")
+        st.error(escape_markdown(problem), icon=":material/error:")
     else:
         model_summary_box(config)
+    start_button(config, recipe, problem)
+    st.caption(f"Training runs on: **{device_description()}**")
+
+
+def start_button(config: TrainConfig, recipe: Recipe | None, problem: str | None) -> None:
+    policy = public_demo()
+    if policy is not None and not policy.training:  # said instead of a button that could only be refused
+        st.info(policy.training_problem(config.epochs, 0), icon=":material/block:")
+        return
     busy = job_manager().busy()
     st.button("Queue training" if busy else "Start training", type="primary", disabled=problem is not None,
               on_click=start, args=(config, recipe), icon=":material/play_arrow:", width="stretch")
-    # kept until the queue has room: a rerun right after the click (the running job's first save) must not hide it
-    refused = st.session_state.get("train_refused")
-    if refused and not job_manager().queue_full():
-        refused = st.session_state["train_refused"] = None
-    if refused:
-        st.error(refused, icon=":material/block:")
+    if refused := refusal_to_show():
+        st.error(escape_markdown(refused), icon=":material/block:")
     elif busy:
         st.caption("One run trains at a time on this machine; a new one waits for it in the queue.")
-    st.caption(f"Training runs on: **{device_description()}**")
 
 
 def live_panel() -> None:
@@ -220,6 +185,7 @@ def live_view() -> None:
         return
     redraw_page_on_change(snapshot)
     job_header(snapshot)
+    queue_panel(job_manager().jobs())
     reference = snapshot.recipe.reported_accuracy if snapshot.recipe and \
         snapshot.recipe.config.dataset == snapshot.config.dataset else None
     live_charts(ui.loss_figure(snapshot), ui.accuracy_figure(snapshot, reference), height=ui.CHART_HEIGHT,
@@ -241,101 +207,16 @@ def redraw_page_on_change(snapshot: JobSnapshot) -> None:
 
 
 def job_header(snapshot: JobSnapshot) -> None:
-    title = f"{model_spec(snapshot.config.model).title} on {DATASETS[snapshot.config.dataset].title}"
     heading, button = st.columns([4, 1], vertical_alignment="bottom")
-    heading.subheader(title)
-    if snapshot.active:
-        label = "Cancel" if snapshot.status == "queued" else "Stop"
-        button.button(label, key=f"train_stop_{snapshot.job_id}", icon=":material/stop_circle:", width="stretch",
-                      on_click=job_manager().stop, args=(snapshot.job_id,))
+    heading.subheader(job_title(snapshot))
+    if snapshot.status == "running" and may_stop(snapshot):  # a waiting job's Cancel is in the queue below
+        button.button("Stop", key=f"train_stop_{snapshot.job_id}", icon=":material/stop_circle:", width="stretch",
+                      on_click=stop_job, args=(snapshot.job_id,))
     fraction = snapshot.progress.fraction if snapshot.progress else 0.0
     st.progress(fraction, text=ui.progress_text(snapshot))
-    status_line(snapshot)
-
-
-def status_line(snapshot: JobSnapshot) -> None:
-    last = snapshot.epoch_points[-1] if snapshot.epoch_points else None
-    score = f" Test accuracy {last.test_accuracy:.2%} after epoch {last.epoch}." if last else ""
-    if snapshot.status == "done":
-        st.success(f"Finished.{score} Saved as run `{snapshot.run_id}`.", icon=":material/check_circle:")
-    elif snapshot.status == "stopped":
-        kept = f" The run keeps epoch {last.epoch}'s weights and can be used in Predict." if last else \
-            " No epoch had finished, so there are no weights to keep."
-        st.warning(f"Stopped.{kept}", icon=":material/stop_circle:")
-    elif snapshot.status in ("failed", "cancelled"):
-        st.error(f"{snapshot.status.capitalize()}: {snapshot.message}", icon=":material/error:")
-    elif snapshot.status == "running" and st.session_state["train_job"] not in (None, snapshot.job_id):
-        st.caption("Your run waits in the queue behind this one.")
-
-
-def runs_section() -> None:
-    st.divider()
-    st.subheader("Saved runs")
-    store = run_store()
-    runs = store.list_runs()
-    if not runs:
-        st.info("Runs you train are saved here, with their curves and weights.", icon=":material/folder_open:")
-        return
-    table = pd.DataFrame([ui.run_row(info) for info in runs])
-    event = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
-                         key="train_runs_table", column_config={
-                             "test accuracy": st.column_config.ProgressColumn(format="percent", min_value=0.0,
-                                                                              max_value=1.0),
-                             "test loss": st.column_config.NumberColumn(format="%.4f"),
-                             "parameters": st.column_config.NumberColumn(format="localized")})
-    chosen = [runs[row] for row in event.selection.rows if row < len(runs)]
-    if not chosen:
-        st.caption("Select runs in the table to compare their curves, see one's results, download or delete them.")
-        return
-    run_actions(chosen)
-    compare_runs(chosen)
-
-
-def run_actions(chosen: list) -> None:
-    from core.archive import run_archive
-    from core.store import RunError
-
-    columns = st.columns(3)
-    if len(chosen) == 1 and chosen[0].has_weights:
-        info = chosen[0]
-        columns[0].button("Show results", icon=":material/analytics:", width="stretch",
-                          on_click=st.session_state.update, kwargs={"train_results": info.run_id})
-        try:
-            columns[1].download_button("Download weights (.zip)", run_archive(info), file_name=f"{info.run_id}.zip",
-                                       mime="application/zip", icon=":material/download:", width="stretch")
-        except (RunError, OSError) as error:
-            columns[1].error(str(error))
-    with columns[2].popover(f"Delete {len(chosen)} run{'s' if len(chosen) > 1 else ''}", icon=":material/delete:",
-                            width="stretch"):
-        st.write("Deleting removes the run folder and its weights for good.")
-        st.button("Delete", type="primary", key="train_delete", on_click=delete_runs,
-                  args=([info.run_id for info in chosen],))
-    if message := st.session_state.pop("train_delete_message", None):
-        st.warning(message)
-
-
-def delete_runs(run_ids: list[str]) -> None:
-    running = {snapshot.run_id for snapshot in job_manager().jobs() if snapshot.active}
-    kept = [run_id for run_id in run_ids if run_id in running]
-    store = run_store()
-    for run_id in run_ids:
-        if run_id not in running:
-            store.delete(run_id)
-    if st.session_state.get("train_results") in run_ids:
-        st.session_state["train_results"] = None
-    if kept:
-        st.session_state["train_delete_message"] = f"{', '.join(kept)} is still training: stop it before deleting it."
-
-
-def compare_runs(chosen: list) -> None:
-    readable = [info for info in chosen if info.meta and info.get("history")]
-    if not readable:
-        return
-    left, right = st.columns(2)
-    left.plotly_chart(ui.comparison_figure(readable, "test_accuracy", "Test accuracy by epoch", True),
-                      key="train_compare_accuracy")
-    right.plotly_chart(ui.comparison_figure(readable, "train_loss", "Training loss by epoch", False),
-                       key="train_compare_loss")
+    status_line(snapshot, st.session_state["train_job"])
+    if refused := st.session_state.pop("train_stop_refused", None):
+        st.error(escape_markdown(refused), icon=":material/block:")
 
 
 st.title("Train")

@@ -1,18 +1,35 @@
-"""The Train page's logic in AppTest, on scikit-learn's digits: choosing, validating, starting, stopping, results."""
+"""The Train page's logic in AppTest, on scikit-learn's digits: choosing, validating, starting, stopping, the queue,
+how jobs end, the saved runs (compare, results, download, delete) and the public demo's limits."""
 
 from __future__ import annotations
 
+import base64
+import html
+import io
+import json
+import shutil
+import threading
 import time
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+from safetensors.torch import load as load_safetensors
+from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
-from core.store import RunStore, default_runs_dir
+from core.config import SETTING_BOUNDS
+from core.demo import DEMO_ENV
+from core.jobs import JobManager, JobRefused
+from core.record import RecordedTraining
+from core.store import RunError, RunStore, default_runs_dir
+from core.training import EpochEnd, TrainConfig
 from ui.jobs import job_manager
-from ui.train import live_refresh_seconds, redraw_note, usable_cores
+from ui.train import live_refresh_seconds, redraw_note, run_label, usable_cores
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "train.py")
+ALPHA, BRAVO, CHARLIE = "2026-03-alpha", "2026-02-bravo", "2026-01-charlie"  # listed newest first: in this order
 
 
 @pytest.fixture(autouse=True)
@@ -20,6 +37,44 @@ def nothing_left_training():
     """Whatever a test started, passed or failed, is stopped before the next one."""
     yield
     assert job_manager().stop_all(60)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """One small digits run, trained once for the module; tests copy it into the page's runs folder."""
+    config = TrainConfig(model="digits-cnn", dataset="digits", epochs=3, batch_size=50, train_limit=400,
+                         learning_rate=0.01)
+    recorded = RecordedTraining(config, RunStore(tmp_path_factory.mktemp("tiny")))
+    assert list(recorded.events())[-1].status == "done"
+    return recorded.run_dir
+
+
+def saved_runs(tiny_run: Path, run_ids: list[str], changes: dict[str, dict] | None = None) -> list[str]:
+    """Copies of the tiny run under these ids (their metadata's id to match), with `changes` to some metadata."""
+    for run_id in run_ids:
+        folder = default_runs_dir() / run_id
+        shutil.copytree(tiny_run, folder)
+        meta = json.loads((folder / "meta.json").read_text())
+        meta.update({"run_id": run_id, **(changes or {}).get(run_id, {})})
+        (folder / "meta.json").write_text(json.dumps(meta))
+    return run_ids
+
+
+def listed() -> list[str]:
+    return [info.run_id for info in RunStore(default_runs_dir()).list_runs()]
+
+
+class Gate:
+    """A job body for core.jobs that holds the worker until its job is stopped: a job that runs as long as a test
+    needs, without training."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+
+    def __call__(self, job, manager: JobManager) -> None:
+        self.started.set()
+        job.stop_requested.wait(60)
+        manager.finish(job, "stopped", "stopped by request")
 
 
 def open_page() -> AppTest:
@@ -39,15 +94,38 @@ def button(app: AppTest, label: str):
     return by_label(app.button, label)
 
 
+def labels(app: AppTest) -> list[str]:
+    return [widget.label for widget in app.button]
+
+
+def field(app: AppTest, label: str):
+    return by_label(app.text_input, label)
+
+
+def type_into(app: AppTest, label: str, text: str) -> None:
+    field(app, label).set_value(text)
+    app.run()
+    assert not app.exception, app.exception
+
+
 def errors(app: AppTest) -> list[str]:
     return [element.value for element in app.error]
 
 
+def warnings(app: AppTest) -> list[str]:
+    return [element.value for element in app.warning]
+
+
+def every_text(app: AppTest) -> str:
+    """The source of every text-bearing element on the page, in one string."""
+    kinds = ("markdown", "caption", "subheader", "success", "info", "warning", "error", "text")
+    return "\n".join(str(element.value) for kind in kinds for element in getattr(app, kind))
+
+
 def quick_run(app: AppTest, epochs: int = 2, images: int = 400) -> None:
-    by_label(app.number_input, "Epochs").set_value(epochs)
-    by_label(app.number_input, "Training images (0: all)").set_value(images)
-    by_label(app.number_input, "Batch size").set_value(50)
-    app.run()
+    type_into(app, "Epochs", str(epochs))
+    type_into(app, "Training images (0: all)", str(images))
+    type_into(app, "Batch size", "50")
 
 
 def wait_until(condition, timeout: float = 120.0) -> None:
@@ -57,13 +135,46 @@ def wait_until(condition, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
+def runs_table(app: AppTest):
+    (table,) = [table for table in app.dataframe if "status" in table.value.columns]
+    return table
+
+
+def pick(app: AppTest, rows: list[int], key: str | None = None) -> str:
+    """Select these rows of the runs table (as the browser reports a selection); returns the table's key."""
+    key = key or runs_table(app).key
+    app.session_state[key] = {"selection": {"rows": rows, "columns": [], "cells": []}}
+    app.run()
+    assert not app.exception, app.exception
+    return key
+
+
+def figures(app: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
+
+
+def plotly_array(value) -> np.ndarray:
+    """An array from a figure's JSON: a list, or plotly's typed form {"dtype", "bdata" (base64), "shape"}."""
+    if isinstance(value, dict):
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        return flat.reshape([int(size) for size in str(value.get("shape", len(flat))).split(",")])
+    return np.asarray(value)
+
+
+def figure_titled(app: AppTest, title: str) -> dict:
+    (figure,) = [f for f in figures(app) if f["layout"].get("title", {}).get("text") == title]
+    return figure
+
+
+# ---- settings ----------------------------------------------------------------------------------------------------
+
 def test_the_page_opens_with_the_digits_preset_filled_in():
     app = open_page()
     assert by_label(app.selectbox, "Dataset").value == "digits"
     assert by_label(app.selectbox, "Start from").value == "digits-cnn"
     assert by_label(app.selectbox, "Model").value == "digits-cnn"
-    assert by_label(app.number_input, "Epochs").value == 1000
-    assert by_label(app.number_input, "Learning rate").value == pytest.approx(0.5)
+    assert field(app, "Epochs").value == "1000"
+    assert field(app, "Learning rate").value == "0.5"
     assert not button(app, "Start training").disabled
     assert any("parameters" in expander.label for expander in app.expander)  # the layer summary
     assert any(caption.value.startswith("Training runs on: **CPU") for caption in app.caption)
@@ -78,21 +189,66 @@ def test_choosing_custom_settings_and_another_model_updates_the_summary():
     assert any("61,706 parameters" in expander.label for expander in app.expander)
 
 
-@pytest.mark.parametrize("label, value, message", [
-    ("Learning rate", 0.0, "learning rate must be a positive number"),
-    ("Learning rate", -0.1, "learning rate must be a positive number"),
-    ("Batch size", 0, "batch size must be at least 1"),
-    ("Batch size", 5000, "larger than the 1347 training images"),
-    ("Epochs", 0, "epochs must be at least 1"),
-    ("Epochs", 10_001, "epochs must be at most 10,000"),
-])
-def test_settings_out_of_range_are_refused_with_a_message(label, value, message):
+@pytest.mark.parametrize("label, setting", [("Epochs", "epochs"), ("Batch size", "batch_size"),
+                                            ("Learning rate", "learning_rate"), ("Seed", "seed"),
+                                            ("Weight decay", "weight_decay"), ("Label smoothing", "label_smoothing")])
+def test_each_number_field_shows_the_range_core_validates(label, setting):
     app = open_page()
-    by_label(app.number_input, label).set_value(value).run()
-    assert any(message in text for text in errors(app)), errors(app)
+    assert SETTING_BOUNDS[setting].describe().capitalize() in field(app, label).help
+
+
+@pytest.mark.parametrize("label, typed, note", [
+    ("Epochs", "20000", "Epochs: 20000 is above the maximum 10,000; still 1000."),
+    ("Epochs", "0", "Epochs: 0 is below the minimum 1; still 1000."),
+    ("Epochs", "2.5", "Epochs: 2.5 is not a whole number; still 1000."),
+    ("Epochs", "ten", "Epochs: ten is not a number; still 1000."),
+    ("Batch size", "-3", "Batch size: -3 is below the minimum 1; still 100."),
+    ("Learning rate", "0", "Learning rate: 0 is not more than 0; still 0.5."),
+    ("Learning rate", "nan", "Learning rate: nan is not a finite number; still 0.5."),
+    ("Seed", str(2**63), "Seed: 9223372036854775808 is above the maximum 9,223,372,036,854,775,807; still 0."),
+    ("Training images (0: all)", "-1", "Training images (0: all): -1 is below the minimum 0; still 0."),
+])
+def test_a_typed_number_out_of_range_is_not_taken_and_the_field_says_so(label, typed, note):
+    app = open_page()
+    type_into(app, label, typed)
+    assert [text.replace("\\", "") for text in warnings(app)] == [note]  # shown as text: Markdown escaped
+    assert field(app, label).value == note.rsplit("still ", 1)[1].rstrip(".")  # the field shows what trains
+    assert not errors(app) and not button(app, "Start training").disabled
+    type_into(app, label, "1")  # a value that is taken clears the note
+    assert not warnings(app) and field(app, label).value == "1"
+
+
+def test_a_whole_number_past_what_a_browser_can_hold_still_reaches_the_checks():
+    app = open_page()
+    type_into(app, "Batch size", "99999999999999999999")  # past 2**53: Streamlit's number input dropped it unseen
+    assert any("batch size 99999999999999999999 is larger than the 1347 training images" in text
+               for text in errors(app)), errors(app)
+    assert button(app, "Start training").disabled
+    type_into(app, "Epochs", "1,000")  # thousands separators read as such
+    assert field(app, "Epochs").value == "1000" and not warnings(app)
+
+
+def test_settings_the_data_cannot_train_are_refused_with_a_message():
+    app = open_page()
+    type_into(app, "Batch size", "5000")
+    assert any("larger than the 1347 training images" in text for text in errors(app)), errors(app)
     assert button(app, "Start training").disabled
     assert RunStore(default_runs_dir()).list_runs() == []
 
+
+def test_switching_to_mnist_picks_its_fast_preset_and_a_missing_dataset_is_explained(mnist_dir, monkeypatch):
+    app = open_page()
+    assert any("MNIST" in expander.label and "not on this machine" in expander.label for expander in app.expander)
+    monkeypatch.setenv("DIGIT_STUDIO_DATA", str(mnist_dir))
+    app.run()
+    by_label(app.selectbox, "Dataset").set_value("mnist").run()
+    assert by_label(app.selectbox, "Start from").value == "fast-cnn-99"
+    assert by_label(app.selectbox, "Model").value == "fast-cnn"
+    assert field(app, "Epochs").value == "8"
+    assert not errors(app) and not button(app, "Start training").disabled
+
+
+# ---- training, the queue and how jobs end ---------------------------------------------------------------------------
 
 def test_a_short_run_trains_in_the_background_and_shows_its_results():
     app = open_page()
@@ -103,7 +259,6 @@ def test_a_short_run_trains_in_the_background_and_shows_its_results():
     assert not app.exception, app.exception
     assert any("Finished." in element.value for element in app.success)
     assert any(metric.label == "Test accuracy" for metric in app.metric)
-    assert app.get("plotly_chart"), "charts expected"
     runs = RunStore(default_runs_dir()).list_runs()
     assert len(runs) == 1 and runs[0].status == "done" and runs[0].get("recipe") == "digits-cnn"
     assert runs[0].get("epochs_completed") == 2 and runs[0].get("train_size") == 400
@@ -111,12 +266,12 @@ def test_a_short_run_trains_in_the_background_and_shows_its_results():
 
 def test_stop_keeps_the_run_as_stopped_with_its_last_epoch():
     app = open_page()
-    by_label(app.number_input, "Epochs").set_value(5000).run()
+    type_into(app, "Epochs", "5000")
     button(app, "Start training").click().run()
     manager = job_manager()
     wait_until(lambda: (manager.latest().epoch_points or ()) != ())
     app.run()
-    (runs,) = [table.value for table in app.dataframe if "status" in table.value.columns]
+    runs = runs_table(app).value
     assert runs["status"].tolist() == ["training (live above)"] and runs["epochs"].isna().all()  # not stale figures
     slower = any("The charts redraw every 2 s" in caption.value for caption in app.caption)
     assert slower == (usable_cores() <= 2)  # said on the page wherever the redraw is slowed
@@ -128,9 +283,9 @@ def test_stop_keeps_the_run_as_stopped_with_its_last_epoch():
     assert info.status == "stopped" and info.get("epochs_completed") >= 1 and info.has_weights
 
 
-def test_a_second_start_is_queued_and_a_full_queue_is_refused():
+def test_a_second_start_is_queued_and_a_full_queue_is_refused(monkeypatch):
+    monkeypatch.setattr("core.jobs._record_training", Gate())
     app = open_page()
-    by_label(app.number_input, "Epochs").set_value(5000).run()
     button(app, "Start training").click().run()
     for _ in range(2):
         button(app, "Queue training").click().run()
@@ -145,17 +300,261 @@ def test_a_second_start_is_queued_and_a_full_queue_is_refused():
     assert not any("already waiting" in text for text in errors(app)), errors(app)
 
 
-def test_switching_to_mnist_picks_its_fast_preset_and_a_missing_dataset_is_explained(mnist_dir, monkeypatch):
+def test_the_queue_lists_each_waiting_run_with_its_settings_and_cancel_removes_it(monkeypatch):
+    gate = Gate()
+    monkeypatch.setattr("core.jobs._record_training", gate)
     app = open_page()
-    assert any("MNIST" in expander.label and "not on this machine" in expander.label for expander in app.expander)
-    monkeypatch.setenv("DIGIT_STUDIO_DATA", str(mnist_dir))
-    app.run()
-    by_label(app.selectbox, "Dataset").set_value("mnist").run()
-    assert by_label(app.selectbox, "Start from").value == "fast-cnn-99"
-    assert by_label(app.selectbox, "Model").value == "fast-cnn"
-    assert by_label(app.number_input, "Epochs").value == 8
-    assert not errors(app) and not button(app, "Start training").disabled
+    button(app, "Start training").click().run()
+    assert gate.started.wait(30)
+    type_into(app, "Epochs", "7")
+    type_into(app, "Learning rate", "0.05")
+    button(app, "Queue training").click().run()
+    assert "Waiting in the queue (1)" in every_text(app)
+    assert "1. Digits CNN (recipe) on scikit-learn digits (8x8) · 7 epochs · batch size 100 · learning rate 0.05" \
+        in every_text(app).replace("\\", "")
+    assert labels(app).count("Cancel") == 1 and "Stop" in labels(app)
+    button(app, "Cancel").click().run()
+    assert [job.status for job in job_manager().jobs()] == ["cancelled", "running"]
+    assert "Waiting in the queue" not in every_text(app) and "Cancel" not in labels(app)
 
+
+def ends_as(status: str, reason: str, epochs: int):
+    """A job body that records `epochs` epochs and ends with this status and reason."""
+    def run_job(job, manager: JobManager) -> None:
+        for epoch in range(1, epochs + 1):
+            manager.record(job, EpochEnd(epoch, 10, epoch * 4, 0.5, 0.8, 0.6, 0.75, float(epoch), 100.0))
+        manager.finish(job, status, reason)
+    return run_job
+
+
+@pytest.mark.parametrize("status, reason, epochs, kind, text", [
+    ("diverged", "the loss became NaN or infinite at epoch 3: lower the learning rate", 2, "warning",
+     "Diverged: the loss became NaN or infinite at epoch 3: lower the learning rate. The run keeps epoch 2's weights"),
+    ("diverged", "the weights became infinite at epoch 1", 0, "warning",
+     "Diverged: the weights became infinite at epoch 1. No epoch had finished, so there are no weights to keep."),
+    ("failed", "the run could not be saved: [Errno 28] No space left on device", 1, "error",
+     "Failed: the run could not be saved: [Errno 28] No space left on device."),
+    ("stopped", "stopped by request", 1, "warning", "Stopped. The run keeps epoch 1's weights"),
+    ("cancelled", "cancelled before it started", 0, "info", "Cancelled: cancelled before it started."),
+])
+def test_every_way_a_job_ends_is_said_with_its_reason(monkeypatch, status, reason, epochs, kind, text):
+    monkeypatch.setattr("core.jobs._record_training", ends_as(status, reason, epochs))
+    app = open_page()
+    button(app, "Start training").click().run()
+    assert job_manager().wait_idle(30)
+    app.run()
+    shown = [element.value.replace("\\", "") for element in getattr(app, kind)]
+    assert any(line.startswith(text) for line in shown), shown
+    assert "Saved as run" not in every_text(app) and not app.success
+
+
+def test_a_run_whose_save_fails_ends_failed_and_nothing_says_it_was_saved(monkeypatch):
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(RunStore, "save", disk_full)
+    app = open_page()
+    quick_run(app)
+    button(app, "Start training").click().run()
+    assert job_manager().wait_idle(60)
+    app.run()
+    assert any("Failed: the run could not be saved" in text and "No space left" in text for text in errors(app))
+    assert "Saved as run" not in every_text(app) and not app.success
+    assert RunStore(default_runs_dir()).list_runs() == []
+
+
+# ---- saved runs ------------------------------------------------------------------------------------------------
+
+def test_delete_removes_exactly_the_picked_run_after_one_confirmation_and_clears_the_selection(tiny_run):
+    saved_runs(tiny_run, [ALPHA, BRAVO, CHARLIE])
+    app = open_page()
+    assert runs_table(app).value["run"].tolist() == [ALPHA, BRAVO, CHARLIE]
+    old_table = pick(app, [1])
+    button(app, "Delete 1 run").click().run()
+    assert listed() == [ALPHA, BRAVO, CHARLIE]  # asked, not done
+    (question,) = [text for text in warnings(app) if "for good" in text]
+    assert BRAVO in question.replace("\\", "") and ALPHA not in question and CHARLIE not in question
+    button(app, "Delete 1 run for good").click().run()
+    assert listed() == [ALPHA, CHARLIE]
+    assert runs_table(app).value["run"].tolist() == [ALPHA, CHARLIE]  # charlie now sits in bravo's row
+    assert not [label for label in labels(app) if label.startswith("Delete")]  # nothing is picked any more
+    assert any(caption.value.startswith("Select runs in the table") for caption in app.caption)
+    pick(app, [1], key=old_table)  # the browser repeating the old table's selection picks nothing
+    assert not [label for label in labels(app) if label.startswith("Delete")]
+    assert listed() == [ALPHA, CHARLIE]
+
+
+def test_a_delete_asked_for_one_selection_does_not_apply_to_another(tiny_run):
+    saved_runs(tiny_run, [ALPHA, BRAVO, CHARLIE])
+    app = open_page()
+    table = pick(app, [0])
+    button(app, "Delete 1 run").click().run()
+    pick(app, [2], key=table)  # another run picked before confirming: the question goes, and nothing is deleted
+    assert "Delete 1 run for good" not in labels(app)
+    assert listed() == [ALPHA, BRAVO, CHARLIE]
+
+
+def test_compare_draws_exactly_the_picked_runs_curves(tiny_run):
+    curves = {ALPHA: [0.2, 0.4, 0.6], BRAVO: [0.1, 0.1, 0.1], CHARLIE: [0.3, 0.5, 0.9]}
+    history = json.loads((tiny_run / "meta.json").read_text())["history"]
+    saved_runs(tiny_run, list(curves), {run_id: {"history": [{**row, "test_accuracy": accuracy, "train_loss": 1 - accuracy}
+                                                            for row, accuracy in zip(history, values)]}
+                                        for run_id, values in curves.items()})
+    app = open_page()
+    pick(app, [0, 2])
+    store = RunStore(default_runs_dir())
+    names = [html.escape(run_label(store.info(run_id))) for run_id in (ALPHA, CHARLIE)]
+    accuracy, loss = figure_titled(app, "Test accuracy by epoch"), figure_titled(app, "Training loss by epoch")
+    assert [trace["name"] for trace in accuracy["data"]] == names
+    assert [trace["y"] for trace in accuracy["data"]] == [curves[ALPHA], curves[CHARLIE]]
+    assert [trace["y"] for trace in loss["data"]] == [[pytest.approx(1 - a) for a in curves[run_id]]
+                                                     for run_id in (ALPHA, CHARLIE)]
+    assert [trace["x"] for trace in accuracy["data"]] == [[1, 2, 3], [1, 2, 3]]
+
+
+@pytest.fixture
+def offered(monkeypatch) -> list[tuple[bytes, str | None]]:
+    """Every file a download button offers in this test: (bytes, file name)."""
+    files, add = [], MediaFileManager.add
+
+    def recording(self, data, mimetype, coordinates, file_name=None, is_for_static_download=False):
+        if is_for_static_download:
+            files.append((data, file_name))
+        return add(self, data, mimetype, coordinates, file_name=file_name,
+                   is_for_static_download=is_for_static_download)
+
+    monkeypatch.setattr(MediaFileManager, "add", recording)
+    return files
+
+
+def test_download_builds_the_picked_runs_zip_only_when_asked(tiny_run, monkeypatch, offered):
+    import core.archive
+
+    built, archive = [], core.archive.run_archive
+    monkeypatch.setattr(core.archive, "run_archive", lambda info: built.append(info.run_id) or archive(info))
+    saved_runs(tiny_run, [ALPHA, BRAVO, CHARLIE])
+    app = open_page()
+    pick(app, [1])
+    app.run()
+    assert built == [] and offered == []  # picking a run, and reruns, build nothing
+    button(app, "Prepare download (.zip)").click().run()
+    assert built == [BRAVO]
+    assert [b.label for b in app.download_button] == [f"Download {BRAVO}.zip"]
+    data, name = offered[-1]
+    assert name == f"{BRAVO}.zip"
+    weights = RunStore(default_runs_dir()).info(BRAVO).get("weights_file")
+    with zipfile.ZipFile(io.BytesIO(data)) as zipped:
+        assert sorted(zipped.namelist()) == sorted([f"{BRAVO}/meta.json", f"{BRAVO}/{weights}"])
+        assert json.loads(zipped.read(f"{BRAVO}/meta.json"))["run_id"] == BRAVO
+        tensors = load_safetensors(zipped.read(f"{BRAVO}/{weights}"))
+    assert tensors.keys() == RunStore(default_runs_dir()).load(BRAVO).model.state_dict().keys()
+    app.run()
+    assert built == [BRAVO]  # built once
+    pick(app, [0])
+    assert not app.download_button and "Prepare download (.zip)" in labels(app)  # another run: asked for again
+
+
+def test_a_download_the_archive_refuses_is_said_as_text(tiny_run, monkeypatch):
+    import core.archive
+
+    def refuse(info):
+        raise RunError(f"Run {info.run_id} cannot be downloaded: its weights file is a link.")
+
+    monkeypatch.setattr(core.archive, "run_archive", refuse)
+    saved_runs(tiny_run, [ALPHA])
+    app = open_page()
+    pick(app, [0])
+    button(app, "Prepare download (.zip)").click().run()
+    assert [text.replace("\\", "") for text in errors(app)] == [
+        f"Run {ALPHA} cannot be downloaded: its weights file is a link."]
+    assert not app.download_button
+
+
+def test_results_show_the_confusion_matrix_of_the_whole_test_set_and_the_wrong_answers(tiny_run):
+    from core.data import load_dataset
+    from core.evaluation import predict_split
+
+    saved_runs(tiny_run, [ALPHA])
+    app = open_page()
+    pick(app, [0])
+    button(app, "Show results").click().run()
+    assert not app.exception, app.exception
+    data = load_dataset("digits")
+    labels_ = data.test_labels.numpy()
+    wrong = int((predict_split(RunStore(default_runs_dir()).load(ALPHA), data, "test").argmax(1) != labels_).sum())
+    assert 0 < wrong < len(labels_)
+    (heatmap,) = [trace for figure in figures(app) for trace in figure["data"] if trace["type"] == "heatmap"]
+    counts = plotly_array(heatmap["text"])  # the count written in each cell
+    assert counts.sum() == len(labels_) and np.trace(counts) == len(labels_) - wrong
+    (title,) = [element.value for element in app.markdown if "got wrong" in element.value]
+    assert title.endswith(f" {wrong:,}") or f" {wrong:,}," in title
+    assert [image.captions for image in app.image] == [["true→predicted; red: wrong"]]  # the gallery itself
+
+
+def test_a_runs_own_words_are_shown_as_text_not_markdown_or_html(tiny_run):
+    evil = "**Bold** ![pixel](http://example.invalid/p.png) <b>b</b>"
+    saved_runs(tiny_run, [ALPHA], {ALPHA: {"model_title": evil, "device": evil}})
+    app = open_page()
+    pick(app, [0])
+    button(app, "Show results").click().run()
+    assert not app.exception, app.exception
+    page = every_text(app)
+    assert "Results:" in page and "**Bold**" not in page and "![pixel](" not in page and "](http" not in page
+    assert "\\*\\*Bold\\*\\*" in page  # there, escaped: it reads as the characters themselves
+    legend = json.dumps([trace["name"] for trace in figure_titled(app, "Test accuracy by epoch")["data"]])
+    assert "<b>b</b>" not in legend and "&lt;b&gt;b&lt;/b&gt;" in legend  # plotly.js reads tags, decodes entities
+
+
+# ---- the public demo --------------------------------------------------------------------------------------------
+
+def test_a_public_demo_offers_no_delete(tiny_run, monkeypatch):
+    monkeypatch.setenv(DEMO_ENV, "1")
+    saved_runs(tiny_run, [ALPHA])
+    app = open_page()
+    pick(app, [0])
+    assert not [label for label in labels(app) if label.startswith("Delete")]
+    assert any(caption.value == "Deleting runs is switched off on this public demo." for caption in app.caption)
+    assert listed() == [ALPHA]
+
+
+def test_a_public_demo_without_training_says_so_instead_of_start(monkeypatch):
+    monkeypatch.setenv(DEMO_ENV, "no-training")
+    app = open_page()
+    assert not [label for label in labels(app) if "training" in label.lower()]
+    assert any("Training is switched off on this public demo" in element.value for element in app.info)
+
+
+def test_a_public_demo_caps_training_on_the_page_and_again_when_start_is_pressed(monkeypatch):
+    monkeypatch.setenv(DEMO_ENV, "1")
+    app = open_page()
+    assert any("at most 3 epochs" in text for text in errors(app)) and button(app, "Start training").disabled
+    quick_run(app, epochs=2, images=400)
+    assert not errors(app) and not button(app, "Start training").disabled
+    monkeypatch.setenv(DEMO_ENV, "no-training")  # the button on screen was drawn under the old rules
+    button(app, "Start training").click().run()
+    assert job_manager().jobs() == []
+    assert any("Training is switched off" in text for text in errors(app) + [e.value for e in app.info])
+
+
+def test_a_public_demo_visitor_has_one_run_at_a_time_and_cannot_stop_anothers(monkeypatch):
+    monkeypatch.setenv(DEMO_ENV, "1")
+    monkeypatch.setattr("core.jobs._record_training", Gate())
+    someone_else = job_manager().submit(TrainConfig(model="digits-cnn", dataset="digits", epochs=1),
+                                        owner="another visitor")
+    app = open_page()
+    quick_run(app, epochs=2, images=400)
+    assert "Stop" not in labels(app)  # another visitor's running job
+    button(app, "Queue training").click().run()
+    assert labels(app).count("Cancel") == 1  # their own waiting run
+    button(app, "Queue training").click().run()
+    assert any("You already have 1 training waiting or running" in text for text in errors(app)), errors(app)
+    assert len(job_manager().jobs()) == 2
+    with pytest.raises(JobRefused, match="someone else"):  # what the page's Stop would get for their job
+        job_manager().stop(someone_else, owner="test session id")
+    assert job_manager().snapshot(someone_else).status == "running"
+
+
+# ---- redraws and the results headline ------------------------------------------------------------------------
 
 def test_live_charts_redraw_every_second_unless_the_browser_shares_two_cores_with_training(monkeypatch):
     assert [live_refresh_seconds(cores) for cores in (1, 2, 4, 16)] == [2.0, 2.0, 1.0, 1.0]

@@ -1,4 +1,5 @@
-"""The process's one training job manager, and the sidebar line that shows its job on every page (torch-free)."""
+"""The process's one training job manager, who may stop which job, and the sidebar line that shows its job on every
+page (torch-free)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.jobs import JobManager
+from core.jobs import JobManager, JobRefused, JobSnapshot
 from core.store import default_runs_dir
+from ui.shared import public_demo
 
 SIDEBAR_REFRESH_SECONDS = 2.0
 
@@ -20,6 +22,27 @@ def _manager_for(runs_dir: str) -> JobManager:
 def job_manager() -> JobManager:
     """The job manager for the current runs folder: every session and tab of this process sees the same jobs."""
     return _manager_for(str(default_runs_dir().resolve()))
+
+
+def visitor_id() -> str | None:
+    """This browser session's id: the owner of the jobs it starts (None outside a served app)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    context = get_script_run_ctx()
+    return context.session_id if context is not None else None
+
+
+def may_stop(snapshot: JobSnapshot) -> bool:
+    """Whether this session is offered Stop or Cancel for a job: always, except another visitor's on a public demo."""
+    return public_demo() is None or snapshot.owner == visitor_id()
+
+
+def stop_job(job_id: int) -> None:
+    """A Stop or Cancel button's callback; on a public demo the job manager refuses another visitor's job."""
+    try:
+        job_manager().stop(job_id, owner=visitor_id() if public_demo() else None)
+    except JobRefused as error:
+        st.session_state["train_stop_refused"] = str(error)
 
 
 def sidebar_job_status(train_page: st.Page) -> None:

@@ -1,7 +1,12 @@
-"""A finished run's results: headline figures, confusion matrix, per-class accuracy and the test images it got wrong."""
+"""A finished run's results: headline figures, confusion matrix, per-class accuracy and the test images it got wrong.
+
+Everything a run's metadata says (its id, model title, class names, device) is shown as text: escaped where Streamlit
+reads Markdown, and as HTML entities in chart labels, which plotly.js reads as a little HTML (<b>, <a href>).
+"""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +18,7 @@ from core.store import RunError, RunInfo
 from ui.charts import confusion_figure, image_grid, per_class_accuracy_figure
 from ui.explore import clicked_cell
 from ui.shared import data_dir, run_store
+from ui.text import escape_markdown
 
 GALLERY_SIZE = 60
 GALLERY_COLUMNS = 12
@@ -55,12 +61,13 @@ def results_section(latest: JobSnapshot | None, key: str) -> None:
     if info is None:
         return
     st.divider()
-    st.subheader(f"Results: {info.get('model_title') or info.get('model')} on {info.get('dataset')}")
+    st.subheader(f"Results: {escape_markdown(info.get('model_title') or info.get('model'))} on "
+                 f"{escape_markdown(info.get('dataset'))}")
     headline(info)
     try:
         labels, predicted = test_predictions(str(info.path), str(info.get("weights_file")), str(data_dir()))
     except (RunError, OSError, ValueError) as error:
-        st.error(f"The results cannot be computed: {error}", icon=":material/error:")
+        st.error(f"The results cannot be computed: {escape_markdown(error)}", icon=":material/error:")
         return
     class_names = list(info.get("class_names") or [])
     mistakes_view(info, labels, predicted, class_names)
@@ -88,21 +95,23 @@ def headline(info: RunInfo) -> None:
     columns[3].metric("Training time", format_duration(info.get("train_seconds") or 0))
     speed = info.get("images_per_second")
     columns[4].metric("Speed (images/s)", f"{speed:,.0f}" if speed else "-")
-    st.caption(f"Run `{info.run_id}` · status {info.status} · {info.get('parameters') or 0:,} parameters · "
-               f"{info.get('train_size') or 0:,} training images · {info.get('device')}")
+    st.caption(escape_markdown(f"Run {info.run_id} · status {info.status} · {info.get('parameters') or 0:,} "
+                               f"parameters · {info.get('train_size') or 0:,} training images · {info.get('device')}"))
 
 
 def mistakes_view(info: RunInfo, labels: np.ndarray, predicted: np.ndarray, class_names: list[str]) -> None:
     from core.evaluation import cell_indices, confusion_matrix, misclassified, per_class_accuracy
 
     confusion = confusion_matrix(labels, predicted, len(class_names))
+    chart_names = [html.escape(name) for name in class_names]  # plotly.js decodes the entities back to the text
     left, right = st.columns([3, 2])
     with left:
-        event = st.plotly_chart(confusion_figure(confusion, class_names), on_select="rerun", selection_mode="points",
+        event = st.plotly_chart(confusion_figure(confusion, chart_names), on_select="rerun", selection_mode="points",
                                 key=f"results_confusion_{info.run_id}")
-    right.plotly_chart(per_class_accuracy_figure(per_class_accuracy(confusion), class_names),
+    right.plotly_chart(per_class_accuracy_figure(per_class_accuracy(confusion), chart_names),
                        key=f"results_per_class_{info.run_id}")
-    if cell := clicked_cell(event):
+    cell = clicked_cell(event)
+    if cell and all(0 <= index < len(class_names) for index in cell):  # indices the browser sent: checked
         true_class, predicted_class = cell
         indices = cell_indices(labels, predicted, true_class, predicted_class)
         title = f"Test images labelled {class_names[true_class]}, predicted {class_names[predicted_class]}"
@@ -116,8 +125,8 @@ def gallery(info: RunInfo, indices: np.ndarray, labels: np.ndarray, predicted: n
             title: str) -> None:
     from core.data import load_dataset
 
-    st.markdown(f"**{title}:** {len(indices):,}" + (f", the first {GALLERY_SIZE} shown" if len(indices) > GALLERY_SIZE
-                                                      else ""))
+    shown_part = f", the first {GALLERY_SIZE} shown" if len(indices) > GALLERY_SIZE else ""
+    st.markdown(f"**{escape_markdown(title)}:** {len(indices):,}{shown_part}")
     if len(indices) == 0:
         st.caption("None.")
         return

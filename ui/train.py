@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 import os
 from typing import Any, Sequence
@@ -136,7 +137,7 @@ def comparison_figure(runs: Sequence[RunInfo], metric: str, title: str, percent:
     for info in runs:
         history = info.get("history") or []
         figure.add_scatter(x=[row.get("epoch") for row in history], y=[row.get(metric) for row in history],
-                           mode="lines+markers", name=run_label(info))
+                           mode="lines+markers", name=html.escape(run_label(info)))  # plotly.js reads HTML
     longest = max((len(info.get("history") or []) for info in runs), default=1)
     figure.update_layout(chart_layout(title, metric.replace("_", " "), ".1%" if percent else ""))
     figure.update_xaxes(range=[0.5, longest + 0.5])

@@ -1,0 +1,164 @@
+"""The Train page's saved-runs table: a selection that follows run ids, the chosen runs' curves side by side, their
+results, a zip built when asked for, and deleting with one confirmation that names the runs.
+
+st.dataframe reports its selection as row positions, which stay put when the rows under them change: after a delete
+the next run slid into the deleted one's row and was still selected. So the picked run ids are kept here, and the
+table's key changes with its list of runs (and after every delete): a stale row selection never meets another run.
+
+Session state: `train_selected` (run ids picked), `train_delete_pending` (run ids a Delete click asks to confirm),
+`train_table_version` (bumped by each delete), `train_download` (run id, zip bytes or None, refusal or None).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+import streamlit as st
+
+from core.store import RunError, RunInfo
+from ui import train as ui
+from ui.jobs import job_manager
+from ui.shared import public_demo, run_store
+from ui.text import escape_markdown
+
+SELECTED, PENDING, VERSION, DOWNLOAD = "train_selected", "train_delete_pending", "train_table_version", "train_download"
+COLUMNS = {"test accuracy": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0),
+           "test loss": st.column_config.NumberColumn(format="%.4f"),
+           "parameters": st.column_config.NumberColumn(format="localized")}
+
+
+def table_key(run_ids: list[str]) -> str:
+    """The table's widget key: a new one whenever the listed runs change, or a delete happened."""
+    digest = hashlib.sha256("\n".join(run_ids).encode()).hexdigest()[:16]
+    return f"train_runs_{digest}_{st.session_state.get(VERSION, 0)}"
+
+
+def plural(count: int, word: str = "run") -> str:
+    return f"{count} {word}{'s' if count != 1 else ''}"
+
+
+def picked_runs(runs: list[RunInfo]) -> list[RunInfo]:
+    """The runs table, returning the runs picked in it (by id, whatever rows they now take)."""
+    run_ids = [info.run_id for info in runs]
+    picked = [run_id for run_id in st.session_state.get(SELECTED, []) if run_id in run_ids]
+    default = {"selection": {"rows": [run_ids.index(run_id) for run_id in picked]}} if picked else None
+    event = st.dataframe(pd.DataFrame([ui.run_row(info) for info in runs]), hide_index=True, width="stretch",
+                         on_select="rerun", selection_mode="multi-row", key=table_key(run_ids), column_config=COLUMNS,
+                         selection_default=default)
+    rows = sorted({row for row in event.selection.rows if 0 <= row < len(runs)})
+    st.session_state[SELECTED] = [run_ids[row] for row in rows]
+    return [runs[row] for row in rows]
+
+
+def runs_section() -> None:
+    """The saved runs: a table to pick from, then what can be done with the picked ones."""
+    st.divider()
+    st.subheader("Saved runs")
+    runs = run_store().list_runs()
+    if not runs:
+        st.info("Runs you train are saved here, with their curves and weights.", icon=":material/folder_open:")
+        return
+    chosen = picked_runs(runs)
+    if message := st.session_state.pop("train_delete_message", None):
+        st.warning(message, icon=":material/block:")
+    if not chosen:
+        st.caption("Select runs in the table to compare their curves, see one's results, download or delete them.")
+        return
+    run_actions(chosen)
+    compare_runs(chosen)
+
+
+def run_actions(chosen: list[RunInfo]) -> None:
+    columns = st.columns(3)
+    single = chosen[0] if len(chosen) == 1 and chosen[0].has_weights else None
+    if single is not None:
+        columns[0].button("Show results", icon=":material/analytics:", width="stretch",
+                          on_click=st.session_state.update, kwargs={"train_results": single.run_id})
+        with columns[1]:
+            download(single)
+    if (prepared := st.session_state.get(DOWNLOAD)) and (single is None or prepared[0] != single.run_id):
+        del st.session_state[DOWNLOAD]  # a zip is kept only while its run stays the one picked
+    if public_demo() is not None:
+        columns[2].caption("Deleting runs is switched off on this public demo.")
+    else:
+        columns[2].button(f"Delete {plural(len(chosen))}", icon=":material/delete:", width="stretch",
+                          on_click=st.session_state.update, kwargs={PENDING: [info.run_id for info in chosen]})
+        confirm_delete([info.run_id for info in chosen])
+
+
+def download(info: RunInfo) -> None:
+    """"Prepare download" builds the run's zip (never on a mere rerun); then the download button offers it."""
+    prepared = st.session_state.get(DOWNLOAD)
+    if prepared is None or prepared[0] != info.run_id:
+        st.button("Prepare download (.zip)", icon=":material/folder_zip:", width="stretch", on_click=prepare_download,
+                  args=(info.run_id,), help="Zips the run's metadata and safetensors weights.")
+    elif prepared[2] is not None:
+        st.error(escape_markdown(prepared[2]), icon=":material/error:")
+    else:
+        st.download_button(f"Download {info.run_id}.zip", prepared[1], file_name=f"{info.run_id}.zip",
+                           mime="application/zip", icon=":material/download:", width="stretch", on_click="ignore")
+
+
+def prepare_download(run_id: str) -> None:
+    """Build one run's zip, read from disk now; a refusal is kept to be shown in its place."""
+    from core.archive import run_archive
+
+    try:
+        st.session_state[DOWNLOAD] = (run_id, run_archive(run_store().info(run_id)), None)
+    except RunError as error:
+        st.session_state[DOWNLOAD] = (run_id, None, str(error))
+    except OSError as error:  # its reason, not its path: the server's folders are not the visitor's business
+        st.session_state[DOWNLOAD] = (run_id, None, f"Run {run_id} cannot be read: {error.strerror or error}.")
+
+
+def confirm_delete(chosen_ids: list[str]) -> None:
+    """The one question before deleting: it names the runs, and Delete removes exactly those."""
+    pending = st.session_state.get(PENDING)
+    if not pending:
+        return
+    if pending != chosen_ids:  # the selection moved on since Delete was pressed: ask again for the new one
+        del st.session_state[PENDING]
+        return
+    names = ", ".join(escape_markdown(run_id) for run_id in pending)
+    st.warning(f"Delete {plural(len(pending))} for good: {names}? The folder and weights are removed.",
+               icon=":material/delete_forever:")
+    yes, no = st.columns(2)
+    yes.button(f"Delete {plural(len(pending))} for good", type="primary", key="train_delete_confirm",
+               on_click=delete_runs, args=(list(pending),), width="stretch")
+    no.button("Keep them", key="train_delete_keep", on_click=st.session_state.pop, args=(PENDING, None),
+              width="stretch")
+
+
+def delete_runs(run_ids: list[str]) -> None:
+    """Delete these runs (never one still training, nor any on a public demo), then clear the selection."""
+    st.session_state.pop(PENDING, None)
+    st.session_state[SELECTED] = []
+    st.session_state[VERSION] = st.session_state.get(VERSION, 0) + 1  # a fresh table: no row stays selected
+    if public_demo() is not None:
+        st.session_state["train_delete_message"] = "Deleting runs is switched off on this public demo."
+        return
+    running = {snapshot.run_id for snapshot in job_manager().jobs() if snapshot.active}
+    store, problems = run_store(), []
+    for run_id in run_ids:
+        try:
+            if run_id in running:
+                raise RunError(f"{run_id} is still training: stop it before deleting it.")
+            store.delete(run_id)
+        except RunError as error:  # one that cannot go (training, or gone already) leaves the others to go
+            problems.append(str(error))
+    if st.session_state.get("train_results") in run_ids:
+        st.session_state["train_results"] = None
+    if problems:
+        st.session_state["train_delete_message"] = escape_markdown(" ".join(problems))
+
+
+def compare_runs(chosen: list[RunInfo]) -> None:
+    readable = [info for info in chosen if info.meta and info.get("history")]
+    if not readable:
+        return
+    left, right = st.columns(2)
+    left.plotly_chart(ui.comparison_figure(readable, "test_accuracy", "Test accuracy by epoch", True),
+                      key="train_compare_accuracy")
+    right.plotly_chart(ui.comparison_figure(readable, "train_loss", "Training loss by epoch", False),
+                       key="train_compare_loss")

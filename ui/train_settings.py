@@ -1,0 +1,159 @@
+"""The Train page's settings: number fields that check what is typed against core's bounds and say when a value
+was not taken, and the TrainConfig they build.
+
+Numbers are typed into text fields, not st.number_input: Streamlit's number input drops, in the browser, any value
+past its limits (2**53 for whole numbers) without the server ever seeing it, so the previous value trained while the
+field showed the new one. Here every typed value reaches the server, which takes it or says why not.
+
+Session state: `train_<name>` holds each setting's taken value (numbers included), `train_<name>_typed` the text in
+a number's field, `train_notes` the sentence per field about a value that was not taken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import streamlit as st
+
+from core.config import SETTING_BOUNDS, Bounds, TrainConfig
+from core.jobs import JobRefused
+from core.recipes import Recipe
+from ui.jobs import job_manager, visitor_id
+from ui.shared import public_demo
+from ui.text import escape_markdown
+
+CHOICE_FIELDS = ("model", "optimizer", "schedule", "loss")
+SLIDER_FIELDS = ("augment_shift", "augment_rotation", "augment_scale")
+NOTES = "train_notes"
+MAX_ECHO = 40  # characters of a refused text repeated in its note
+
+
+@dataclass(frozen=True)
+class NumberField:
+    """A setting typed as a number: its TrainConfig name (or "limit"), label, range and what it is for."""
+
+    name: str
+    label: str
+    bounds: Bounds
+    help: str = ""
+
+
+NUMBER_FIELDS = {field.name: field for field in (
+    NumberField("epochs", "Epochs", SETTING_BOUNDS["epochs"], "Passes over the training images."),
+    NumberField("batch_size", "Batch size", SETTING_BOUNDS["batch_size"],
+                "Images per step; at most the number of training images."),
+    NumberField("learning_rate", "Learning rate", SETTING_BOUNDS["learning_rate"], "The size of each step."),
+    NumberField("momentum", "Momentum", SETTING_BOUNDS["momentum"]),
+    NumberField("seed", "Seed", SETTING_BOUNDS["seed"], "The same seed and settings train the same run again."),
+    NumberField("limit", "Training images (0: all)", replace(SETTING_BOUNDS["train_limit"], low=0),  # 0 means all
+                "Train on the first N images only: a quick look before a full run."),
+    NumberField("weight_decay", "Weight decay", SETTING_BOUNDS["weight_decay"]),
+    NumberField("label_smoothing", "Label smoothing", SETTING_BOUNDS["label_smoothing"]),
+)}
+CONFIG_NUMBERS = tuple(name for name in NUMBER_FIELDS if name != "limit")
+FIELDS = (*CHOICE_FIELDS, *CONFIG_NUMBERS, *SLIDER_FIELDS)
+
+
+def shown(value: float) -> str:
+    """A number as its field shows it, in a form that reads back as the same number."""
+    return str(value) if isinstance(value, int) else format(value, ".10g")
+
+
+def typed_number(text: str, whole: bool) -> float:
+    """The number in a field's text ("1,000", " 0.5 ", "1e-4"); ValueError when there is none."""
+    cleaned = text.strip().replace(",", "").replace("_", "")
+    if whole:
+        try:
+            return int(cleaned)
+        except ValueError:
+            pass
+    value = float(cleaned)
+    return int(value) if whole and value.is_integer() else value
+
+
+def take_typed(field: NumberField) -> None:
+    """A field's callback: take the typed number if it is in range, else put the field back and say why."""
+    typed, previous = st.session_state[f"train_{field.name}_typed"], st.session_state[f"train_{field.name}"]
+    try:
+        value = typed_number(typed, field.bounds.whole)
+        problem = field.bounds.problem(value)
+    except (ValueError, OverflowError):
+        value, problem = None, "is not a number"
+    notes = st.session_state.setdefault(NOTES, {})
+    if problem is None:
+        st.session_state[f"train_{field.name}"] = value
+        st.session_state[f"train_{field.name}_typed"] = shown(value)
+        notes.pop(field.name, None)
+        return
+    echo = typed.strip() if len(typed.strip()) <= MAX_ECHO else typed.strip()[:MAX_ECHO] + "…"
+    st.session_state[f"train_{field.name}_typed"] = shown(previous)
+    notes[field.name] = f"{field.label}: {echo} {problem}; still {shown(previous)}."
+
+
+def number_field(container, name: str) -> None:
+    """The text field of one number setting, with the note about a refused value under it."""
+    field = NUMBER_FIELDS[name]
+    if f"train_{name}_typed" not in st.session_state:  # Streamlit forgets a field that was not drawn last run
+        st.session_state[f"train_{name}_typed"] = shown(st.session_state[f"train_{name}"])
+    help_text = f"{field.help} {field.bounds.describe().capitalize()}.".strip()
+    container.text_input(field.label, key=f"train_{name}_typed", on_change=take_typed, args=(field,), help=help_text)
+    if note := st.session_state.get(NOTES, {}).get(name):
+        container.warning(escape_markdown(note), icon=":material/undo:")
+
+
+def fill_widgets(config: TrainConfig) -> None:
+    """Put a config's values into the setting fields (a preset), forgetting notes about earlier typing."""
+    for name in FIELDS:  # whole numbers stay int, the rest float: 10 and 10.0 read differently in a field
+        value = getattr(config, name)
+        whole = name in NUMBER_FIELDS and NUMBER_FIELDS[name].bounds.whole
+        st.session_state[f"train_{name}"] = int(value) if whole else float(value) if name not in CHOICE_FIELDS \
+            else value
+    st.session_state["train_limit"] = config.train_limit or 0
+    for name in NUMBER_FIELDS:
+        st.session_state[f"train_{name}_typed"] = shown(st.session_state[f"train_{name}"])
+    st.session_state[NOTES] = {}
+
+
+def config_from_widgets(base: TrainConfig, dataset: str, data_root: str) -> TrainConfig:
+    """The settings the fields hold now, on top of a preset's (or the defaults)."""
+    values = {name: st.session_state[f"train_{name}"] for name in FIELDS}
+    return replace(base, **values, dataset=dataset, data_dir=data_root,
+                   train_limit=int(st.session_state["train_limit"]) or None)
+
+
+def settings_problem(config: TrainConfig) -> str | None:
+    """The sentence that says why these settings cannot train here (validation, or a public demo's caps), or None."""
+    from core.data import DatasetUnavailable, load_dataset
+    from core.training import ConfigError, validate
+
+    try:
+        data = load_dataset(config.dataset, config.data_dir)
+        validate(config, data)
+    except (ConfigError, DatasetUnavailable) as error:
+        return str(error)
+    policy, available = public_demo(), len(data.train_labels)
+    return policy.training_problem(config.epochs, min(config.train_limit or available, available)) if policy else None
+
+
+def start(config: TrainConfig, recipe: Recipe | None) -> None:
+    """The Start button's callback: checked again here (a public demo's caps hold whatever the browser sends)."""
+    if problem := settings_problem(config):
+        st.session_state["train_refused"] = problem
+        return
+    policy = public_demo()
+    try:
+        st.session_state["train_job"] = job_manager().submit(
+            config, recipe, owner=visitor_id(), owner_limit=policy.queued_per_visitor if policy else None)
+        st.session_state["train_results"] = st.session_state["train_refused"] = None
+    except JobRefused as error:
+        st.session_state["train_refused"] = str(error)
+
+
+def refusal_to_show() -> str | None:
+    """The last Start's refusal, kept while its cause lasts: the rerun right after the click (the running job's
+    first save) must not hide it."""
+    refused = st.session_state.get("train_refused")
+    policy = public_demo()
+    if refused and job_manager().refusal(visitor_id(), policy.queued_per_visitor if policy else None) is None:
+        refused = st.session_state["train_refused"] = None
+    return refused
