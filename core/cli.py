@@ -1,4 +1,4 @@
-"""`python -m core`: list recipes, train, predict images and list runs from a terminal."""
+"""`python -m core`: list recipes, train, predict images, list and export runs from a terminal."""
 
 from __future__ import annotations
 
@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     runs = commands.add_parser("runs", help="the saved runs")
     runs.add_argument("--runs-dir", type=Path)
     runs.add_argument("--json", action="store_true")
+    export = commands.add_parser("export", help="write a run as a zip (meta.json + weights), as the Train page's download",
+                                 description="Write a saved run as a zip of its meta.json and safetensors weights. "
+                                 "An existing file is never replaced: the command refuses instead.")
+    export.add_argument("run_id", metavar="RUN_ID", help="a run id from `runs`")
+    export.add_argument("--output", type=Path, help="the zip to write (default: ./RUN_ID.zip; a folder: RUN_ID.zip in it)")
+    export.add_argument("--runs-dir", type=Path)
     return parser
 
 
@@ -197,7 +203,21 @@ def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-COMMANDS = {"recipes": cmd_recipes, "train": cmd_train, "predict": cmd_predict, "runs": cmd_runs}
+def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
+    """Write the run's zip, the same bytes the Train page downloads; a refused run writes no file."""
+    from core.archive import export_run
+    from core.store import RunStore
+
+    store = RunStore(args.runs_dir)
+    store.run_dir(args.run_id)  # a bad id is refused before it becomes part of a file name
+    output = args.output or Path(f"{args.run_id}.zip")
+    if output.is_dir():
+        output = output / f"{args.run_id}.zip"
+    out.write(f"{export_run(store, args.run_id, output)}\n")
+    return 0
+
+
+COMMANDS = {"recipes": cmd_recipes, "train": cmd_train, "predict": cmd_predict, "runs": cmd_runs, "export": cmd_export}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -105,16 +106,37 @@ def process_running(pid: Any, started: Any = None) -> bool:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the new one, never a part."""
+    _write_through_temp(path, data, os.replace)
+
+
+def write_new_file(path: Path, data: bytes) -> None:
+    """Write `data` to `path` as a new file, whole or not at all; an existing file is never replaced (StoreWriteError)."""
+    _write_through_temp(path, data, _publish_new)
+
+
+def _publish_new(temp: Path, path: Path) -> None:
+    try:
+        os.link(temp, path)  # refuses an existing name, even one created a moment ago
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links (FAT): claim the name, then move the bytes in
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        os.replace(temp, path)
+
+
+def _write_through_temp(path: Path, data: bytes, publish: Callable[[Path, Path], None]) -> None:
     temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         with open(temp, "wb") as stream:
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
-        os.replace(temp, path)
+        publish(temp, path)
     except OSError as error:
-        temp.unlink(missing_ok=True)
         raise StoreWriteError(error.errno, f"Could not save {path.name} in {path.parent}: {error.strerror or error}") from None
+    finally:
+        with contextlib.suppress(OSError):  # gone after os.replace; still there after os.link or a failure
+            temp.unlink()
 
 
 @dataclass(frozen=True)

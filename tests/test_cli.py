@@ -4,6 +4,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +181,48 @@ def test_runs_lists_good_runs_and_names_each_damaged_one_with_its_sentence(tmp_p
     assert listed["good-run"]["status"] == "done" and listed["big-pid"]["status"] == "damaged"
     assert "its pid must be a process id" in listed["big-pid"]["error"]
     assert capsys.readouterr().err == ""
+
+
+def test_export_writes_the_same_zip_as_the_page_to_run_id_zip_by_default(tmp_path, monkeypatch, capsys):
+    from core.archive import run_archive
+    from core.store import RunStore
+
+    runs = tmp_path / "runs"
+    shutil.copytree(DEFAULT_MODEL_DIR, runs / "good-run")
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    assert main(["export", "good-run", "--runs-dir", str(runs)], out=out) == 0
+    written = tmp_path / "good-run.zip"
+    assert out.getvalue() == "good-run.zip\n" and capsys.readouterr().err == ""
+    assert written.read_bytes()[:2] == b"PK"
+    with zipfile.ZipFile(written) as archive, zipfile.ZipFile(io.BytesIO(run_archive(RunStore(runs).info("good-run")))) as page:
+        assert archive.namelist() == page.namelist() == ["good-run/meta.json", "good-run/weights-000008.safetensors"]
+        assert all(archive.read(name) == page.read(name) for name in archive.namelist())
+    before = written.read_bytes()
+    assert main(["export", "good-run", "--runs-dir", str(runs), "--output", str(tmp_path)], out=io.StringIO()) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already exists" in err and written.read_bytes() == before  # never replaced
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", "/dev/urandom"])
+def test_export_refuses_weights_that_are_a_link_with_one_line_and_leaves_no_file(tmp_path, capsys, target):
+    runs, output = tmp_path / "runs", tmp_path / "out"
+    folder = shutil.copytree(DEFAULT_MODEL_DIR, runs / "linked-run")
+    weights = folder / json.loads((folder / "meta.json").read_text())["weights_file"]
+    weights.unlink()
+    weights.symlink_to(target)
+    output.mkdir()
+    code = main(["export", "linked-run", "--runs-dir", str(runs), "--output", str(output / "linked.zip")],
+                out=io.StringIO())
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and err.startswith("error:") and "not a plain file" in err, err
+    assert list(output.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, words", [(["export", "../etc"], "not a valid run id"),
+                                         (["export", "nope"], "no run called 'nope'")])
+def test_export_of_a_bad_or_unknown_run_is_one_line(tmp_path, capsys, monkeypatch, args, words):
+    monkeypatch.chdir(tmp_path)
+    assert main([*args, "--runs-dir", str(tmp_path / "runs")], out=io.StringIO()) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err and list(tmp_path.iterdir()) == []

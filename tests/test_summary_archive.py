@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
 import zipfile
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load as load_safetensors
 
+import core.archive as archive_module
 from core.archive import run_archive
+from core.inference import DEFAULT_MODEL_DIR
 from core.models import build_model, count_parameters, list_models
 from core.record import RecordedTraining
 from core.store import RunError, RunStore
@@ -48,3 +53,70 @@ def test_a_run_without_weights_cannot_be_downloaded(tmp_path):
     next(recorded.events())  # Started: the run folder exists, its first epoch has not ended
     with pytest.raises(RunError, match="no saved weights"):
         run_archive(store.info(recorded.run_id))
+
+
+@pytest.fixture
+def shipped_run(tmp_path) -> tuple[RunStore, str, Path]:
+    """A copy of the shipped model as a run: its store, id and weights path, and a secret file outside the runs."""
+    store = RunStore(tmp_path / "runs")
+    folder = shutil.copytree(DEFAULT_MODEL_DIR, store.root / "shipped")
+    (tmp_path / "secret").write_text("root:x:0:0:the server's own file\n")
+    return store, "shipped", folder / json.loads((folder / "meta.json").read_text())["weights_file"]
+
+
+def replace_with(path: Path, how: str, secret: Path) -> None:
+    """Put something other than the run's own file at `path`."""
+    path.unlink()
+    if how == "symlink to a secret":
+        path.symlink_to(secret)
+    elif how == "symlink to /dev/urandom":
+        path.symlink_to("/dev/urandom")
+    elif how == "hard link to a secret":
+        os.link(secret, path)
+    else:
+        os.mkfifo(path)  # opening a pipe for reading would wait for a writer forever
+
+
+LEAKS = ["symlink to a secret", "symlink to /dev/urandom", "hard link to a secret", "named pipe"]
+
+
+@pytest.mark.parametrize("which", ["weights", "meta.json"])
+@pytest.mark.parametrize("how", LEAKS)
+def test_an_archive_holds_only_the_run_folders_own_regular_files(shipped_run, tmp_path, which, how):
+    store, run_id, weights = shipped_run
+    info = store.info(run_id)  # listed while the run was whole
+    replace_with(weights if which == "weights" else store.run_dir(run_id) / "meta.json", how, tmp_path / "secret")
+    with pytest.raises(RunError, match="not a plain file of its own folder"):
+        run_archive(info)
+
+
+def test_weights_whose_size_differs_from_their_header_are_refused(shipped_run, tmp_path):
+    store, run_id, weights = shipped_run
+    with open(weights, "ab") as stream:
+        stream.write((tmp_path / "secret").read_bytes())  # the right header, with a file smuggled after the tensors
+    with pytest.raises(RunError, match="not the size its safetensors header gives"):
+        run_archive(store.info(run_id))
+    weights.write_bytes((tmp_path / "secret").read_bytes() * 100)  # not safetensors at all
+    with pytest.raises(RunError, match="not the size its safetensors header gives"):
+        run_archive(store.info(run_id))
+
+
+def test_weights_over_the_size_limit_are_refused_before_reading(shipped_run, monkeypatch):
+    store, run_id, _ = shipped_run
+    monkeypatch.setattr(archive_module, "MAX_WEIGHTS_BYTES", 1000)
+    with pytest.raises(RunError, match="too large"):
+        run_archive(store.info(run_id))
+
+
+def test_a_link_swapped_in_between_the_check_and_the_read_is_refused(shipped_run, tmp_path, monkeypatch):
+    store, run_id, weights = shipped_run
+    real_open = os.open
+
+    def swap_then_open(path, flags, *args, **kwargs):
+        if path == weights.name:  # the check has passed: an attacker swaps the file for a link now
+            weights.unlink()
+            weights.symlink_to(tmp_path / "secret")
+        return real_open(path, flags, *args, **kwargs)
+    monkeypatch.setattr(os, "open", swap_then_open)
+    with pytest.raises(RunError, match="not a plain file of its own folder"):
+        run_archive(store.info(run_id))
