@@ -89,15 +89,37 @@ def saliency(run: LoadedRun, pixels: np.ndarray, target: int | None = None, *, s
 
 
 @dataclass(frozen=True)
+class Guess:
+    """One class the model considers, with its probability."""
+
+    label: int
+    probability: float
+
+
+@dataclass(frozen=True)
 class ImagePrediction:
-    """One image's answer: what the model saw and what it thinks (None when the image is blank)."""
+    """One image's answer: what the model saw and what it thinks (None when there is nothing to read)."""
 
     preprocessed: Preprocessed
     probabilities: np.ndarray | None
 
     @property
     def blank(self) -> bool:
+        """No answer: no ink, or ink that is no digit (then `refusal` says why)."""
         return self.probabilities is None
+
+    @property
+    def refusal(self) -> str | None:
+        """One sentence for the user when the ink is no digit (a dot, a speck, a flat line), asking for a bigger one."""
+        return self.preprocessed.refusal
+
+    @property
+    def top_two(self) -> tuple[Guess, ...]:
+        """The two likeliest classes, likeliest first (empty when blank): what an unsure answer shows."""
+        if self.probabilities is None:
+            return ()
+        best = np.argsort(-self.probabilities, kind="stable")[:2]
+        return tuple(Guess(int(label), float(self.probabilities[label])) for label in best)
 
     @property
     def label(self) -> int | None:

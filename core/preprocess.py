@@ -23,6 +23,11 @@ STROKE_LEVEL = 0.3  # ink above this is stroke; below it, anti-aliasing fringe
 SPECK_SHARE = 0.02  # components smaller than this share of the largest one are specks
 MIN_INK_PIXELS = 6  # fewer stroke pixels than this is no drawing at all
 MIN_INK_EXTENT = 0.02  # ink spanning less than this share of the image's longer side is a speck, not a digit
+DOT_SPAN = 2.0  # ink spanning fewer stroke widths than this is a dot or blob: a disc spans 1.8, the stubbiest of
+#                MNIST's 24,262 test and training-subset digits 2.16 (a fat 0)
+LINE_THINNESS = 0.3  # ink this much thinner than long (minor/major axis, as standard deviations) is one straight line
+LINE_TILT = 60.0  # degrees from upright past which such a line is a scratch, not a 1: MNIST's straight ones lean <= 56
+COARSEST_SHAPE = 16  # px: in smaller images (scikit-learn's 8x8 digits) a digit's shape is too coarse to judge
 MNIST_STROKE = 2.6  # px at 28x28 for thin strokes: MNIST's test digits' median (10th-90th percentile: 2.1-3.7)
 DIGITS_STROKE = 4.5  # px in the 32x32 bitmap: one 4x4 block, as upscaled scikit-learn digits measure
 EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
@@ -41,13 +46,20 @@ MNIST_FORMAT = InputFormat(28, 255, "mnist")
 DIGITS_FORMAT = InputFormat(8, 16, "digits")
 
 
+TOO_LITTLE_INK = "Too little ink to be a digit: please draw or write the digit bigger."
+NOT_A_STROKE = "That is a dot, not a digit's stroke: please draw or write the digit bigger, in lines."
+NOT_A_DIGIT_LINE = "One straight line across is not a digit: please draw or write the digit bigger, in its full shape."
+
+
 @dataclass(frozen=True)
 class Preprocessed:
-    """The model's input before normalisation (uint8, white ink on black), or blank=True when there is no ink."""
+    """The model's input before normalisation (uint8, white ink on black), or blank=True when there is nothing to
+    read: no ink at all, or ink that is no digit (then `refusal` says why, in one sentence for the user)."""
 
     pixels: np.ndarray  # uint8 (size, size), values 0..max_value
-    blank: bool  # no ink found: pixels are all zero and must not be predicted
+    blank: bool  # nothing to read: pixels are all zero and must not be predicted
     ink_box: tuple[int, int, int, int] | None  # (left, top, right, bottom) in the source image, right/bottom exclusive
+    refusal: str | None = None  # TOO_LITTLE_INK, NOT_A_STROKE or NOT_A_DIGIT_LINE when ink was found but refused
 
 
 # ---- any image to float pixels in 0..255 -------------------------------------------------------------------------
@@ -308,12 +320,54 @@ def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
-def _is_blank(mask: np.ndarray, image_side: int) -> bool:
+def _is_speck(mask: np.ndarray, image_side: int) -> bool:
     """Too little ink, or ink so small against the image (a speck, a stray dot) that no digit fits in it."""
     if int(np.count_nonzero(mask)) < MIN_INK_PIXELS:
         return True
     left, top, right, bottom = _box(mask)
     return max(right - left, bottom - top) < MIN_INK_EXTENT * image_side
+
+
+def _is_dot(mask: np.ndarray) -> bool:
+    """Ink no longer than a few of its own stroke widths: one dab of the brush (a dot, a blob), not a stroke."""
+    left, top, right, bottom = _box(mask)
+    return max(right - left, bottom - top) < DOT_SPAN * _stroke_width(mask)
+
+
+def _spread(mask: np.ndarray) -> np.ndarray:
+    """The 2x2 covariance of the ink's (x, y) positions, from row and column sums (4x faster than np.cov)."""
+    weights = mask.astype(np.float32)
+    xs, ys = np.arange(mask.shape[1], dtype=np.float32), np.arange(mask.shape[0], dtype=np.float32)
+    per_column, per_row = weights.sum(axis=0), weights.sum(axis=1)
+    count = float(per_row.sum())
+    mean_x, mean_y = per_column @ xs / count, per_row @ ys / count
+    xx, yy = per_column @ (xs * xs) / count - mean_x ** 2, per_row @ (ys * ys) / count - mean_y ** 2
+    xy = ys @ (weights @ xs) / count - mean_x * mean_y
+    return np.array([[xx, xy], [xy, yy]], dtype=np.float64)
+
+
+def _is_flat_line(mask: np.ndarray) -> bool:
+    """One thin straight line lying far from upright (a dash, a scratch): a 1 is straight too, but stands up."""
+    (minor, major), axes = np.linalg.eigh(_spread(mask))  # the ink's principal axes, as an ellipse's
+    if major <= 0 or np.sqrt(max(minor, 0.0) / major) >= LINE_THINNESS:
+        return False
+    across, upright = np.abs(axes[:, 1])
+    return float(np.degrees(np.arctan2(across, upright))) > LINE_TILT
+
+
+def _shape_refusal(mask: np.ndarray, image_side: int) -> str | None:
+    """Why ink of a fair size is still no digit (a dot, a flat line), or None; images too coarse are not judged."""
+    if image_side < COARSEST_SHAPE:
+        return None
+    if _is_dot(mask):
+        return NOT_A_STROKE
+    return NOT_A_DIGIT_LINE if _is_flat_line(mask) else None
+
+
+def why_not_a_digit(mask: np.ndarray, image_side: int) -> str | None:
+    """Why the stroke pixels in `mask` (found in an image whose longer side is `image_side`) cannot be a digit, as
+    one sentence for the user, or None when they may be one."""
+    return TOO_LITTLE_INK if _is_speck(mask, image_side) else _shape_refusal(mask, image_side)
 
 
 # ---- glyph: the crop scaled to the training data's size and stroke width -----------------------------------------
@@ -393,9 +447,9 @@ def _digits_pixels(crop: np.ndarray, mask: np.ndarray, fmt: InputFormat) -> np.n
     return np.rint(blocks * (fmt.max_value / max(float(blocks.max()), 1e-6))).astype(np.uint8)  # as 98% of theirs
 
 
-def _blank(fmt: InputFormat) -> Preprocessed:
-    """No ink: all-zero pixels the caller must not predict."""
-    return Preprocessed(np.zeros((fmt.size, fmt.size), dtype=np.uint8), True, None)
+def _blank(fmt: InputFormat, refusal: str | None = None) -> Preprocessed:
+    """Nothing to read (no ink, or ink refused for `refusal`): all-zero pixels the caller must not predict."""
+    return Preprocessed(np.zeros((fmt.size, fmt.size), dtype=np.uint8), True, None, refusal)
 
 
 def _from_ink(ink: np.ndarray, mask: np.ndarray, support: np.ndarray, fmt: InputFormat,
@@ -418,14 +472,18 @@ def _scale_to_source(image: Image.Image | np.ndarray, ink: np.ndarray) -> tuple[
 
 
 def preprocess(image: Image.Image | np.ndarray, fmt: InputFormat = MNIST_FORMAT) -> Preprocessed:
-    """Turn a drawing, scan or photo into the model's input, or report it blank."""
+    """Turn a drawing, scan or photo into the model's input, or report it blank (with the reason when it has ink
+    that is no digit)."""
     ink = _working_ink(image)
     if not ink.any():
         return _blank(fmt)
     left, top, right, bottom = _box(ink > 0)  # all later work only where there is ink at all
     mask, support = _single_digit(ink[top:bottom, left:right])
-    if _is_blank(mask, max(ink.shape)):
+    if not mask.any():
         return _blank(fmt)
+    refusal = why_not_a_digit(mask, max(ink.shape))
+    if refusal is not None:
+        return _blank(fmt, refusal)
     return _from_ink(ink[top:bottom, left:right], mask, support, fmt, _scale_to_source(image, ink), (left, top))
 
 
@@ -457,10 +515,11 @@ def _column_ranges(groups: list[tuple[list[int], int, int]], width: int) -> list
 
 
 def split_digits(image: Image.Image | np.ndarray, fmt: InputFormat = MNIST_FORMAT) -> list[Preprocessed]:
-    """Several digits written in a row: one Preprocessed per digit, left to right (empty when blank)."""
+    """Several digits written in a row: one Preprocessed per digit, left to right (empty when blank). Marks that are
+    no digit by themselves (a decimal point, a minus sign, a dot or dash anywhere) are left out."""
     ink = _working_ink(image)
     labels, count = _strokes(ink)
-    if _is_blank(labels > 0, max(ink.shape)):
+    if _is_speck(labels > 0, max(ink.shape)):
         return []
     groups = _column_groups(labels, count)
     regions, region_count = ndimage.label(ink > 0, structure=EIGHT_NEIGHBOURS)
@@ -469,6 +528,8 @@ def split_digits(image: Image.Image | np.ndarray, fmt: InputFormat = MNIST_FORMA
         in_group = np.zeros(count + 1, dtype=bool)
         in_group[members] = True
         mask = in_group[labels]
+        if _shape_refusal(mask, max(ink.shape)) is not None:
+            continue
         support = _touching(regions, region_count, mask)
         support[:, :first], support[:, last:] = False, False
         digits.append(_from_ink(ink, mask, support | mask, fmt, _scale_to_source(image, ink)))

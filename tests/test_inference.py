@@ -3,12 +3,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 from torch import nn
 
 from core.images import load_image
 from core.inference import (
     LOW_CONFIDENCE,
+    Guess,
     ImagePrediction,
     NumberReading,
     load_default_model,
@@ -20,7 +21,15 @@ from core.inference import (
     saliency,
 )
 from core.models import build_model
-from core.preprocess import DIGITS_FORMAT, MNIST_FORMAT, preprocess, split_digits
+from core.preprocess import (
+    DIGITS_FORMAT,
+    MNIST_FORMAT,
+    NOT_A_DIGIT_LINE,
+    NOT_A_STROKE,
+    TOO_LITTLE_INK,
+    preprocess,
+    split_digits,
+)
 from core.store import LoadedRun
 from tests.drawn_digits import drawn, encoded, on_transparent, photo_of
 
@@ -114,6 +123,48 @@ def test_unsure_below_low_confidence():
     sure = np.full(10, 0.01)
     sure[3] = 0.91
     assert not ImagePrediction(processed, sure).unsure and ImagePrediction(processed, sure).label == 3
+
+
+def canvas_with(shape: str, box: tuple[int, int, int, int], width: int = 18) -> Image.Image:
+    """A dot ("ellipse"), a speck ("rectangle") or a stroke ("line") on the canvas, white on opaque black."""
+    image = Image.new("RGBA", (280, 280), (0, 0, 0, 255))
+    pen = ImageDraw.Draw(image)
+    if shape == "line":
+        pen.line([box[:2], box[2:]], fill=(255, 255, 255, 255), width=width)
+    else:
+        getattr(pen, shape)(box, fill=(255, 255, 255, 255))
+    return image
+
+
+@pytest.mark.parametrize("image, reason", [
+    (canvas_with("ellipse", (131, 131, 149, 149)), NOT_A_STROKE),  # one click of the 18 px brush: was "0" at 92%
+    (canvas_with("ellipse", (20, 230, 60, 270)), NOT_A_STROKE),
+    (canvas_with("ellipse", (136, 136, 144, 144)), NOT_A_STROKE),  # was "8" at 83%
+    (canvas_with("rectangle", (200, 60, 203, 63)), TOO_LITTLE_INK),
+    (canvas_with("line", (20, 140, 260, 140)), NOT_A_DIGIT_LINE),  # was "2" at 88%
+    (np.asarray(canvas_with("ellipse", (90, 90, 190, 190)).convert("L").resize((28, 28))), NOT_A_STROKE),
+], ids=["brush-click", "dot-in-a-corner", "small-dot", "speck", "scratch-across", "dot-28x28-array"])
+def test_ink_that_is_no_digit_gets_a_sentence_asking_for_a_bigger_digit_instead_of_a_label(default_run, image, reason):
+    answer = predict_image(default_run, image)
+    assert answer.blank and answer.label is None and answer.confidence is None and not answer.unsure
+    assert answer.refusal == reason and answer.top_two == ()
+    assert "bigger" in reason and reason.count(".") == 1  # one sentence, asking for a bigger digit
+    assert [prediction.refusal for prediction in predict_each([default_run, untrained_digits_run()], image)] == \
+        [reason, reason]
+
+
+def test_a_real_digit_has_no_refusal_and_its_top_two_lead_with_the_answer(default_run):
+    answer = predict_image(default_run, drawn(4))
+    assert answer.refusal is None and answer.top_two[0] == Guess(4, answer.confidence)
+    assert answer.top_two[1].probability == pytest.approx(float(np.sort(answer.probabilities)[-2]))
+
+
+def test_a_low_confidence_answer_is_marked_and_carries_the_top_two():
+    processed = preprocess(drawn(7))
+    torn = np.array([0.02, 0.03, 0.01, 0.41, 0.02, 0.35, 0.04, 0.05, 0.03, 0.04])
+    answer = ImagePrediction(processed, torn)
+    assert answer.unsure and answer.label == 3 and LOW_CONFIDENCE == 0.6
+    assert answer.top_two == (Guess(3, 0.41), Guess(5, 0.35))
 
 
 # ---- several digits -----------------------------------------------------------------------------------------------
