@@ -27,6 +27,7 @@ DOT_SPAN = 2.0  # ink spanning fewer stroke widths than this is a dot or blob: a
 #                MNIST's 24,262 test and training-subset digits 2.16 (a fat 0)
 LINE_THINNESS = 0.3  # ink this much thinner than long (minor/major axis, as standard deviations) is one straight line
 LINE_TILT = 60.0  # degrees from upright past which such a line is a scratch, not a 1: MNIST's straight ones lean <= 56
+LINE_FILL = 0.6  # share of that bar the ink must cover: a drawn line covers 0.9 or more, a row of digits under 0.5
 COARSEST_SHAPE = 16  # px: in smaller images (scikit-learn's 8x8 digits) a digit's shape is too coarse to judge
 MNIST_STROKE = 2.6  # px at 28x28 for thin strokes: MNIST's test digits' median (10th-90th percentile: 2.1-3.7)
 DIGITS_STROKE = 4.5  # px in the 32x32 bitmap: one 4x4 block, as upscaled scikit-learn digits measure
@@ -347,9 +348,13 @@ def _spread(mask: np.ndarray) -> np.ndarray:
 
 
 def _is_flat_line(mask: np.ndarray) -> bool:
-    """One thin straight line lying far from upright (a dash, a scratch): a 1 is straight too, but stands up."""
+    """One thin straight line lying far from upright (a dash, a scratch): a 1 is straight too, but stands up. The ink
+    must fill the bar its spread describes (a solid bar of length L and width w has variances L²/12 and w²/12): a
+    row of digits or a fence of bars spreads as widely but leaves most of that bar empty."""
     (minor, major), axes = np.linalg.eigh(_spread(mask))  # the ink's principal axes, as an ellipse's
-    if major <= 0 or np.sqrt(max(minor, 0.0) / major) >= LINE_THINNESS:
+    if minor <= 0 or np.sqrt(minor / major) >= LINE_THINNESS:
+        return False
+    if np.count_nonzero(mask) < LINE_FILL * 12.0 * np.sqrt(minor * major):
         return False
     across, upright = np.abs(axes[:, 1])
     return float(np.degrees(np.arctan2(across, upright))) > LINE_TILT

@@ -400,6 +400,14 @@ def test_a_straight_upright_or_leaning_line_is_a_one(start, end, width):
     assert not preprocess(line(start, end, width)).blank
 
 
+def test_a_row_of_digits_or_bars_spreads_like_a_line_but_is_not_one():
+    fence = np.full((200, 2000), 255, np.uint8)
+    for left in range(20, 1980, 40):
+        fence[40:160, left:left + 12] = 0  # 49 upright bars: as wide and thin overall as a scratch
+    for image in (fence, drawn("1407", size=(560, 200), box=(20, 20, 540, 180)), drawn("1111", size=(560, 200))):
+        assert preprocess(image).refusal is None
+
+
 @pytest.mark.parametrize("digit", range(10))
 def test_digits_of_every_class_size_and_brush_are_not_refused(digit):
     for style in ({"width": 3}, {"width": 18}, {"width": 60}, {"width": 6, "box": (200, 190, 262, 270)},
