@@ -139,17 +139,27 @@ def cmd_train(args: argparse.Namespace, out: TextIO) -> int:
         signal.signal(signal.SIGINT, previous)
     finished = event if isinstance(event, Finished) else None
     summary = _train_summary(recorded, finished)
-    out.write((json.dumps(summary) if args.json else printer.summary_line(summary)) + "\n")
+    out.write((json.dumps(summary) if args.json else _summary_text(printer, summary)) + "\n")
     return 0 if finished and finished.status == "done" else EXIT_FAILURE
 
 
 def _train_summary(recorded, finished) -> dict:
-    return {"run_id": recorded.run_id, "run_dir": str(recorded.run_dir.resolve()), "status": finished.status,
+    saved = recorded.run_dir.is_dir()  # a run whose saves all failed leaves no folder
+    return {"run_id": recorded.run_id, "run_dir": str(recorded.run_dir.resolve()) if saved else None,
+            "saved_epochs": recorded.saved_epochs, "status": finished.status,
             "reason": finished.reason, "dataset": recorded.training.config.dataset,
             "model": recorded.training.config.model, "epochs": finished.epochs_completed,
             "test_accuracy": finished.test_accuracy, "test_loss": finished.test_loss,
             "train_seconds": round(finished.elapsed_seconds, 3),
             "images_per_second": round(finished.images_per_second, 1), "parameters": recorded.training.parameters}
+
+
+def _summary_text(printer, summary: dict) -> str:
+    """The closing line: where the run is and, unless it is done, why it ended; or that nothing was saved."""
+    if summary["run_dir"] is None:
+        return f"{summary['status']}: {summary['reason']}"  # the reason says that nothing was saved
+    line = printer.summary_line(summary)
+    return line if summary["status"] == "done" else f"{line} ({summary['reason']})"
 
 
 def cmd_predict(args: argparse.Namespace, out: TextIO) -> int:

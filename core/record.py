@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any, Iterator
 
 from core.data import Dataset
@@ -28,17 +29,17 @@ class RecordedTraining:
         self.run_id = run_id or store.new_run_id(config.model, config.dataset)
         self.created_at = utc_now()
         self._last_save = 0.0
-        self._saved_epochs = 0
+        self.saved_epochs = 0  # epochs whose weights are on disk, referenced by the saved metadata
         self._weights_file: str | None = None
 
     @property
     def run_dir(self):
         return self.store.run_dir(self.run_id)
 
-    def meta(self, status: str, finished: Finished | None = None) -> dict[str, Any]:
-        """The run's metadata as it stands now."""
+    def meta(self, status: str, finished: Finished | None = None, epochs: int | None = None) -> dict[str, Any]:
+        """The run's metadata as it stands now (with `epochs`: as it stood after that many epochs)."""
         training, config = self.training, self.training.config
-        history = [asdict(event) for event in training.history]
+        history = [asdict(event) for event in training.history[:epochs]]
         last = history[-1] if history else {}
         seconds = finished.elapsed_seconds if finished else (last.get("elapsed_seconds") or 0.0)
         return {
@@ -61,10 +62,10 @@ class RecordedTraining:
 
     def _save(self, status: str, finished: Finished | None = None) -> None:
         epochs = len(self.training.history)
-        weights = self.training.last_complete_state if epochs > self._saved_epochs else None
+        weights = self.training.last_complete_state if epochs > self.saved_epochs else None
         meta = {**self.meta(status, finished), "weights_file": self._weights_file}
         self._weights_file = self.store.save(self.run_id, meta, weights)
-        self._saved_epochs = epochs if weights is not None else self._saved_epochs
+        self.saved_epochs = epochs if weights is not None else self.saved_epochs
         self._last_save = time.monotonic()
 
     def events(self, stop: threading.Event | None = None) -> Iterator[TrainingEvent]:
@@ -75,9 +76,35 @@ class RecordedTraining:
                 self._save_for(event)
             except OSError as error:  # disk full, read-only: the run must not pretend it was saved
                 stop.set()
-                yield _failed(event, f"the run could not be saved: {error}")
+                yield self._save_failed(event, error)
                 return
             yield event
+
+    def _save_failed(self, event: TrainingEvent, error: OSError) -> Finished:
+        """The end of a run whose save failed: the reason says what stays saved; a run without weights is removed."""
+        kept = self.saved_epochs
+        outcome = f"epoch {kept} stays saved" if kept else "nothing was saved"
+        last = self.training.history[kept - 1] if kept else None
+        finished = Finished("failed", f"the run could not be saved ({error.strerror or error}); {outcome}", kept,
+                            last.test_accuracy if last else None, last.test_loss if last else None,
+                            getattr(event, "elapsed_seconds", 0.0), getattr(event, "images_per_second", 0.0))
+        if kept:
+            self._try_saving_failure(finished)
+        else:
+            self._remove_run_without_weights()
+        return finished
+
+    def _remove_run_without_weights(self) -> None:
+        """A run whose first save failed left no folder; one whose first weights failed leaves none either."""
+        if self.run_dir.is_dir():
+            with contextlib.suppress(OSError):
+                self.store.delete(self.run_id)
+
+    def _try_saving_failure(self, finished: Finished) -> None:
+        """Best effort: mark the saved version failed, so it does not read as running or interrupted."""
+        meta = {**self.meta("failed", finished, self.saved_epochs), "weights_file": self._weights_file}
+        with contextlib.suppress(OSError):  # the disk that refused the last save may refuse this one too
+            self.store.save(self.run_id, meta, None)
 
     def _save_for(self, event: TrainingEvent) -> None:
         if isinstance(event, Finished):
@@ -85,10 +112,3 @@ class RecordedTraining:
         elif isinstance(event, Started) or (isinstance(event, EpochEnd) and
                                             time.monotonic() - self._last_save >= SAVE_INTERVAL_SECONDS):
             self._save("running")
-
-
-def _failed(event: TrainingEvent, reason: str) -> Finished:
-    if isinstance(event, Finished):
-        return replace(event, status="failed", reason=reason)
-    elapsed = getattr(event, "elapsed_seconds", 0.0)
-    return Finished("failed", reason, 0, None, None, elapsed, getattr(event, "images_per_second", 0.0))

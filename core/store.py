@@ -482,16 +482,26 @@ class RunStore:
 
     def _write_version(self, run_dir: Path, run_id: str, meta: dict[str, Any],
                        weights: dict[str, torch.Tensor] | None) -> str | None:
+        previous = meta.get("weights_file")
         meta = {**meta, "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "run_id": run_id, "updated_at": utc_now()}
         if weights is not None:
-            meta["weights_file"] = f"weights-{int(meta.get('epochs_completed', 0)):06d}.safetensors"
-            from safetensors.torch import save as save_safetensors
-
-            contiguous = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
-            atomic_write(run_dir / meta["weights_file"], save_safetensors(contiguous))
-        atomic_write(run_dir / META_FILE, json.dumps(meta, indent=1).encode("utf-8"))
+            meta["weights_file"] = self._write_weights(run_dir, int(meta.get("epochs_completed", 0)), weights)
+        try:
+            atomic_write(run_dir / META_FILE, json.dumps(meta, indent=1).encode("utf-8"))
+        except StoreWriteError:
+            if meta.get("weights_file") != previous:  # new weights that no metadata points to: not left behind
+                with contextlib.suppress(OSError):
+                    (run_dir / meta["weights_file"]).unlink()
+            raise
         self._remove_unreferenced_weights(run_dir, meta.get("weights_file"))
         return meta.get("weights_file")
+
+    def _write_weights(self, run_dir: Path, epochs: int, weights: dict[str, torch.Tensor]) -> str:
+        from safetensors.torch import save as save_safetensors
+
+        name = f"weights-{epochs:06d}.safetensors"  # a new name per epoch: the metadata, written last, switches over
+        atomic_write(run_dir / name, save_safetensors({k: v.detach().cpu().contiguous() for k, v in weights.items()}))
+        return name
 
     def _remove_unreferenced_weights(self, run_dir: Path, keep: str | None) -> None:
         for path in run_dir.glob("weights-*.safetensors"):

@@ -20,6 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import core.record as record_module
 import core.store as store_module
 from core.cli import main
 from core.inference import DEFAULT_MODEL_DIR
@@ -205,6 +206,86 @@ def test_the_cli_exits_1_with_one_line_when_the_run_cannot_be_saved(store, broke
                  "--runs-dir", str(store.root)], out=io.StringIO())
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and words in err, err
+
+
+REAL_ATOMIC_WRITE = store_module.atomic_write
+
+
+class DiskFillsUp:
+    """Saving fails as on a full disk for the files `refuse` picks, once or from then on; others save normally."""
+
+    def __init__(self, monkeypatch, refuse, once: bool) -> None:
+        self.refuse, self.once, self.written, self.failures = refuse, once, [], 0
+        monkeypatch.setattr(store_module, "atomic_write", self.write)
+        monkeypatch.setattr(record_module, "SAVE_INTERVAL_SECONDS", 0.0)  # every epoch saves: the failing one is known
+
+    def write(self, path: Path, data: bytes) -> None:
+        if self.refuse(path, self.written) and not (self.once and self.failures):
+            self.failures += 1
+            raise StoreWriteError(errno.ENOSPC, f"Could not save {path.name} in {path.parent}: No space left on device")
+        REAL_ATOMIC_WRITE(path, data)
+        self.written.append(path.name)
+
+
+def meta_after_epoch_2(path: Path, written: list[str]) -> bool:
+    """The metadata that would point to epoch 2's weights, just written."""
+    return path.name == "meta.json" and "weights-000002.safetensors" in written
+
+
+THREE_EPOCHS = TrainConfig(model="digits-cnn", dataset="digits", epochs=3, batch_size=100, train_limit=300)
+
+
+def files_of(store: RunStore) -> list[str]:
+    return sorted(path.name for path in store.root.glob("*/*"))
+
+
+def test_a_failed_metadata_save_removes_the_weights_it_would_have_named_and_marks_the_run_failed(store, monkeypatch):
+    disk = DiskFillsUp(monkeypatch, meta_after_epoch_2, once=True)  # epoch 2's metadata fails, the next write works
+    recorded = RecordedTraining(THREE_EPOCHS, store)
+    finished = list(recorded.events())[-1]
+    assert disk.failures == 1 and finished.status == "failed" and finished.epochs_completed == 1
+    assert "No space left on device" in finished.reason and finished.reason.endswith("epoch 1 stays saved")
+    assert files_of(store) == ["meta.json", "weights-000001.safetensors"]  # no stray weights-000002
+    info = store.info(recorded.run_id)
+    assert info.status == "failed" and info.get("reason") == finished.reason  # not "running", nor "interrupted"
+    assert info.get("epochs_completed") == len(info.get("history")) == 1
+    assert store.load(recorded.run_id).meta["weights_file"] == "weights-000001.safetensors"
+
+
+def test_when_even_the_failed_status_cannot_be_saved_only_the_last_good_version_stays(store, monkeypatch):
+    DiskFillsUp(monkeypatch, meta_after_epoch_2, once=False)
+    recorded = RecordedTraining(THREE_EPOCHS, store)
+    finished = list(recorded.events())[-1]
+    assert finished.status == "failed" and finished.reason.endswith("epoch 1 stays saved")
+    assert files_of(store) == ["meta.json", "weights-000001.safetensors"]
+    assert store.load(recorded.run_id).meta["epochs_completed"] == 1
+
+
+def test_a_run_whose_first_weights_cannot_be_saved_leaves_no_folder(store, monkeypatch):
+    DiskFillsUp(monkeypatch, lambda path, written: path.name.startswith("weights-"), once=False)
+    events = list(RecordedTraining(THREE_EPOCHS, store).events())
+    assert events[-1].status == "failed" and events[-1].reason.endswith("nothing was saved")
+    assert not store.root.exists() or list(store.root.iterdir()) == []
+
+
+@pytest.mark.parametrize("refuse, saved", [(lambda path, written: path.name.startswith("weights-"), 0),
+                                           (meta_after_epoch_2, 1)], ids=["nothing saved", "epoch 1 saved"])
+def test_the_cli_says_what_stays_saved_when_a_save_fails(store, monkeypatch, capsys, refuse, saved):
+    train = ["train", "--model", "digits-cnn", "--epochs", "3", "--train-limit", "300", "--batch-size", "100",
+             "--runs-dir", str(store.root)]
+    for as_json in (True, False):
+        DiskFillsUp(monkeypatch, refuse, once=False)
+        out = io.StringIO()
+        assert main(train + ["--json"] * as_json, out=out) == 1
+        words = "epoch 1 stays saved" if saved else "nothing was saved"
+        assert words in capsys.readouterr().err
+        if as_json:
+            summary = json.loads(out.getvalue())
+            assert summary["status"] == "failed" and summary["saved_epochs"] == saved and words in summary["reason"]
+            assert (summary["run_dir"] is None) == (not saved) and summary["epochs"] == saved
+        else:
+            assert out.getvalue().startswith("failed: ") and words in out.getvalue()
+            assert ("->" in out.getvalue()) == bool(saved)  # a folder is named only when one stays
 
 
 # --- the training process dies ------------------------------------------------------------------------------------
