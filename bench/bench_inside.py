@@ -11,6 +11,8 @@ C: ui.inside.inside_figures of B's result: building the plotly figures (the page
    size as plotly JSON is printed too.
 D: core.inference.saliency with 16 noisy copies, as the page made its map before (gradient SmoothGrad).
 E: core.saliency.saliency_map with its defaults (Captum: Integrated Gradients under SmoothGrad).
+F: core.inference.predict_image of the 280x280 canvas the digit was drawn on: preprocessing (with the checks for
+   ink that is no digit) and the prediction, what the page does after each stroke.
 Then, for a drawn digit of each class, the share of each map's mass on the ink or within 2 px of it: the plain
 gradient, D, E, and Captum's Grad-CAM on the last conv block (measured to choose between them; not in core).
 """
@@ -30,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench_predict import interleaved  # noqa: E402  (bench/ is the script's folder)
-from core.inference import load_default_model, model_inputs, predict_proba, saliency  # noqa: E402
+from core.inference import load_default_model, model_inputs, predict_image, predict_proba, saliency  # noqa: E402
 from core.inside import look_inside  # noqa: E402
 from core.models import to_log_probs  # noqa: E402
 from core.preprocess import preprocess  # noqa: E402
@@ -81,13 +83,15 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     run = load_default_model()
-    pixels = preprocess(drawn(3)).pixels
+    canvas = np.asarray(drawn(3))  # 280x280 RGBA, white strokes 18 px wide on opaque black
+    pixels = preprocess(canvas).pixels
     view = look_inside(run, pixels)
     medians = interleaved({"A plain prediction": lambda: predict_proba(run, pixels[None]),
                            "B look_inside": lambda: look_inside(run, pixels),
                            "C figures of B": lambda: inside_figures(view, run.class_names),
                            "D old saliency x16": lambda: saliency(run, pixels, samples=16, noise=0.1),
-                           "E saliency_map": lambda: saliency_map(run, pixels)},
+                           "E saliency_map": lambda: saliency_map(run, pixels),
+                           "F predict_image (canvas)": lambda: predict_image(run, canvas)},
                           args.rounds, args.repeats)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.rounds} rounds x {args.repeats} calls")
     for name, value in medians.items():
