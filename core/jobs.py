@@ -20,8 +20,8 @@ if TYPE_CHECKING:  # torch is imported by the worker, not by whoever merely look
     from core.recipes import Recipe
     from core.training import TrainConfig, TrainingEvent
 
-JobStatus = Literal["queued", "running", "done", "stopped", "failed", "cancelled"]
-ENDED: frozenset[str] = frozenset({"done", "stopped", "failed", "cancelled"})
+JobStatus = Literal["queued", "running", "done", "stopped", "failed", "diverged", "cancelled"]
+ENDED: frozenset[str] = frozenset({"done", "stopped", "failed", "diverged", "cancelled"})
 MAX_QUEUED = 2  # on a 2-core machine a longer queue is hours of waiting: refuse instead
 MAX_ENDED_JOBS = 8  # finished jobs stay on disk as runs; memory keeps only the latest few
 EXIT_STOP_SECONDS = 10.0  # a stop lands within a step; saving the last epoch's weights takes well under this

@@ -87,6 +87,9 @@ def resolve_device(requested: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+FinishedStatus = Literal["done", "stopped", "failed", "diverged"]  # as core.store.RUN_STATUSES, less "running"
+
+
 @dataclass(frozen=True)
 class Started:
     """Training is about to take its first step."""
@@ -134,9 +137,9 @@ class EpochEnd:
 
 @dataclass(frozen=True)
 class Finished:
-    """The end: status "done", "stopped" or "failed" (with the reason)."""
+    """The end: status "done", "stopped", "failed" or "diverged" (NaN or infinite loss or weights), with the reason."""
 
-    status: Literal["done", "stopped", "failed"]
+    status: FinishedStatus
     reason: str
     epochs_completed: int
     test_accuracy: float | None
@@ -330,7 +333,11 @@ class Training:
                 return
             if schedule is not None and not per_batch:
                 schedule.step()
-            yield self._end_epoch(epoch, step, epoch_meter, test_x, test_y, clock)
+            end = self._end_epoch(epoch, step, epoch_meter, test_x, test_y, clock)
+            if end is None:
+                yield self._diverged(clock)
+                return
+            yield end
         yield self._finished("done", "", clock)
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor, optimizer: torch.optim.Optimizer,
@@ -359,19 +366,28 @@ class Training:
                              clock.images_per_second(), eta, elapsed)
 
     def _end_epoch(self, epoch: int, step: int, meter: _Meter, test_x: torch.Tensor, test_y: torch.Tensor,
-                   clock: "_Clock") -> EpochEnd:
+                   clock: "_Clock") -> EpochEnd | None:
+        """The epoch's end with its test metrics; None when the test loss or any weight is NaN or infinite."""
         test_loss, test_accuracy = evaluate(self.model, test_x, test_y, self.output, self.config.loss,
                                             self.config.test_batch_size)
+        if not (math.isfinite(test_loss) and self._weights_finite()):  # e.g. BatchNorm's running variance at inf
+            return None  # the previous epoch stays the last complete one: non-finite weights are never kept
         self.last_complete_state = self._snapshot()
         event = EpochEnd(epoch, self.config.epochs, step, meter.loss, meter.accuracy, test_loss, test_accuracy,
                          clock.elapsed(), clock.images_per_second())
         self.history.append(event)
         return event
 
-    def _diverged(self, clock: "_Clock") -> Finished:
-        return self._finished("failed", "the loss became NaN or infinite: lower the learning rate", clock)
+    def _weights_finite(self) -> bool:
+        return all(bool(torch.isfinite(tensor).all()) for tensor in self.model.state_dict().values()
+                   if tensor.is_floating_point())
 
-    def _finished(self, status: Literal["done", "stopped", "failed"], reason: str, clock: "_Clock") -> Finished:
+    def _diverged(self, clock: "_Clock") -> Finished:
+        rate = self.config.learning_rate
+        return self._finished("diverged", f"the training diverged (its loss or weights became NaN or infinite) at "
+                              f"learning rate {rate:g}: try a lower one, such as {rate / 10:g}", clock)
+
+    def _finished(self, status: FinishedStatus, reason: str, clock: "_Clock") -> Finished:
         last = self.history[-1] if self.history else None
         return Finished(status, reason, len(self.history), last.test_accuracy if last else None,
                         last.test_loss if last else None, clock.elapsed(), clock.images_per_second())

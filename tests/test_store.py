@@ -371,6 +371,20 @@ def test_training_whose_run_cannot_be_saved_ends_as_failed(store, monkeypatch):
     assert isinstance(finished, Finished) and finished.status == "failed" and "Read-only" in finished.reason
 
 
+def test_a_diverged_run_is_saved_as_diverged_with_its_last_finite_epoch_and_loads(store):
+    config = TrainConfig(model="fast-cnn", dataset="digits", epochs=3, batch_size=100, train_limit=300)
+    recorded = RecordedTraining(config, store)
+    for event in recorded.events():
+        if isinstance(event, EpochEnd) and event.epoch == 2:  # BatchNorm's running variance overflows, as at lr 1e6
+            next(t for n, t in recorded.training.model.named_buffers() if n.endswith("running_var")).fill_(float("inf"))
+    assert event.status == "diverged"
+    info = store.info(recorded.run_id)
+    assert info.status == "diverged" and info.get("reason") == event.reason and "lower" in event.reason
+    loaded = store.load(recorded.run_id)
+    assert loaded.meta["epochs_completed"] == 2 and loaded.meta["weights_file"] == "weights-000002.safetensors"
+    assert all(bool(torch.isfinite(t).all()) for t in loaded.model.state_dict().values() if t.is_floating_point())
+
+
 def test_sweep_removes_temp_files_of_dead_writers_only(store, saved_run):
     folder = store.run_dir(saved_run)
     dead = folder / f".meta.json.{2**22 + 12345}.abcd1234.tmp"

@@ -1,3 +1,4 @@
+import math
 import threading
 import time
 
@@ -73,10 +74,37 @@ def test_stop_from_another_thread_ends_within_a_second_and_keeps_the_last_epoch(
     assert training.last_complete_state is not None
 
 
-def test_a_diverging_run_fails_with_the_reason_and_no_traceback():
+def test_a_diverging_run_ends_diverged_with_the_reason_and_no_traceback():
     config = TrainConfig(model="mlp", dataset="digits", epochs=2, optimizer="sgd", learning_rate=1e30)
     finished = run(config)[-1]
-    assert finished.status == "failed" and "NaN" in finished.reason
+    assert finished.status == "diverged" and "NaN or infinite" in finished.reason
+    assert finished.reason.endswith("learning rate 1e+30: try a lower one, such as 1e+29")
+
+
+def finite(state: dict[str, torch.Tensor]) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point())
+
+
+def test_weights_that_turn_infinite_while_the_loss_stays_finite_end_the_run_as_diverged():
+    config = TrainConfig(model="fast-cnn", dataset="digits", epochs=3, batch_size=100, optimizer="sgd",
+                         learning_rate=1e6, train_limit=300)  # BatchNorm's running variance overflows to inf
+    training = Training(config)
+    events = list(training.events())
+    assert events[-1].status == "diverged" and "try a lower one" in events[-1].reason
+    assert events[-1].epochs_completed == len(training.history)
+    assert all(math.isfinite(e.test_loss) for e in training.history)
+    assert training.last_complete_state is None or finite(training.last_complete_state)
+
+
+def test_a_run_that_diverges_after_an_epoch_keeps_that_epochs_weights():
+    training = Training(TrainConfig(model="fast-cnn", dataset="digits", epochs=3, batch_size=100, train_limit=300))
+    for event in training.events():
+        if isinstance(event, EpochEnd) and event.epoch == 2:
+            kept = {name: tensor.clone() for name, tensor in training.last_complete_state.items()}
+            running_var = next(t for name, t in training.model.named_buffers() if name.endswith("running_var"))
+            running_var.fill_(float("inf"))  # what lr 1e6 does to BatchNorm, on a run that was learning
+    assert event.status == "diverged" and event.epochs_completed == 2 and len(training.history) == 2
+    assert all(torch.equal(kept[name], tensor) for name, tensor in training.last_complete_state.items())
 
 
 @pytest.mark.parametrize("changes, words", [
@@ -125,3 +153,13 @@ def test_recipes_fill_the_settings_as_published():
     assert recipe("cnn-5x5").config.normalize_mean == 0.5 and recipe("net-10-20").config.momentum == 0.5
     assert {"digits-cnn", "digit-net", "lenet5", "cnn-5x5", "net-10-20"} <= set(RECIPES)
     assert recipe("net-10-20").settings(epochs=1, seed=None).epochs == 1
+
+
+def test_a_diverged_job_ends_so_pages_stop_polling(tmp_path):
+    from core.jobs import JobManager
+
+    manager = JobManager(tmp_path / "runs")
+    job = manager.submit(TrainConfig(model="mlp", dataset="digits", epochs=2, optimizer="sgd", learning_rate=1e30))
+    assert manager.wait_idle(120)
+    snapshot = manager.snapshot(job)
+    assert snapshot.status == "diverged" and not snapshot.active and "try a lower one" in snapshot.message
