@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import socket
 import struct
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: the home page lis
 DATA_DIR_ENV = "DIGIT_STUDIO_DATA"
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 DOWNLOAD_TIMEOUT_SECONDS = 20
+DOWNLOAD_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}  # torchvision's class names: ROOT/<name>/raw
 DIGIT_NAMES = tuple(str(d) for d in range(10))
 FASHION_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -206,24 +209,44 @@ def load_dataset(name: str, root: Path | str | None = None) -> Dataset:
 
 
 def download_dataset(name: str, root: Path | str | None = None) -> None:
-    """Fetch MNIST or Fashion-MNIST with torchvision; DatasetUnavailable with one sentence when offline."""
-    root_path = Path(root) if root else default_data_dir()
-    if is_available(name, root_path):
-        return
-    if name == "digits":
-        return
-    from torchvision import datasets
+    """Fetch MNIST or Fashion-MNIST with torchvision; DatasetUnavailable with one sentence when offline.
 
-    fetcher = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
+    The files download into a private temporary folder and move into `root` only once all are there: a data
+    folder that is a system folder (or a typo) gets nothing, not even an empty MNIST/raw, when the download fails.
+    """
+    root_path = Path(root) if root else default_data_dir()
+    if name == "digits" or is_available(name, root_path):
+        return
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_SECONDS)  # an offline machine must not hang the app
     try:
-        for train in (True, False):
-            fetcher(str(root_path), train=train, download=True)
-    except Exception as error:  # torchvision raises many kinds when offline
-        raise DatasetUnavailable(missing_message(name, root_path) + f" (download failed: {type(error).__name__})") from None
+        with tempfile.TemporaryDirectory(prefix="digit-studio-download-") as staging:
+            _fetch(name, Path(staging), root_path)
+            _move_files(Path(staging) / DOWNLOAD_FOLDERS[name] / "raw", root_path / DOWNLOAD_FOLDERS[name] / "raw", name)
     finally:
         socket.setdefaulttimeout(previous)
+
+
+def _fetch(name: str, staging: Path, root: Path) -> None:
+    from torchvision import datasets
+
+    fetcher = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
+    try:
+        for train in (True, False):
+            fetcher(str(staging), train=train, download=True)
+    except Exception as error:  # torchvision raises many kinds when offline
+        raise DatasetUnavailable(missing_message(name, root) + f" (download failed: {type(error).__name__})") from None
+
+
+def _move_files(source: Path, target: Path, name: str) -> None:
+    """The downloaded files into the data folder, created now that there is something to put in it."""
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for path in source.iterdir():
+            shutil.move(path, target / path.name)
+    except OSError as error:
+        raise DatasetUnavailable(f"{DATASETS[name].title} downloaded, but could not be saved in {target} "
+                                 f"({error.strerror or error}); choose another data folder.") from None
 
 
 def ensure_dataset(name: str, root: Path | str | None = None) -> Dataset:

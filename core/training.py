@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.augment import augment_batch
-from core.config import (LOSSES, MAX_EPOCHS, OPTIMIZERS, SCHEDULES, ConfigError, LossName, OptimizerName,  # noqa: F401
-                         ScheduleName, TrainConfig)  # re-exported: core.training stays the engine's one entry point
+from core.config import (LOSSES, MAX_EPOCHS, OPTIMIZERS, SCHEDULES, SETTING_BOUNDS, ConfigError, LossName,  # noqa: F401
+                         OptimizerName, ScheduleName, TrainConfig)  # re-exported: core.training stays the engine's entry point
 from core.data import Dataset, dataset_spec, ensure_dataset, pixel_scale_for
 from core.models import Output, build_model, count_parameters, leading_resize, model_spec, to_log_probs, to_probs
 
@@ -42,8 +42,14 @@ def _range_errors(config: TrainConfig) -> list[str]:
         (config.normalize_std is None or (math.isfinite(config.normalize_std) and config.normalize_std > 0),
          "normalisation std must be a positive number"),
         (config.train_limit is None or config.train_limit >= 1, "train limit must be at least 1"),
+        (_whole_in_bounds(config.seed, "seed"), f"seed must be {SETTING_BOUNDS['seed'].describe()}, not "
+                                                f"{str(config.seed)[:40]}"),  # torch's seeds are 64-bit
     ]
     return [message for ok, message in checks if not ok]
+
+
+def _whole_in_bounds(value: object, setting: str) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and SETTING_BOUNDS[setting].problem(value) is None
 
 
 def _choice_errors(config: TrainConfig) -> list[str]:

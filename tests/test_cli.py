@@ -73,6 +73,8 @@ def test_bad_arguments_exit_2_with_one_line(args, tmp_path):
     (["--recipe", "digits-cnn", "--batch-size", "2000"], "batch size 2000 is larger than the"),
     (["--recipe", "lenet5", "--model", "alexnet"], "alexnet"), (["--dataset", "cifar", "--model", "lenet5"], "cifar"),
     (["--optimizer", "rmsprop"], "rmsprop"), (["--schedule", "cosine2"], "cosine2"), (["--seed", "x"], "--seed"),
+    (["--seed", str(2**64)], "seed must be a whole number from 0 to 9,223,372,036,854,775,807"),
+    (["--seed", "-1"], "seed must be a whole number from 0 to 9,223,372,036,854,775,807"),
 ])
 def test_more_settings_out_of_range_exit_2_with_one_line(args, words, tmp_path, capsys):
     code = main(["train", *args, "--runs-dir", str(tmp_path / "runs")], out=io.StringIO())  # in process: no 5 s start

@@ -1,7 +1,11 @@
+import shutil
+from pathlib import Path
+
 import torch
 import pytest
 
-from core.data import DatasetUnavailable, dataset_spec, ensure_dataset, is_available, load_dataset, read_idx
+from core.data import (IDX_STEMS, DatasetUnavailable, dataset_spec, ensure_dataset, is_available, load_dataset,
+                       read_idx)
 
 
 def test_digits_split_matches_the_recipe():
@@ -58,3 +62,40 @@ def test_fashion_mnist_from_the_debian_package():
 def test_unknown_dataset_lists_the_known_ones():
     with pytest.raises(ValueError, match="digits, mnist, fashion-mnist"):
         dataset_spec("cifar")
+
+
+def mirrors_offline(url, download_root, filename, md5=None):
+    from urllib.error import URLError
+
+    raise URLError("no network")
+
+
+def mirror_serving(folder: Path):
+    """A stand-in for torchvision's download that 'fetches' each file from `folder` (as if extracted)."""
+    def fetch(url, download_root, filename, md5=None):
+        extracted = filename.removesuffix(".gz")
+        shutil.copyfile(folder / extracted, Path(download_root) / extracted)
+    return fetch
+
+
+def test_a_failed_download_creates_nothing_in_the_data_folder(tmp_path, monkeypatch):
+    import torchvision.datasets.mnist
+
+    system_folder = tmp_path / "usr-share"  # stands for --data-dir /usr/share: it exists and must stay as it is
+    system_folder.mkdir()
+    monkeypatch.setattr(torchvision.datasets.mnist, "download_and_extract_archive", mirrors_offline)
+    with pytest.raises(DatasetUnavailable, match="not on this machine"):
+        ensure_dataset("mnist", system_folder)
+    with pytest.raises(DatasetUnavailable, match="not on this machine"):
+        ensure_dataset("mnist", tmp_path / "new-data")
+    assert list(system_folder.iterdir()) == [] and not (tmp_path / "new-data").exists()
+
+
+def test_a_download_lands_in_the_data_folder_and_loads(tmp_path, monkeypatch, mnist_dir):
+    import torchvision.datasets.mnist
+
+    monkeypatch.setattr(torchvision.datasets.mnist, "download_and_extract_archive",
+                        mirror_serving(mnist_dir / "MNIST" / "raw"))
+    data = ensure_dataset("mnist", tmp_path / "data")
+    assert sorted(p.name for p in (tmp_path / "data" / "MNIST" / "raw").iterdir()) == sorted(IDX_STEMS)
+    assert len(data.test_labels) == 10000 and is_available("mnist", tmp_path / "data")
