@@ -32,7 +32,8 @@ def _range_errors(config: TrainConfig) -> list[str]:
         (math.isfinite(config.learning_rate) and config.learning_rate > 0, "learning rate must be a positive number"),
         (0 <= config.momentum < 1, "momentum must be in [0, 1)"),
         (all(0 <= b < 1 for b in config.betas), "Adam betas must be in [0, 1)"),
-        (config.weight_decay >= 0, "weight decay must not be negative"),
+        (math.isfinite(config.weight_decay) and config.weight_decay >= 0,
+         "weight decay must be a finite number, not negative"),
         (0 <= config.label_smoothing < 1, "label smoothing must be in [0, 1)"),
         (0 <= config.augment_shift <= 0.5, "shift must be between 0 and 0.5 of the image"),
         (0 <= config.augment_rotation <= 180, "rotation must be between 0 and 180 degrees"),
@@ -41,6 +42,8 @@ def _range_errors(config: TrainConfig) -> list[str]:
         (config.step_epochs >= 0, "step epochs must not be negative"),
         (config.normalize_std is None or (math.isfinite(config.normalize_std) and config.normalize_std > 0),
          "normalisation std must be a positive number"),
+        (config.normalize_mean is None or math.isfinite(config.normalize_mean),  # saved settings must be finite
+         "normalisation mean must be a finite number"),
         (config.train_limit is None or config.train_limit >= 1, "train limit must be at least 1"),
         (_whole_in_bounds(config.seed, "seed"), f"seed must be {SETTING_BOUNDS['seed'].describe()}, not "
                                                 f"{str(config.seed)[:40]}"),  # torch's seeds are 64-bit
