@@ -24,8 +24,8 @@ from ui.saved_runs import runs_section
 from ui.shared import available_datasets, data_dir, device_description, public_demo, run_inside_the_frame
 from ui.text import escape_markdown
 from ui.train_live import job_title, queue_panel, status_line
-from ui.train_settings import config_from_widgets, fill_widgets, number_field, refusal_to_show, settings_problem, \
-    start
+from ui.train_settings import config_from_widgets, fill_widgets, notes_for, number_field, refusal_to_show, \
+    settings_problem, start
 
 run_inside_the_frame()
 CUSTOM = "custom"
@@ -103,11 +103,14 @@ def settings_widgets() -> None:
     left, right = st.columns(2)
     number_field(left, "epochs")
     number_field(right, "batch_size")
+    notes_for("epochs", "batch_size")  # under the row, full width: a note in one column would skew the other
+    left, right = st.columns(2)
     left.selectbox("Optimizer", list(OPTIMIZERS), key="train_optimizer", format_func=OPTIMIZERS.get)
     number_field(right, "learning_rate")
     if st.session_state["train_optimizer"] == "momentum":
         number_field(left, "momentum")
     right.selectbox("Schedule", list(SCHEDULES), key="train_schedule", format_func=SCHEDULES.get)
+    notes_for("learning_rate", "momentum")
     with st.expander("Augmentation: random shifts, rotations and zooms of each batch"):
         st.slider("Shift (share of the image)", 0.0, 0.3, step=0.01, key="train_augment_shift")
         st.slider("Rotation (degrees)", 0.0, 45.0, step=1.0, key="train_augment_rotation")
@@ -115,6 +118,7 @@ def settings_widgets() -> None:
     with st.expander("More settings"):
         for name in ("seed", "limit", "weight_decay", "label_smoothing"):
             number_field(st, name)
+            notes_for(name)
         st.selectbox("Loss", list(LOSSES), key="train_loss", format_func=LOSSES.get)
 
 

@@ -91,14 +91,19 @@ def take_typed(field: NumberField) -> None:
 
 
 def number_field(container, name: str) -> None:
-    """The text field of one number setting, with the note about a refused value under it."""
+    """The text field of one number setting, its range in its help (notes_for says what it did not take)."""
     field = NUMBER_FIELDS[name]
     if f"train_{name}_typed" not in st.session_state:  # Streamlit forgets a field that was not drawn last run
         st.session_state[f"train_{name}_typed"] = shown(st.session_state[f"train_{name}"])
     help_text = f"{field.help} {field.bounds.describe().capitalize()}.".strip()
     container.text_input(field.label, key=f"train_{name}_typed", on_change=take_typed, args=(field,), help=help_text)
-    if note := st.session_state.get(NOTES, {}).get(name):
-        container.warning(escape_markdown(note), icon=":material/undo:")
+
+
+def notes_for(*names: str) -> None:
+    """Under a row of fields, a note for each value typed there that was not taken."""
+    for name in names:
+        if note := st.session_state.get(NOTES, {}).get(name):
+            st.warning(escape_markdown(note), icon=":material/undo:")
 
 
 def fill_widgets(config: TrainConfig) -> None:

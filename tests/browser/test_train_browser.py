@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import io
+import json
 import re
+import shutil
 import time
+import zipfile
 
 from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import expect
 
+from core.record import RecordedTraining
 from core.store import RunStore
+from core.training import TrainConfig
 from tests.browser.conftest import assert_no_error, cpu_seconds, screenshot, wait_for_app
 from ui.live_chart import COMPONENT_NAME
 
@@ -26,7 +33,7 @@ def open_train_page(page, app_url: str) -> None:
     page.get_by_label("Epochs", exact=True).wait_for(timeout=60_000)
 
 
-def set_number(page, label: str, value: int) -> None:
+def set_number(page, label: str, value: int | str) -> None:
     field = page.get_by_label(label, exact=True)
     field.fill(str(value))
     field.press("Enter")
@@ -90,6 +97,8 @@ def test_stop_ends_the_run_and_keeps_it_saved_as_stopped(page, app_url, app_fold
     open_train_page(page, app_url)
     start_training(page, epochs=5000)
     wait_for_more_points(page, 0)
+    # an epoch has ended once the bar counts the second (on a busy machine the first points come before that)
+    page.get_by_text(re.compile(r"Epoch ([2-9]|\d{2,})/5000")).first.wait_for(timeout=60_000)
     page.get_by_role("button", name="Stop").click()
     page.get_by_text("Stopped.").wait_for(timeout=30_000)
     assert_no_error(page)
@@ -120,3 +129,63 @@ def test_training_carries_on_across_pages_and_closed_tabs_and_nothing_runs_after
     used = cpu_seconds(app_server.process.pid)
     time.sleep(3.0)
     assert cpu_seconds(app_server.process.pid) - used < 0.6, "the server kept working after its run was stopped"
+
+
+def test_a_typed_number_is_never_dropped_unseen(page, app_url):
+    """Streamlit's number input dropped, in the browser, a value past 2**53: the field showed it, the old one trained."""
+    open_train_page(page, app_url)
+    set_number(page, "Batch size", "99999999999999999999")
+    expect(page.get_by_text(re.compile("batch size 99999999999999999999 is larger than the 1347 training images"))
+           ).to_be_visible(timeout=30_000)
+    expect(page.get_by_role("button", name=re.compile("Start training|Queue training"))).to_be_disabled()
+    set_number(page, "Batch size", 100)
+    set_number(page, "Epochs", 20000)
+    expect(page.get_by_text("Epochs: 20000 is above the maximum 10,000; still 1000.")).to_be_visible(timeout=30_000)
+    expect(page.get_by_label("Epochs", exact=True)).to_have_value("1000")
+    page.get_by_text("More settings").click()
+    set_number(page, "Seed", 2**63)
+    expect(page.get_by_text(f"Seed: {2**63} is above the maximum 9,223,372,036,854,775,807; still 0.")
+           ).to_be_visible(timeout=30_000)
+    expect(page.get_by_label("Seed", exact=True)).to_have_value("0")
+    assert_no_error(page)
+    screenshot(page, "train-typed-numbers")
+
+
+ROW_PIXELS = 35  # st.dataframe's header and row height
+
+
+def click_row(page, table, row: int) -> None:
+    """Tick a row's selection box in a st.dataframe (a canvas: clicked by position)."""
+    box = table.bounding_box()
+    page.mouse.click(box["x"] + 18, box["y"] + ROW_PIXELS * (row + 1) + ROW_PIXELS / 2)
+    wait_for_app(page)
+
+
+def test_saved_runs_download_the_picked_one_and_delete_exactly_it(page, app_url, app_folders, tmp_path):
+    names = ["zz-3-alpha", "zz-2-bravo", "zz-1-charlie"]  # first in the table (newest first), in this order
+    recorded = RecordedTraining(TrainConfig(model="digits-cnn", dataset="digits", epochs=1, train_limit=200),
+                                RunStore(tmp_path))
+    assert list(recorded.events())[-1].status == "done"
+    for name in names:
+        shutil.copytree(recorded.run_dir, app_folders["runs"] / name)
+        meta_file = app_folders["runs"] / name / "meta.json"
+        meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "run_id": name}))
+    open_train_page(page, app_url)
+    table = page.locator('[data-testid="stDataFrame"]').last
+    table.scroll_into_view_if_needed()
+    click_row(page, table, 1)
+    page.get_by_role("button", name="Prepare download (.zip)").click()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download zz-2-bravo.zip").click()
+    with zipfile.ZipFile(io.BytesIO(download.value.path().read_bytes())) as zipped:
+        assert json.loads(zipped.read("zz-2-bravo/meta.json"))["run_id"] == "zz-2-bravo"
+
+    page.get_by_role("button", name="Delete 1 run", exact=True).click()
+    expect(page.get_by_text(re.compile("Delete 1 run for good: zz-2-bravo"))).to_be_visible(timeout=30_000)
+    page.get_by_role("button", name="Delete 1 run for good").click()
+    expect(page.get_by_text(re.compile("^Select runs in the table"))).to_be_visible(timeout=30_000)
+    expect(page.get_by_role("button", name=re.compile("^Delete"))).to_have_count(0)  # charlie, in bravo's row: unpicked
+    assert_no_error(page)
+    screenshot(page, "train-after-delete")
+    left = {info.run_id for info in RunStore(app_folders["runs"]).list_runs()}
+    assert {"zz-3-alpha", "zz-1-charlie"} <= left and "zz-2-bravo" not in left
