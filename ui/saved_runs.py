@@ -96,8 +96,9 @@ def download(info: RunInfo) -> None:
     elif prepared[2] is not None:
         st.error(escape_markdown(prepared[2]), icon=":material/error:")
     else:
-        st.download_button(f"Download {info.run_id}.zip", prepared[1], file_name=f"{info.run_id}.zip",
-                           mime="application/zip", icon=":material/download:", width="stretch", on_click="ignore")
+        label = f"Download {escape_markdown(info.run_id)}.zip"  # a button's label reads Markdown
+        st.download_button(label, prepared[1], file_name=f"{info.run_id}.zip", mime="application/zip",
+                           icon=":material/download:", width="stretch", on_click="ignore")
 
 
 def prepare_download(run_id: str) -> None:
