@@ -348,6 +348,21 @@ def test_every_way_a_job_ends_is_said_with_its_reason(monkeypatch, status, reaso
     assert "Saved as run" not in every_text(app) and not app.success
 
 
+def test_a_real_run_that_diverges_is_said_to_have_diverged_with_its_reason():
+    app = open_page()
+    by_label(app.selectbox, "Start from").set_value("custom").run()
+    by_label(app.selectbox, "Model").set_value("mlp").run()
+    by_label(app.selectbox, "Optimizer").set_value("sgd").run()
+    quick_run(app)
+    type_into(app, "Learning rate", "1e30")
+    button(app, "Start training").click().run()
+    assert job_manager().wait_idle(60)
+    app.run()
+    shown = [text.replace("\\", "") for text in warnings(app)]
+    assert any(text.startswith("Diverged: the training diverged") and "try a lower one" in text for text in shown), shown
+    assert "Saved as run" not in every_text(app) and not app.success
+
+
 def test_a_run_whose_save_fails_ends_failed_and_nothing_says_it_was_saved(monkeypatch):
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
