@@ -162,9 +162,11 @@ def wait_for_app(page, timeout: float = 30_000) -> None:
         " && document.querySelector('[data-testid=\"stMain\"]')", timeout=timeout)
 
 
-def assert_no_error(page) -> None:
-    """No exception box and no error alert anywhere on the page."""
-    assert page.locator('[data-testid="stException"]').count() == 0, page.locator('[data-testid="stException"]').first.inner_text()
+def assert_no_error(page, expected_errors: int = 0) -> None:
+    """No exception box anywhere on the page, and exactly `expected_errors` error alerts (st.error)."""
+    exceptions, errors = page.locator('[data-testid="stException"]'), page.locator('[data-testid="stAlertContentError"]')
+    assert exceptions.count() == 0, exceptions.first.inner_text()
+    assert errors.count() == expected_errors, errors.all_inner_texts()
 
 
 @pytest.fixture
