@@ -133,7 +133,7 @@ def _write_through_temp(path: Path, data: bytes, publish: Callable[[Path, Path],
             os.fsync(stream.fileno())
         publish(temp, path)
     except OSError as error:
-        raise StoreWriteError(error.errno, f"Could not save {path.name} in {path.parent}: {error.strerror or error}") from None
+        raise StoreWriteError(error.errno, f"Could not save {path.name} in folder {path.parent.name}: {error.strerror or error}") from None
     finally:
         with contextlib.suppress(OSError):  # gone after os.replace; still there after os.link or a failure
             temp.unlink()
@@ -472,7 +472,7 @@ class RunStore:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise StoreWriteError(error.errno, f"Could not create {run_dir}: {error.strerror or error}") from None
+            raise StoreWriteError(error.errno, f"Could not create the run folder {run_dir.name}: {error.strerror or error}") from None
         try:
             return self._write_version(run_dir, run_id, meta, weights)
         except StoreWriteError:

@@ -324,7 +324,13 @@ class Training:
                     yield self._finished("stopped", "stopped by request", clock)
                     return
                 index = order[start:start + config.batch_size]
-                loss, correct = self._step(train_x[index], train_y[index], optimizer, generator)
+                try:
+                    loss, correct = self._step(train_x[index], train_y[index], optimizer, generator)
+                except RuntimeError:  # binary cross-entropy refuses the NaN probabilities of diverged weights
+                    if self._weights_finite():
+                        raise
+                    yield self._diverged(clock)
+                    return
                 if schedule is not None and per_batch:
                     schedule.step()
                 step += 1

@@ -222,7 +222,7 @@ class DiskFillsUp:
     def write(self, path: Path, data: bytes) -> None:
         if self.refuse(path, self.written) and not (self.once and self.failures):
             self.failures += 1
-            raise StoreWriteError(errno.ENOSPC, f"Could not save {path.name} in {path.parent}: No space left on device")
+            raise StoreWriteError(errno.ENOSPC, f"Could not save {path.name} in folder {path.parent.name}: No space left on device")
         REAL_ATOMIC_WRITE(path, data)
         self.written.append(path.name)
 

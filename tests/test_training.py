@@ -81,6 +81,14 @@ def test_a_diverging_run_ends_diverged_with_the_reason_and_no_traceback():
     assert finished.reason.endswith("learning rate 1e+30: try a lower one, such as 1e+29")
 
 
+def test_a_diverging_binary_cross_entropy_run_ends_diverged_not_failed():
+    """BCE raises on the NaN probabilities of diverged weights: that is divergence, not a crash."""
+    config = recipe("digits-cnn").settings(epochs=2, learning_rate=1e30, train_limit=400)
+    finished = run(config)[-1]
+    assert finished.status == "diverged", finished.reason
+    assert "try a lower one" in finished.reason
+
+
 def finite(state: dict[str, torch.Tensor]) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point())
 
