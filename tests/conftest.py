@@ -1,13 +1,24 @@
-"""Shared fixtures: the offline MNIST subset, an isolated runs folder, tiny trained runs."""
+"""Shared fixtures: MNIST wherever this machine has it, an isolated runs folder, tiny trained runs; and a last word
+on what was skipped and why."""
 
 from __future__ import annotations
 
+import functools
+import os
+import socket
+import threading
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+STARTUP_DATA = os.environ.get("DIGIT_STUDIO_DATA")  # read once, before isolated_folders points it at each tmp_path
+SHARED_DATA = REPO.parent / "shared" / "data"  # the MNIST subset beside a checkout on the project's machines
+LOCAL_DATA = REPO / "data"  # the app's own default, where a download goes
+MNIST_HOST = ("ossci-datasets.s3.amazonaws.com", 443)  # torchvision's first MNIST mirror
+PROBE_SECONDS = 3.0  # an offline machine (DNS included) must not hold the suite up
+NO_MNIST = "MNIST not found (set DIGIT_STUDIO_DATA to a folder with MNIST/raw, or run once online to download it)"
 
 
 @pytest.fixture(autouse=True)
@@ -19,9 +30,73 @@ def isolated_folders(tmp_path, monkeypatch):
     monkeypatch.delenv("DIGIT_STUDIO_REDRAW_SECONDS", raising=False)  # a developer's own setting stays theirs
 
 
+def mnist_candidates() -> list[Path]:
+    """Where MNIST may already be, in order: $DIGIT_STUDIO_DATA as pytest started, ../shared/data, ./data."""
+    return ([Path(STARTUP_DATA)] if STARTUP_DATA else []) + [SHARED_DATA, LOCAL_DATA]
+
+
+def online(address: tuple[str, int] = MNIST_HOST, timeout: float = PROBE_SECONDS) -> bool:
+    """Whether the download mirror answers within `timeout` seconds (name lookup included)."""
+    answered = threading.Event()
+
+    def probe() -> None:
+        try:
+            socket.create_connection(address, timeout=timeout).close()
+            answered.set()
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=probe, daemon=True)  # getaddrinfo has no timeout of its own
+    thread.start()
+    thread.join(timeout)
+    return answered.is_set()
+
+
+@functools.cache
+def find_mnist() -> Path | None:
+    """The first folder that holds MNIST; else a download into ./data when online; else None. Once per session."""
+    from core.data import DatasetUnavailable, download_dataset, is_available
+
+    for root in mnist_candidates():
+        if is_available("mnist", root):
+            return root
+    if not online():
+        return None
+    try:
+        download_dataset("mnist", LOCAL_DATA)
+    except DatasetUnavailable:
+        return None
+    return LOCAL_DATA if is_available("mnist", LOCAL_DATA) else None
+
+
+@pytest.fixture(scope="session")
+def mnist_root() -> Path | None:
+    """The folder holding MNIST (see find_mnist), or None: for fixtures that must go on without it."""
+    return find_mnist()
+
+
 @pytest.fixture
-def mnist_dir() -> Path:
-    """The MNIST subset shipped beside the repository (14,262 train, 10,000 test)."""
-    if not (SHARED_DATA / "MNIST" / "raw" / "t10k-images-idx3-ubyte").exists():
-        pytest.skip("the MNIST subset in ../shared/data is not present")
-    return SHARED_DATA
+def mnist_dir(mnist_root) -> Path:
+    """The folder holding MNIST (the subset in ../shared/data has 14,262 train and 10,000 test images); skips the
+    test, saying why, when this machine has none."""
+    if mnist_root is None:
+        pytest.skip(NO_MNIST)
+    return mnist_root
+
+
+def skip_reasons(reports: list) -> Counter:
+    """How many tests were skipped for each reason."""
+    reasons = Counter()
+    for report in reports:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reasons[reason.removeprefix("Skipped: ")] += 1
+    return reasons
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter):
+    """After pytest's short summary, one line per reason for skipping: '13 skipped: MNIST not found (...)'."""
+    result = yield
+    for reason, count in skip_reasons(terminalreporter.stats.get("skipped", [])).most_common():
+        terminalreporter.write_line(f"{count} skipped: {reason}", yellow=True, bold=True)
+    return result

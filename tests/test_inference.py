@@ -33,8 +33,6 @@ from core.preprocess import (
 from core.store import LoadedRun
 from tests.drawn_digits import drawn, encoded, on_transparent, photo_of
 
-MNIST_RAW = Path(__file__).resolve().parents[1].parent / "shared/data/MNIST/raw"
-
 
 @pytest.fixture(scope="module")
 def default_run() -> LoadedRun:
@@ -102,12 +100,11 @@ def test_a_blank_image_gets_no_answer(default_run, image):
     assert read_number(default_run, image).blank
 
 
-def test_real_mnist_test_digits_are_read_as_well_as_the_model_was_measured(default_run):
-    images_file = MNIST_RAW / "t10k-images-idx3-ubyte"
-    if not images_file.exists():
-        pytest.skip("the MNIST test set is not in ../shared/data")
-    images = np.frombuffer(images_file.read_bytes(), np.uint8, offset=16).reshape(-1, 28, 28)[:2000]
-    labels = np.frombuffer((MNIST_RAW / "t10k-labels-idx1-ubyte").read_bytes(), np.uint8, offset=8)[:2000]
+def test_real_mnist_test_digits_are_read_as_well_as_the_model_was_measured(default_run, mnist_dir):
+    from core.data import load_dataset
+
+    mnist = load_dataset("mnist", mnist_dir)
+    images, labels = mnist.test_images[:2000].numpy(), mnist.test_labels[:2000].numpy()
     as_given = predict_proba(default_run, images).argmax(axis=1)
     assert (as_given == labels).mean() > 0.985  # 99.15% on all 10,000
     sheets = [Image.fromarray(255 - image).resize((280, 280), Image.Resampling.BILINEAR) for image in images[:300]]

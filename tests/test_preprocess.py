@@ -20,7 +20,6 @@ from core.preprocess import (
 )
 from tests.drawn_digits import drawn
 
-MNIST_TEST_IMAGES = Path(__file__).resolve().parents[1].parent / "shared/data/MNIST/raw/t10k-images-idx3-ubyte"
 SEVEN = [(0.2, 0.15), (0.8, 0.15), (0.45, 0.9)]
 
 
@@ -240,25 +239,23 @@ def test_scikit_learn_digits_survive_a_round_trip():
     assert np.median(correlations) > 0.9
 
 
-def mnist_test_images(count: int) -> np.ndarray:
-    if not MNIST_TEST_IMAGES.exists():
-        pytest.skip("the MNIST test images are not in ../shared/data")
-    raw = MNIST_TEST_IMAGES.read_bytes()
-    magic, total, rows, cols = np.frombuffer(raw[:16], dtype=">u4")
-    assert magic == 2051 and total >= count and (rows, cols) == (28, 28)
-    return np.frombuffer(raw, np.uint8, offset=16)[:count * 784].reshape(count, 28, 28)
+def mnist_test_images(root: Path, count: int) -> np.ndarray:
+    """The first `count` MNIST test images, found by the mnist_dir fixture (tests/conftest.py)."""
+    from core.data import load_dataset
+
+    return load_dataset("mnist", root).test_images[:count].numpy()
 
 
-def test_real_mnist_digits_survive_a_round_trip():
+def test_real_mnist_digits_survive_a_round_trip(mnist_dir):
     correlations = []
-    for original in mnist_test_images(200):
+    for original in mnist_test_images(mnist_dir, 200):
         sheet = Image.fromarray(255 - original).resize((280, 280), Image.Resampling.BILINEAR)  # black on white
         correlations.append(correlation(preprocess(sheet).pixels, original))
     assert np.median(correlations) > 0.95 and min(correlations) > 0.6
 
 
-def test_mnist_digits_given_as_they_are_come_back_almost_unchanged():
-    originals = mnist_test_images(200)
+def test_mnist_digits_given_as_they_are_come_back_almost_unchanged(mnist_dir):
+    originals = mnist_test_images(mnist_dir, 200)
     results = [preprocess(original).pixels for original in originals]
     assert np.median([correlation(result, original) for result, original in zip(results, originals)]) > 0.98
     for result, original in zip(results, originals):  # centring by whole pixels may round the other way

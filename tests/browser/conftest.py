@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = REPO.parent / "shared" / "data"  # the benchmarks' default; tests get MNIST from the mnist_root fixture
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -43,9 +43,11 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60) -> No
 
 
 @pytest.fixture(scope="session")
-def app_folders(tmp_path_factory) -> dict[str, Path]:
-    """The runs folder the served app uses (shared by the browser tests), and its data folder."""
-    return {"runs": tmp_path_factory.mktemp("browser-runs"), "data": SHARED_DATA}
+def app_folders(tmp_path_factory, mnist_root) -> dict[str, Path]:
+    """The runs folder the served app uses (shared by the browser tests), and its data folder: the one holding MNIST
+    (tests/conftest.py finds it), else an empty one, where tests that need MNIST skip through the mnist_dir fixture."""
+    data = mnist_root if mnist_root is not None else tmp_path_factory.mktemp("browser-data")
+    return {"runs": tmp_path_factory.mktemp("browser-runs"), "data": data}
 
 
 @pytest.fixture(scope="session")

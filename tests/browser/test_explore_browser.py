@@ -7,7 +7,7 @@ import re
 import numpy as np
 
 from core.data import load_dataset
-from tests.browser.conftest import SHARED_DATA, assert_no_error, screenshot, wait_for_app
+from tests.browser.conftest import assert_no_error, screenshot, wait_for_app
 
 GRID_COLUMNS = 10
 
@@ -31,7 +31,7 @@ def open_explore(page, app_url: str) -> None:
     page.get_by_text("in this view").first.wait_for(timeout=60_000)
 
 
-def test_explore_switch_dataset_filter_open_a_sample_and_map_it(page, app_url):
+def test_explore_switch_dataset_filter_open_a_sample_and_map_it(page, app_url, mnist_dir):
     open_explore(page, app_url)
     assert page.get_by_text("of 1,347 in this view").count() == 1  # digits first: always there
     assert_no_error(page)
@@ -40,11 +40,11 @@ def test_explore_switch_dataset_filter_open_a_sample_and_map_it(page, app_url):
     page.get_by_test_id("stSelectbox").filter(has_text="Dataset").click()
     page.get_by_role("option", name="MNIST (28x28)", exact=True).click()
     wait_for_app(page, timeout=120_000)
-    page.get_by_text("of 14,262 in this view").wait_for(timeout=60_000)
+    mnist = load_dataset("mnist", mnist_dir)  # the folder the served app reads (app_folders)
+    page.get_by_text(f"of {len(mnist.train_labels):,} in this view").wait_for(timeout=60_000)
 
     page.get_by_test_id("stButtonGroup").filter(has_text="Classes").get_by_role("button", name="3", exact=True).click()
     wait_for_app(page)
-    mnist = load_dataset("mnist", SHARED_DATA)
     threes = np.flatnonzero(mnist.train_labels.numpy() == 3)
     page.get_by_text(f"of {len(threes):,} in this view").wait_for(timeout=30_000)
     assert shown_sample(page) == threes[0]  # a new view opens its first sample
@@ -111,7 +111,7 @@ def test_tsne_map_computes_with_progress_in_the_background(page, app_url):
     screenshot(page, "explore-digits-tsne")
 
 
-def test_the_shipped_model_on_mnist_confusion_cell_click(page, app_url):
+def test_the_shipped_model_on_mnist_confusion_cell_click(page, app_url, mnist_dir):
     open_explore(page, app_url)
     choose(page, "Dataset", "MNIST (28x28)")
     segment(page, "Split", "test")

@@ -1,15 +1,18 @@
 from playwright.sync_api import expect
 
+from core.data import DATASETS, is_available
+
 from tests.browser.conftest import assert_no_error, screenshot, serve_app, stop_app, wait_for_app
 
 
-def test_home_page_opens_with_no_error(page, app_url):
+def test_home_page_opens_with_no_error(page, app_url, app_folders):
     page.goto(app_url)
     wait_for_app(page)
     page.get_by_text("Datasets on this machine").wait_for()
     page.get_by_text("Saved runs").wait_for()
     page.get_by_text("Where to go next").wait_for()
-    assert page.get_by_text("Ready").count() >= 2  # digits always; MNIST from ../shared/data
+    ready = sum(is_available(name, app_folders["data"]) for name in DATASETS)  # digits always; MNIST when found
+    expect(page.get_by_text("Ready", exact=True)).to_have_count(ready)
     assert_no_error(page)
     screenshot(page, "home")
 
