@@ -188,7 +188,7 @@ def _prediction_line(path: Path, answer, class_names: tuple[str, ...], as_json: 
         return json.dumps({"image": str(path), "digit": answer.label, "class": None if answer.blank else
                            class_names[answer.label], "confidence": answer.confidence, "probabilities": probabilities})
     if answer.blank:
-        return f"{path}: blank (no ink found)"
+        return f"{path}: {answer.refusal or 'blank (no ink found)'}"  # a dot or a line: the sentence asking for a digit
     return f"{path}: {class_names[answer.label]} ({answer.confidence:.1%})"
 
 

@@ -22,6 +22,7 @@ from ui.explore import (CLASS_COLORS, ModelChoice, both_class_counts, class_coun
                         model_choices, pca_layout, pixel_heatmap, probability_figure, run_or_error,
                         selected_sample_ids, short_class_name, split_images, split_probabilities, split_statistics,
                         tsne_jobs)
+from ui.predict_samples import open_in_predict
 from ui.shared import available_datasets, data_dir, run_inside_the_frame
 from ui.text import escape_markdown
 
@@ -186,7 +187,11 @@ def sample_detail(default: int) -> None:
         st.session_state.explore_index = default
     index = st.number_input("Sample index", 0, len(labels) - 1, key="explore_index",
                             help="Click a sample in the grid, or type its index in this split.")
-    st.markdown(f"**Sample {escape_markdown(describe(int(index)))}**")
+    heading, button = st.columns([3, 2], vertical_alignment="center")
+    heading.markdown(f"**Sample {escape_markdown(describe(int(index)))}**")
+    if button.button("Open in Predict", key="explore_open_in_predict", icon=":material/draw:",
+                     help="See what a model reads in this sample, why, and what each of its layers sees."):
+        open_in_predict(dataset_name, split, int(index))
     st.plotly_chart(pixel_heatmap(images[index].astype(np.int64), max_value), key="explore_pixels",
                     config={"displayModeBar": False})
     st.caption(f"Pixel values 0..{max_value} ({data.image_size}x{data.image_size}): "

@@ -1,20 +1,23 @@
-"""Predict: draw, upload or photograph digits and see what every model thinks, and why."""
+"""Predict: draw, upload, photograph or pick a digit and see what the model reads, why, what each layer sees, and
+what every other model thinks.
+
+Everything below the model picker is one fragment: a stroke, a tab or a toggle reruns it alone, not the frame, the
+title and the list of saved runs. In it the answer comes first and the slower parts (saliency, every model, the
+layer views) after, so the answer follows a stroke at once (bench/bench_stroke_latency.py).
+"""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import streamlit as st
-from streamlit_drawable_canvas import st_canvas
 
 from core.inference import predict_image, read_number
 from core.preprocess import split_digits
-from core.store import RunError
+from core.store import LoadedRun, RunError
 from ui.predict import (
     InputImage,
     ModelChoice,
     agreement,
-    decoded_upload,
     every_model_rows,
     load_choice,
     model_choices,
@@ -22,22 +25,25 @@ from ui.predict import (
     show_reading,
     show_reasons,
     usable_runs,
+    version_key,
+    warm_saliency,
 )
+from ui.predict_inputs import DRAWING, camera, drawing, explain, follow_new_uploads, pick_upload, upload_notes, uploads
+from ui.predict_inside import show_inside
+from ui.predict_samples import SOURCE_KEY, TEST_SET, Sample, sample_prediction, take_handoff, test_set_tab, verdict
 from ui.shared import run_inside_the_frame
 from ui.text import escape_markdown
 
 run_inside_the_frame()
-CANVAS_SIDE = 280
-UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp"]
-SOURCES = ["Draw", "Upload", "Camera"]
-DRAWING = "your drawing"
+SOURCES = ["Draw", "Upload", "Camera", TEST_SET]
+DETAILS = ["Why", "Inside the network"]
 
 st.title("Predict")
-st.caption("Draw a digit, upload pictures or take a photo: see what the model reads, how sure it is, which pixels "
-           "decided it, and what every other model thinks.")
+st.caption("Draw a digit, upload pictures, take a photo or try one from the test set: see what the model reads, how "
+           "sure it is, which pixels decided it, what each of its layers sees, and what every other model thinks.")
 
 
-def pick_model(choices: list[ModelChoice]):
+def pick_model(choices: list[ModelChoice]) -> tuple[ModelChoice, LoadedRun]:
     """The model selector; falls back to the shipped model when the chosen run cannot be loaded."""
     labels = {choice.key: choice.label for choice in choices}
     key = st.selectbox("Model", list(labels), format_func=labels.get, key="predict_model",
@@ -50,61 +56,6 @@ def pick_model(choices: list[ModelChoice]):
         return choices[0], load_choice(choices[0])
 
 
-def drawing() -> InputImage | None:
-    """The canvas and its brush; the drawing as RGBA pixels once something is drawn."""
-    brush = st.session_state.get("predict_brush", 18)
-    st.space("small")  # room for the canvas's floating toolbar (upload, undo, redo, edit, clear)
-    result = st_canvas(stroke_width=brush, stroke_color="#FFFFFF", background_color="#000000",
-                       height=CANVAS_SIDE, width=CANVAS_SIDE, drawing_mode="freedraw", update_streamlit=True,
-                       return_image_data=True, key="predict_canvas")
-    st.slider("Brush width", 4, 40, key="predict_brush", value=18,
-              help="Thin or thick, the strokes are brought to MNIST's width before the model sees them.")
-    objects = (result.json_data or {}).get("objects") or []
-    pixels = result.image_data if objects else None
-    return None if pixels is None else InputImage(DRAWING, np.asarray(pixels))
-
-
-def uploads() -> list[InputImage]:
-    """Every uploaded file, decoded or with the sentence that says why it cannot be."""
-    files = st.file_uploader("Pictures of digits", type=UPLOAD_TYPES, accept_multiple_files=True,
-                             key="predict_uploads", help="PNG, JPEG, BMP, GIF or WebP, up to 5 MB each: drawings, "
-                                                         "scans, photos of ink on paper, screenshots.")
-    return [decoded_upload(file.name, file.getvalue()) for file in files or []]
-
-
-def camera() -> InputImage | None:
-    photo = st.camera_input("Photograph a digit written on paper", key="predict_camera")
-    return None if photo is None else decoded_upload("the photo", photo.getvalue())
-
-
-def blank_message(item: InputImage) -> None:
-    if item.name == DRAWING:
-        st.info("**Draw a digit**: that is too little ink to be one yet.", icon=":material/draw:")
-    else:
-        st.warning(f"No digit found in {escape_markdown(item.name)}: it looks blank (one flat colour, or ink too faint to tell "
-                   "from the background).", icon=":material/image_not_supported:")
-
-
-def report_problems(items: list[InputImage]) -> None:
-    """One clear message per file that cannot be read, and what was done to the others."""
-    for item in items:
-        if item.error:
-            st.error(escape_markdown(item.error), icon=":material/broken_image:")
-        for notice in item.notices:
-            st.info(escape_markdown(notice), icon=":material/info:")
-        if item.blank:
-            blank_message(item)
-
-
-def pick_item(items: list[InputImage]) -> InputImage:
-    """The picture to explain: the only one, or the one chosen among the uploads."""
-    if len(items) == 1:
-        return items[0]
-    index = st.selectbox("Explain", range(len(items)), format_func=lambda i: items[i].name, key="predict_explain",
-                         help="Which picture to show the answer and reasons for; all are in the gallery below.")
-    return items[index]
-
-
 def empty_message(source: str) -> None:
     if source == "Draw":
         st.info("**Draw a digit** in the black square: the answer appears as soon as you lift the mouse.",
@@ -112,24 +63,49 @@ def empty_message(source: str) -> None:
     elif source == "Upload":
         st.info("**Upload pictures** of digits: drawings, scans, photos of ink on paper or screenshots.",
                 icon=":material/upload:")
-    else:
+    elif source == "Camera":
         st.info("**Take a photo** of a digit written large in dark ink on white paper.", icon=":material/photo_camera:")
 
 
-def answer_for(run, chosen: InputImage, several: bool, model_label: str):
+def blank_message(item: InputImage, refusal: str | None) -> None:
+    """Why there is no answer: the ink is no digit (the sentence asking for a bigger one), or there is no ink."""
+    if refusal:
+        prefix = "" if item.name == DRAWING else f"{escape_markdown(item.name)}: "
+        st.info(prefix + escape_markdown(refusal), icon=":material/draw:")
+    elif item.name == DRAWING:
+        empty_message("Draw")
+    else:
+        st.warning(f"No digit found in {escape_markdown(item.name)}: it looks blank (one flat colour, or ink too faint "
+                   "to tell from the background).", icon=":material/image_not_supported:")
+
+
+def report_problems(items: list[InputImage]) -> None:
+    """One clear message per picture that cannot be read, and what was done to the others."""
+    for item in items:
+        if item.error:
+            st.error(escape_markdown(item.error), icon=":material/broken_image:")
+        for notice in item.notices:
+            st.info(escape_markdown(notice), icon=":material/info:")
+        if item.blank:
+            blank_message(item, item.refusal)
+
+
+def answer_for(run: LoadedRun, chosen: InputImage, several: bool, model_label: str, sample: Sample | None):
     """The answer column for one picture: a number, a digit, or why there is none; returns what was predicted."""
     if several:
         answer = read_number(run, chosen.image)
         if answer.blank:
-            blank_message(chosen)
+            blank_message(chosen, predict_image(run, chosen.image).refusal)  # every mark was refused, or none found
         else:
             show_reading(run, answer)
         return answer
-    answer = predict_image(run, chosen.image)
+    answer = sample_prediction(run, sample) if sample else predict_image(run, chosen.image)
     if answer.blank:
-        blank_message(chosen)
+        blank_message(chosen, answer.refusal)
         return answer
     show_prediction(run, answer, model_label)
+    if sample:
+        verdict(run, sample, answer)
     if len(split_digits(chosen.image, run.input_format)) > 1:
         st.info("This looks like several digits side by side: turn on **Several digits** to read them as a number.",
                 icon=":material/pin:")
@@ -155,8 +131,25 @@ def every_model_section(choices: list[ModelChoice], chosen_first: ModelChoice, i
         st.warning(escape_markdown(problem), icon=":material/warning:")
 
 
-def gallery(run, items: list[InputImage], several: bool) -> None:
-    """Every readable upload with its answer."""
+def details(choices: list[ModelChoice], choice: ModelChoice, run: LoadedRun, version: str, chosen: InputImage,
+            answer) -> None:
+    """Why the model answered so and what every other model says, or what each of its layers sees: only the open
+    tab is computed (the layer views are half a megabyte of charts)."""
+    why_tab, inside_tab = st.tabs(DETAILS, key="predict_details", on_change="rerun")
+    with why_tab:
+        if why_tab.open:
+            reasons, others = st.columns([4, 7], gap="large")  # the table needs the room more than the pictures
+            with reasons:
+                show_reasons(run, version, answer)
+            with others:
+                every_model_section(choices, choice, chosen.image, False)
+    with inside_tab:
+        if inside_tab.open:
+            show_inside(run, version, answer.preprocessed.pixels)
+
+
+def gallery(run, items: list[InputImage], several: bool, chosen: InputImage) -> None:
+    """Every readable upload with its answer; a tile's button explains it above."""
     st.subheader("All your pictures")
     per_row = 5
     for start in range(0, len(items), per_row):
@@ -170,42 +163,54 @@ def gallery(run, items: list[InputImage], several: bool) -> None:
                 else:
                     text = answer.text if several else run.class_names[answer.label]
                     st.markdown(f"{name}: **{escape_markdown(text)}** · {answer.confidence:.0%}")
+                current = item.digest == chosen.digest
+                st.button("Explained above" if current else "Explain", key=f"predict_tile_{item.digest}",
+                          on_click=explain, args=(item.digest,), disabled=current, width="stretch",
+                          icon=":material/arrow_upward:")
 
 
-choices = model_choices()
-choice, run = pick_model(choices)
-left, right = st.columns([5, 6], gap="large")
-with left:
-    draw_tab, upload_tab, camera_tab = st.tabs(SOURCES, key="predict_source", on_change="rerun")
-    with draw_tab:
-        drawn = drawing()
-    with upload_tab:
-        uploaded = uploads()
-        report_problems(uploaded)
-    with camera_tab:
-        photo = camera()
-        report_problems([photo] if photo else [])
-    several = st.toggle("Several digits: read a number", key="predict_several",
-                        help="Digits written side by side are split left to right and read one by one.")
-
-source = st.session_state.get("predict_source") or SOURCES[0]
-inputs = {"Draw": [drawn] if drawn else [], "Upload": uploaded, "Camera": [photo] if photo else []}[source]
-items = [item for item in inputs if item.readable]  # the open tab's pictures that can be read
-with right:
-    chosen = pick_item(items) if items else None
-    if chosen is None:
-        empty_message(source)
-    answer = None if chosen is None else answer_for(run, chosen, several, choice.label)
-
-if answer is not None and not answer.blank:
-    st.divider()
-    if several:
-        every_model_section(choices, choice, chosen.image, several)
-    else:
-        reasons, others = st.columns([4, 7], gap="large")  # the table needs the room more than the pictures
-        with reasons:
-            show_reasons(run, answer)
-        with others:
+@st.fragment
+def workbench(choices: list[ModelChoice], choice: ModelChoice, run: LoadedRun, version: str) -> None:
+    """The picture's source, the answer beside it (under it on a phone), then its reasons and the gallery."""
+    left, right = st.columns([5, 6], gap="large")
+    with left:
+        several = st.toggle("Several digits: read a number", key="predict_several",
+                            help="Digits written side by side are split left to right and read one by one.")
+        draw_tab, upload_tab, camera_tab, sample_tab = st.tabs(SOURCES, key=SOURCE_KEY, on_change="rerun")
+        with draw_tab:
+            drawn = drawing()
+        with upload_tab:
+            uploaded, notes = uploads()
+        with camera_tab:
+            photo = camera(bool(camera_tab.open))  # the browser asks for the camera only once this is drawn
+        with sample_tab:
+            sample = test_set_tab(run)
+    source = st.session_state.get(SOURCE_KEY) or SOURCES[0]
+    inputs = {"Draw": [drawn] if drawn else [], "Upload": uploaded, "Camera": [photo] if photo else [],
+              TEST_SET: [sample.as_input()] if sample else []}[source]
+    items = [item for item in inputs if item.readable]  # the open tab's pictures that can be read
+    with right:  # nothing between the canvas and the answer when the columns stack on a phone
+        if source == "Upload":
+            follow_new_uploads(uploaded)
+        chosen = (pick_upload(items) if source == "Upload" else items[0]) if items else None
+        answer = None if chosen is None else answer_for(run, chosen, several, choice.label,
+                                                        sample if source == TEST_SET else None)
+        if chosen is None and not inputs:
+            empty_message(source)
+        report_problems(inputs)
+        upload_notes(notes if source == "Upload" else [])
+    if answer is not None and not answer.blank:
+        st.divider()
+        if several:
             every_model_section(choices, choice, chosen.image, several)
-if source == "Upload" and len(items) > 1:
-    gallery(run, items, several)
+        else:
+            details(choices, choice, run, version, chosen, answer)
+    if source == "Upload" and len(items) > 1:
+        gallery(run, items, several, chosen)
+
+
+warm_saliency()
+take_handoff()
+model_list = model_choices()
+model_choice, model_run = pick_model(model_list)
+workbench(model_list, model_choice, model_run, version_key(model_choice))

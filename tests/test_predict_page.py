@@ -113,8 +113,8 @@ def test_a_drawing_is_answered_with_its_probabilities_and_reasons(digit):
     page_text = texts(app)
     assert f"The model reads {digit}" in page_text and "**Model input** 28x28" in page_text
     assert f"**Why {digit}**: saliency" in page_text and "Not sure" not in page_text
-    assert len(app.get("plotly_chart")) == 1
-    assert len(app.image) == 2  # the 28x28 input and the saliency map
+    assert [chart.key for chart in app.get("plotly_chart")] == ["predict_probabilities", "predict_saliency"]
+    assert len(app.image) == 1  # the 28x28 input; the saliency map is drawn over it in a chart
     assert not app.error
 
 
@@ -129,7 +129,7 @@ def test_clearing_the_canvas_asks_for_a_digit_again():
 
 def test_a_dot_is_too_little_ink_to_be_a_digit():
     app = draw(page(), drawn(1, width=4, box=(140, 140, 142, 142)))
-    assert answers(app) == [] and any("too little ink" in info.value for info in app.info)
+    assert answers(app) == [] and any("please draw or write the digit bigger" in info.value for info in app.info)
 
 
 def test_several_digits_are_read_as_a_number_and_the_page_suggests_it():
@@ -176,9 +176,9 @@ def test_uploads_are_each_answered_and_the_chosen_one_explained():
     gallery = [shown(m.value) for m in app.markdown if shown(m.value).split(":")[0] in files]
     assert gallery == ["five.png: **5** · 100%", "photo.jpg: **3** · 100%", "export.png: **9** · 100%",
                        "screen.webp: **6** · 100%"]
-    app.selectbox(key="predict_explain").set_value(2).run()  # the third picture, export.png
+    app.selectbox(key="predict_explain").select_index(2).run()  # the third picture, export.png
     assert answers(app) == ["9"] and not app.error
-    app.selectbox(key="predict_explain").set_value(1).run()
+    app.selectbox(key="predict_explain").select_index(1).run()
     assert answers(app) == ["3"]
 
 

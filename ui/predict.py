@@ -5,7 +5,10 @@ The drawing canvas is imported by the page alone: its module raises when importe
 
 from __future__ import annotations
 
+import hashlib
 import html
+import importlib
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,21 +27,19 @@ from core.inference import (
     NumberReading,
     predict_each,
     read_number_each,
-    saliency,
 )
 from core.preprocess import preprocess, working_image
+from core.saliency import saliency_map
 from core.store import LoadedRun, RunError, load_run_dir, read_meta
+from ui.inside import SALIENCY_CAPTION, saliency_figure
 from ui.shared import run_store
 from ui.text import escape_markdown
 
 SHIPPED = "shipped"  # the choice key of the model in core/default_model
 PREVIEW_SIDE = 196  # px the 28x28 (or 8x8) model input is shown at: 7x for MNIST
-SALIENCY_SAMPLES = 16  # SmoothGrad copies: a cleaner map for a few ms more
-SALIENCY_NOISE = 0.1  # of the input range: enough to average out speckle, little enough to keep the shape
 MAX_DIGITS_SHOWN = 24  # a photo of noise can split into hundreds of "digits"
 ANSWER_COLOUR = "#1f77b4"
 UNSURE_COLOUR = "#d62728"
-HEAT = np.array([[0, 0, 0], [120, 28, 109], [237, 105, 37], [252, 255, 164]], dtype=np.float32)  # inferno's stops
 
 
 @dataclass(frozen=True)
@@ -85,13 +86,22 @@ def _loaded_run(path: str, weights_file: str, weights_stamp: int) -> LoadedRun:
     return load_run_dir(Path(path))
 
 
-def load_choice(choice: ModelChoice) -> LoadedRun:
-    """The choice's model, loaded once per weights version; RunError says why it cannot be used."""
+def weights_version(choice: ModelChoice) -> int:
+    """The choice's weights file's modification time (ns): what caches of its results are keyed by."""
     try:
-        stamp = (choice.path / choice.weights_file).stat().st_mtime_ns
+        return (choice.path / choice.weights_file).stat().st_mtime_ns
     except OSError:
         raise RunError(f"{choice.key}: its weights file {choice.weights_file} is missing.") from None
-    return _loaded_run(str(choice.path), choice.weights_file, stamp)
+
+
+def version_key(choice: ModelChoice) -> str:
+    """One string naming the choice's folder and weights version, for caches of what its model computes."""
+    return f"{choice.path}|{choice.weights_file}|{weights_version(choice)}"
+
+
+def load_choice(choice: ModelChoice) -> LoadedRun:
+    """The choice's model, loaded once per weights version; RunError says why it cannot be used."""
+    return _loaded_run(str(choice.path), choice.weights_file, weights_version(choice))
 
 
 # ---- inputs ---------------------------------------------------------------------------------------------------------
@@ -104,7 +114,9 @@ class InputImage:
     image: Image.Image | np.ndarray | None
     notices: tuple[str, ...] = ()
     error: str | None = None  # why it cannot be read at all; image is None
-    blank: bool = False  # decoded, but no ink in it
+    blank: bool = False  # decoded, but no ink in it, or ink that is no digit (then refusal says why)
+    refusal: str | None = None  # core.preprocess's sentence asking for a bigger digit (a dot, a speck, a line)
+    digest: str = ""  # the content's hash: the same picture uploaded twice has the same one
 
     @property
     def readable(self) -> bool:
@@ -114,12 +126,14 @@ class InputImage:
 @st.cache_data(max_entries=64, show_spinner=False)
 def _decoded(data: bytes, name: str) -> InputImage:
     """Decode once per file content: a rerun after each stroke must not decode every upload again."""
+    digest = hashlib.sha256(data).hexdigest()
     try:
         loaded = load_image(data, name=name)
     except ImageError as error:
-        return InputImage(name, None, (), str(error))
+        return InputImage(name, None, (), str(error), digest=digest)
     image = working_image(loaded.image)
-    return InputImage(name, image, loaded.notices, None, preprocess(image).blank)  # ink is found alike in any format
+    found = preprocess(image)  # ink is found alike in any format
+    return InputImage(name, image, loaded.notices, None, found.blank, found.refusal, digest)
 
 
 def decoded_upload(name: str, data: bytes) -> InputImage:
@@ -138,22 +152,6 @@ def enlarged(values: np.ndarray, side: int = PREVIEW_SIDE) -> np.ndarray:
 def model_input_picture(pixels: np.ndarray, max_value: int) -> np.ndarray:
     """The model's input as a uint8 greyscale picture, white ink on black as the model sees it."""
     return enlarged(np.clip(pixels.astype(np.float32) * (255.0 / max_value), 0, 255).astype(np.uint8))
-
-
-def heat_colours(strength: np.ndarray) -> np.ndarray:
-    """Values in 0..1 to RGB on a black-purple-orange-yellow scale (as matplotlib's inferno)."""
-    position = np.clip(strength, 0, 1) * (len(HEAT) - 1)
-    low = np.minimum(position.astype(int), len(HEAT) - 2)
-    share = (position - low)[..., None]
-    return HEAT[low] * (1 - share) + HEAT[low + 1] * share
-
-
-def saliency_picture(pixels: np.ndarray, max_value: int, strength: np.ndarray) -> np.ndarray:
-    """The saliency heat map laid over a faint copy of the input, so the hot pixels can be placed on the digit."""
-    ink = (pixels.astype(np.float32) / max_value)[..., None]
-    scaled = np.clip(strength / max(float(np.percentile(strength, 99)), 1e-6), 0, 1) ** 1.5  # one hot pixel must
-    blended = 0.85 * heat_colours(scaled) + 0.35 * 255 * ink * (1 - scaled[..., None])  # not darken all the rest
-    return enlarged(np.clip(blended, 0, 255).astype(np.uint8))
 
 
 def probability_figure(probabilities: np.ndarray, class_names: tuple[str, ...]) -> go.Figure:
@@ -182,13 +180,20 @@ def big_answer(text: str, headline: str, detail: str, unsure: bool) -> None:
     words.markdown(f"**{escape_markdown(headline)}**  \n{escape_markdown(detail)}")
 
 
+def unsure_sentence(prediction: ImagePrediction, class_names: tuple[str, ...]) -> str:
+    """'Not sure: 3 (48%) or 5 (37%). ...' as Markdown, the class names escaped."""
+    first, second = (f"**{escape_markdown(class_names[guess.label])}** ({guess.probability:.0%})"
+                     for guess in prediction.top_two)
+    return (f"Not sure: {first} or {second}, below the {LOW_CONFIDENCE:.0%} it takes to be sure. Try writing the "
+            "digit larger, more upright and in one piece.")
+
+
 def show_prediction(run: LoadedRun, prediction: ImagePrediction, model_label: str) -> None:
     """The predicted class large, how sure the model is, and every class's probability."""
     name = run.class_names[prediction.label]
     big_answer(name, f"The model reads {name}", f"{prediction.confidence:.1%} sure · {model_label}", prediction.unsure)
     if prediction.unsure:
-        st.warning(f"Not sure: the best guess has only {prediction.confidence:.0%} probability. Try writing the "
-                   "digit larger, more upright and in one piece.", icon=":material/help:")
+        st.warning(unsure_sentence(prediction, run.class_names), icon=":material/help:")
     st.plotly_chart(probability_figure(prediction.probabilities, run.class_names), config={"displayModeBar": False},
                     key="predict_probabilities")
 
@@ -215,7 +220,23 @@ def show_reading(run: LoadedRun, reading: NumberReading) -> None:
                 st.markdown(f"**{escape_markdown(run.class_names[digit.label])}** · {digit.confidence:.0%}")
 
 
-def show_reasons(run: LoadedRun, prediction: ImagePrediction) -> None:
+@st.cache_resource(show_spinner=False)
+def warm_saliency() -> threading.Thread:
+    """Import Captum (about 1.6 s) in the background once per process, when Predict first opens: imported by the
+    first stroke's rerun instead, it held up the second stroke's answer until it was done (2.6 s, measured)."""
+    thread = threading.Thread(target=importlib.import_module, args=("captum.attr",), daemon=True)
+    thread.start()
+    return thread
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_saliency(_run: LoadedRun, run_version: str, pixels: np.ndarray, label: int) -> np.ndarray:
+    """core.saliency.saliency_map once per model version, input and class: a rerun for another reason (a tab, a
+    toggle) must not pay for its 64 forward-backward passes again."""
+    return saliency_map(_run, pixels, label)
+
+
+def show_reasons(run: LoadedRun, run_version: str, prediction: ImagePrediction) -> None:
     """What the model was given, and which of those pixels moved its answer most."""
     pixels, top = prediction.preprocessed.pixels, run.input_format.max_value
     size = run.input_format.size
@@ -228,10 +249,10 @@ def show_reasons(run: LoadedRun, prediction: ImagePrediction) -> None:
                    "Your ink in scikit-learn's 8x8 style: each pixel counts the ink in a 4x4 block, 0 to 16.")
     with why:
         st.markdown(f"**Why {escape_markdown(run.class_names[prediction.label])}**: saliency")
-        strength = saliency(run, pixels, prediction.label, samples=SALIENCY_SAMPLES, noise=SALIENCY_NOISE)
-        st.image(saliency_picture(pixels, top, strength), width="stretch")
-        st.caption("Bright pixels are where a small change of brightness would move the answer's probability most "
-                   "(its gradient, averaged over noisy copies of the input: SmoothGrad).")
+        strength = cached_saliency(run, run_version, pixels, prediction.label)
+        st.plotly_chart(saliency_figure(pixels, top, strength), config={"displayModeBar": False},
+                        key="predict_saliency")
+        st.caption(SALIENCY_CAPTION)
 
 
 # ---- every model --------------------------------------------------------------------------------------------------
