@@ -1,0 +1,170 @@
+"""Digit collections: saving, listing and deleting samples in ImageFolder folders, and loading one as data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.collection import (CollectionError, collection_dir, collection_samples, collections_root, delete_sample,
+                             list_collections, save_sample, scan_folder)
+from core.images import load_image
+from core.preprocess import preprocess
+from tests.drawn_digits import drawn, encoded, on_transparent
+
+
+def files_under(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+def test_collections_live_under_the_data_folder(tmp_path):
+    assert collections_root(tmp_path) == tmp_path / "collections"
+    assert collections_root() == Path(os.environ["DIGIT_STUDIO_DATA"]) / "collections"
+
+
+def test_save_sample_writes_the_original_canvas_as_a_png_in_its_class_folder(tmp_path):
+    canvas = np.asarray(on_transparent(7))  # what the drawing canvas returns: RGBA, transparent background
+    sample = save_sample(tmp_path, "mine", canvas, 7)
+    assert sample.path.parent == tmp_path / "mine" / "7" and sample.path.suffix == ".png" and sample.label == 7
+    with Image.open(sample.path) as saved:
+        assert saved.format == "PNG" and saved.mode == "RGBA"
+        assert np.array_equal(np.asarray(saved), canvas)  # the original pixels, not the 28x28 the model saw
+    assert np.array_equal(preprocess(load_image(sample.path).image).pixels, preprocess(canvas).pixels)
+    assert [p.name for p in (tmp_path / "mine" / "7").iterdir()] == [sample.file_name]  # no temp file left
+
+
+def test_each_save_gets_a_new_file_name(tmp_path):
+    paths = {save_sample(tmp_path, "mine", drawn(3), 3).path for _ in range(5)}
+    assert len(paths) == 5 and all(path.is_file() for path in paths)
+
+
+def test_save_sample_accepts_an_uploads_bytes_and_a_pil_image(tmp_path):
+    jpeg = save_sample(tmp_path, "mine", encoded(drawn(5).convert("RGB"), "JPEG"), 5)
+    pil = save_sample(tmp_path, "mine", drawn(2), 2)
+    assert Image.open(jpeg.path).format == "PNG" and Image.open(pil.path).size == (280, 280)
+
+
+@pytest.mark.parametrize("label", [10, -1, True, "3", 3.0, None, 2**70])
+def test_a_label_outside_the_classes_is_refused_and_nothing_is_written(tmp_path, label):
+    with pytest.raises(CollectionError, match="not one of the classes 0 to 9"):
+        save_sample(tmp_path, "mine", drawn(3), label)
+    assert files_under(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["../up", "a/b", "a\\b", ".hidden", "..", ".", "", "a.b", "x" * 65, "-dash",
+                                  "with space", "tab\t", "nul\0", None, 3, "/abs"])
+def test_a_collection_name_that_is_not_plain_and_short_is_refused(tmp_path, name):
+    with pytest.raises(CollectionError, match="is not a collection name"):
+        save_sample(tmp_path / "collections", name, drawn(3), 3)
+    assert files_under(tmp_path) == []
+
+
+@pytest.mark.parametrize("size", [(4, 4), (5001, 5001)])
+def test_images_the_safe_loader_would_not_read_back_are_refused(tmp_path, size):
+    with pytest.raises(CollectionError, match="cannot be kept"):
+        save_sample(tmp_path, "mine", Image.new("L", size), 1)
+    assert files_under(tmp_path) == []
+
+
+def test_an_array_that_is_no_image_is_refused(tmp_path):
+    with pytest.raises(CollectionError, match="cannot be saved"):
+        save_sample(tmp_path, "mine", np.zeros((28, 28, 7), dtype=np.uint8), 1)
+
+
+def test_saving_never_writes_through_a_link_leading_out_of_the_collections(tmp_path):
+    root, outside = tmp_path / "collections", tmp_path / "outside"
+    (root / "mine").mkdir(parents=True)
+    outside.mkdir()
+    (root / "mine" / "4").symlink_to(outside)
+    (root / "away").symlink_to(outside)
+    for name in ("mine", "away"):
+        with pytest.raises(CollectionError, match="outside"):
+            save_sample(root, name, drawn(4), 4)
+    assert list(outside.iterdir()) == []
+
+
+def test_list_collections_counts_each_class_and_lists_a_bad_folder_with_its_reason(tmp_path):
+    for label in (1, 1, 1, 7):
+        save_sample(tmp_path, "mine", drawn(label), label)
+    save_sample(tmp_path, "theirs", drawn(0), 0)
+    (tmp_path / "broken" / "cats").mkdir(parents=True)
+    (tmp_path / "not a name").mkdir()
+    (tmp_path / "notes.txt").write_text("not a collection")
+    listed = {info.name: info for info in list_collections(tmp_path)}
+    assert set(listed) == {"broken", "mine", "theirs"}
+    assert listed["mine"].counts == {1: 3, 7: 1} and listed["mine"].size == 4 and listed["mine"].problem is None
+    assert listed["theirs"].counts == {0: 1}
+    assert "'cats'" in listed["broken"].problem and "named 0 to 9" in listed["broken"].problem
+    assert list_collections(tmp_path / "nowhere") == []
+
+
+def test_list_collections_reads_the_data_folders_collections_by_default(tmp_path):
+    save_sample(collections_root(), "mine", drawn(6), 6)
+    assert [info.name for info in list_collections()] == ["mine"]
+
+
+def test_links_leading_out_and_files_that_are_no_images_are_never_read(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(encoded(drawn(8), "PNG"))
+    root = tmp_path / "collections"
+    kept = save_sample(root, "mine", drawn(8), 8)
+    (root / "mine" / "8" / "leak.png").symlink_to(outside / "secret.png")
+    (root / "mine" / "8" / "notes.txt").write_text("hello")
+    (root / "mine" / "8" / ".DS_Store").write_bytes(b"\0\0")
+    (root / "mine" / "9").symlink_to(outside)  # a whole class folder leading out
+    (root / "elsewhere").symlink_to(outside)
+    scan = scan_folder(root / "mine")
+    assert [sample.path for sample in scan.samples] == [kept.path]
+    assert set(scan.skipped) == {"8/leak.png", "8/notes.txt", "8/.DS_Store", "9"}
+    assert "4 files skipped in mine" in scan.notice and "links leading out" in scan.notice
+    listed = {info.name: info for info in list_collections(root)}
+    assert listed["mine"].counts == {8: 1} and listed["mine"].skipped == 4
+    assert "outside" in listed["elsewhere"].problem and listed["elsewhere"].counts == {}
+
+
+def test_collection_samples_lists_the_images_class_by_class(tmp_path):
+    saved = [save_sample(tmp_path, "mine", drawn(label), label) for label in (5, 2, 5)]
+    listed = collection_samples(tmp_path, "mine")
+    assert [sample.label for sample in listed] == [2, 5, 5] and {s.path for s in listed} == {s.path for s in saved}
+    assert collection_samples(tmp_path, "empty") == []
+
+
+def test_delete_sample_removes_one_image_and_a_class_folder_it_empties(tmp_path):
+    first, second = (save_sample(tmp_path, "mine", drawn(3), 3) for _ in range(2))
+    delete_sample(tmp_path, "mine", 3, first.file_name)
+    assert not first.path.exists() and second.path.is_file()
+    delete_sample(tmp_path, "mine", 3, second.file_name)
+    assert not (tmp_path / "mine" / "3").exists() and (tmp_path / "mine").is_dir()
+    with pytest.raises(CollectionError, match="no longer there"):
+        delete_sample(tmp_path, "mine", 3, second.file_name)
+
+
+@pytest.mark.parametrize("file_name", ["../../victim.png", "../7/x.png", ".hidden.png", "", "a/b.png", None])
+def test_delete_sample_refuses_names_that_could_reach_another_file(tmp_path, file_name):
+    victim = tmp_path / "victim.png"
+    victim.write_bytes(b"keep me")
+    save_sample(tmp_path / "c", "mine", drawn(3), 3)
+    with pytest.raises(CollectionError):
+        delete_sample(tmp_path / "c", "mine", 3, file_name)
+    assert victim.read_bytes() == b"keep me" and len(collection_samples(tmp_path / "c", "mine")) == 1
+
+
+def test_deleting_a_link_removes_the_link_never_its_target(tmp_path):
+    target = tmp_path / "target.png"
+    target.write_bytes(encoded(drawn(1), "PNG"))
+    save_sample(tmp_path / "c", "mine", drawn(1), 1)
+    (tmp_path / "c" / "mine" / "1" / "link.png").symlink_to(target)
+    delete_sample(tmp_path / "c", "mine", 1, "link.png")
+    assert target.is_file() and not (tmp_path / "c" / "mine" / "1" / "link.png").is_symlink()
+
+
+def test_collection_dir_refuses_a_collection_that_is_a_link_out(tmp_path):
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "away").symlink_to(tmp_path)
+    with pytest.raises(CollectionError, match="outside"):
+        collection_dir(tmp_path / "root", "away")
+    assert collection_dir(tmp_path / "root", "fresh") == tmp_path / "root" / "fresh"
