@@ -281,6 +281,6 @@ def delete_sample(root: Path | str, name: str, label: int, file_name: str) -> No
 def read_sample(sample: Sample) -> Image.Image:
     """A sample's image, decoded by the safe loader; CollectionError naming the file when it cannot be used."""
     try:
-        return load_image(sample.path, name=sample.relative).image
+        return load_image(sample.path, name=f"{sample.path.parent.parent.name}/{sample.relative}").image
     except ImageError as error:
         raise CollectionError(str(error)) from None

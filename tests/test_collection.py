@@ -11,9 +11,11 @@ from PIL import Image
 
 from core.collection import (CollectionError, collection_dir, collection_samples, collections_root, delete_sample,
                              list_collections, save_sample, scan_folder)
+from core.folder_data import FOLDER_DATASET, HELD_OUT_SHARE, held_out_mask, load_image_folder
 from core.images import load_image
+from core.inference import load_default_model, predict_image
 from core.preprocess import preprocess
-from tests.drawn_digits import drawn, encoded, on_transparent
+from tests.drawn_digits import drawn, encoded, on_transparent, png_declaring
 
 
 def files_under(folder: Path) -> list[str]:
@@ -168,3 +170,113 @@ def test_collection_dir_refuses_a_collection_that_is_a_link_out(tmp_path):
     with pytest.raises(CollectionError, match="outside"):
         collection_dir(tmp_path / "root", "away")
     assert collection_dir(tmp_path / "root", "fresh") == tmp_path / "root" / "fresh"
+
+
+# ---- a folder as data -------------------------------------------------------------------------------------------
+
+def drawn_folder(folder: Path, per_class: dict[int, int]) -> Path:
+    """A folder of digits drawn as on the canvas, in varied widths and places, `per_class[d]` of digit d."""
+    for digit, count in per_class.items():
+        (folder / str(digit)).mkdir(parents=True, exist_ok=True)
+        for index in range(count):
+            box = (20 + 6 * index, 30, 200 + 6 * index, 250)
+            drawn(digit, width=10 + 2 * index, box=box).save(folder / str(digit) / f"{index:03d}.png")
+    return folder
+
+
+def test_images_go_through_exactly_the_preprocessing_predict_uses(tmp_path):
+    canvas = np.asarray(on_transparent(4))
+    save_sample(tmp_path, "mine", canvas, 4)
+    drawn_folder(tmp_path / "mine", {2: 3, 7: 2})
+    data = load_image_folder(tmp_path / "mine")
+    run = load_default_model()
+    for pixels, label, file in zip(data.pixels, data.labels, data.files):
+        image = load_image(tmp_path / "mine" / file).image
+        assert np.array_equal(pixels, predict_image(run, image).preprocessed.pixels), file
+        assert file.startswith(f"{label}/")
+    assert data.pixels.shape == (6, 28, 28) and data.pixels.dtype == np.uint8
+    four = data.pixels[list(data.labels).index(4)]
+    assert np.array_equal(four, predict_image(run, canvas).preprocessed.pixels)  # as Predict saw the drawing
+
+
+def test_the_held_out_part_is_a_seeded_share_of_each_class_with_at_least_one(tmp_path):
+    data = load_image_folder(drawn_folder(tmp_path / "d", {0: 15, 1: 10, 2: 2, 3: 1}), seed=4)
+    held = {label: int(data.held_out[data.labels == label].sum()) for label in range(4)}
+    assert HELD_OUT_SHARE == 0.2 and held == {0: 3, 1: 2, 2: 1, 3: 0}
+    assert data.held_out_size == 6 and data.train_size == 22 and data.held_out_share == 0.2
+    again = load_image_folder(tmp_path / "d", seed=4)
+    assert np.array_equal(again.held_out, data.held_out)
+    others = [load_image_folder(tmp_path / "d", seed=seed).held_out for seed in (5, 6)]
+    assert any(not np.array_equal(other, data.held_out) for other in others)
+    assert load_image_folder(tmp_path / "d", held_out_share=0.5).held_out_size == 8 + 5 + 1
+
+
+def test_images_trained_on_do_not_become_held_out_when_the_collection_grows():
+    files = tuple(f"3/{index:03d}.png" for index in range(10))
+    before = held_out_mask(np.full(10, 3), files, 0.2, 0)
+    after = held_out_mask(np.full(12, 3), files + ("3/new-a.png", "3/new-b.png"), 0.2, 0)
+    assert before.sum() == after.sum() == 2  # round(0.2 x 10) = round(0.2 x 12)
+    assert set(np.flatnonzero(after)) <= set(np.flatnonzero(before)) | {10, 11}  # no image trained on is now tested
+
+
+def test_as_dataset_trains_on_the_rest_and_tests_on_the_held_out_part(tmp_path):
+    data = load_image_folder(drawn_folder(tmp_path / "d", {5: 5, 6: 5}))
+    dataset = data.as_dataset()
+    assert dataset.name == FOLDER_DATASET and dataset.class_names == tuple("0123456789")
+    assert tuple(dataset.train_images.shape) == (8, 28, 28) and tuple(dataset.test_images.shape) == (2, 28, 28)
+    assert sorted(dataset.test_labels.tolist()) == [5, 6] and dataset.input_format.size == 28
+    assert np.array_equal(dataset.test_images.numpy(), data.pixels[data.held_out])
+
+
+def test_files_are_found_as_torchvisions_image_folder_finds_them(tmp_path):
+    from torchvision.datasets import DatasetFolder
+
+    from core.collection import IMAGE_SUFFIXES
+
+    folder = drawn_folder(tmp_path / "d", {0: 2, 3: 3, 9: 1})
+    (folder / "3" / "x.JPG").write_bytes(encoded(drawn(3).convert("RGB"), "JPEG"))
+    reference = DatasetFolder(str(folder), loader=load_image, extensions=IMAGE_SUFFIXES)  # ImageFolder's rules
+    ours = scan_folder(folder)
+    assert [(str(s.path), s.label) for s in ours.samples] == \
+        [(path, int(reference.classes[index])) for path, index in reference.samples]
+
+
+@pytest.mark.parametrize("build, words", [
+    (lambda d: None, "is not a folder of digit images"),
+    (lambda d: d.mkdir(), "has no class folders"),
+    (lambda d: (d / "a" / "b.png").parent.mkdir(parents=True), "folder named 'a': class folders must be named 0 to 9"),
+    (lambda d: (d / "10").mkdir(parents=True), "folder named '10'"),
+    (lambda d: (d / "3").mkdir(parents=True), "has empty class folders (3)"),
+    (lambda d: ((d / "3").mkdir(parents=True), (d / "3" / "a.txt").write_text("x")), "has empty class folders (3)"),
+    (lambda d: drawn_folder(d, {1: 1, 2: 1}), "too few readable images to hold any out"),
+])
+def test_a_folder_that_cannot_be_trained_on_gets_one_sentence(tmp_path, build, words):
+    build(tmp_path / "bad")
+    with pytest.raises(CollectionError) as refused:
+        load_image_folder(tmp_path / "bad")
+    message = str(refused.value)
+    assert words in message and "\n" not in message and message.endswith(".")
+
+
+@pytest.mark.parametrize("file_name, content, words", [
+    ("bomb.png", png_declaring(30_000, 30_000), "d/3/bomb.png declares an enormous size"),
+    ("notes.png", b"my notes, not a picture", "d/3/notes.png is not an image this app can read"),
+    ("half.png", encoded(drawn(3), "PNG")[:900], "d/3/half.png is damaged or truncated"),
+    ("huge.png", b"\x89PNG" + b"\0" * (9 * 1024 * 1024), "d/3/huge.png is larger than 8 MB"),
+], ids=["bomb", "not-an-image", "truncated", "over-8-MB"])
+def test_an_image_that_cannot_be_decoded_is_named_in_one_sentence(tmp_path, file_name, content, words):
+    folder = drawn_folder(tmp_path / "d", {3: 3})
+    (folder / "3" / file_name).write_bytes(content)
+    with pytest.raises(CollectionError, match=words.replace(".", r"\.")):
+        load_image_folder(folder)
+
+
+def test_files_that_are_no_images_and_images_without_a_digit_are_left_out_and_said(tmp_path):
+    folder = drawn_folder(tmp_path / "d", {8: 4})
+    (folder / "8" / "readme.txt").write_text("not an image")
+    Image.new("L", (200, 200), 255).save(folder / "8" / "white.png")
+    data = load_image_folder(folder)
+    assert data.size == 4 and "white.png" not in " ".join(data.files)
+    assert data.notices == ("1 file skipped in d (not .png/.jpg/.jpeg/.bmp/.gif/.webp images, hidden, or links "
+                            "leading out of the folder): 8/readme.txt.",
+                            "1 image left out: no digit could be read in 8/white.png.")

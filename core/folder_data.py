@@ -1,0 +1,108 @@
+"""An ImageFolder of digits as training data: each image decoded safely and preprocessed exactly as Predict does
+(cropped, centred, brought to MNIST's stroke width, 28x28), then split into a training and a held-out part."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.collection import CollectionError, Sample, read_sample, scan_folder
+from core.data import DATASETS, DIGIT_NAMES, Dataset
+from core.preprocess import MNIST_FORMAT, InputFormat, preprocess
+
+FOLDER_DATASET = "folder"  # TrainConfig.dataset of a run trained on its image folder alone
+HELD_OUT_SHARE = 0.2  # of each class, rounded, and at least one image of every class that has two
+
+
+@dataclass(frozen=True)
+class FolderData:
+    """A folder's digits as the model sees them, labelled, with the held-out ones marked."""
+
+    name: str  # the folder's own name (a collection's name)
+    pixels: np.ndarray  # uint8 (N, 28, 28), white on black, as preprocess makes them
+    labels: np.ndarray  # int64 (N,)
+    files: tuple[str, ...]  # "3/file.png", relative to the folder
+    held_out: np.ndarray  # bool (N,)
+    held_out_share: float
+    seed: int
+    notices: tuple[str, ...]  # what was left out: files that are not images, images holding no readable digit
+
+    @property
+    def size(self) -> int:
+        return len(self.labels)
+
+    @property
+    def train_size(self) -> int:
+        return int((~self.held_out).sum())
+
+    @property
+    def held_out_size(self) -> int:
+        return int(self.held_out.sum())
+
+    def as_dataset(self) -> Dataset:
+        """The folder as a Dataset: its training part to learn from, its held-out part as the test set."""
+        import torch
+
+        train, test = ~self.held_out, self.held_out
+        mnist = DATASETS["mnist"]  # the same normalisation as MNIST, whose style preprocess imitates
+        as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+        return Dataset(FOLDER_DATASET, as_tensor(self.pixels[train]), as_tensor(self.labels[train]),
+                       as_tensor(self.pixels[test]), as_tensor(self.labels[test]), DIGIT_NAMES, mnist.mean, mnist.std,
+                       MNIST_FORMAT)
+
+
+def _rank(seed: int, file: str) -> bytes:
+    """A seeded order that does not change when other files come or go: the held-out part stays put as a
+    collection grows."""
+    return hashlib.sha256(f"{seed}:{file}".encode("utf-8", "surrogateescape")).digest()
+
+
+def held_out_mask(labels: np.ndarray, files: tuple[str, ...], share: float, seed: int) -> np.ndarray:
+    """Which images are held out: round(share x n) of each class of n images, at least 1 when n >= 2, none when 1."""
+    held_out = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        count = min(len(members) - 1, max(1, round(share * len(members))))
+        ranked = sorted(members, key=lambda index: _rank(seed, files[index]))
+        held_out[ranked[:count]] = True
+    return held_out
+
+
+def _preprocessed(samples: tuple[Sample, ...], fmt: InputFormat) -> tuple[list[np.ndarray], list[Sample], list[str]]:
+    """Each sample through Predict's preprocessing; the ones with no readable digit are left out, named."""
+    pixels, kept, unread = [], [], []
+    for sample in samples:
+        processed = preprocess(read_sample(sample), fmt)  # CollectionError names an undecodable or huge image
+        if processed.blank:
+            unread.append(sample.relative)
+        else:
+            pixels.append(processed.pixels)
+            kept.append(sample)
+    return pixels, kept, unread
+
+
+def _unread_notice(unread: list[str]) -> str:
+    shown = ", ".join(unread[:3]) + (", ..." if len(unread) > 3 else "")
+    return f"{len(unread)} image{'s' if len(unread) != 1 else ''} left out: no digit could be read in {shown}."
+
+
+def load_image_folder(folder: Path | str, *, held_out_share: float = HELD_OUT_SHARE, seed: int = 0,
+                      fmt: InputFormat = MNIST_FORMAT) -> FolderData:
+    """Load an ImageFolder of digits (FOLDER/0/*.png ... FOLDER/9/*.png) as preprocessed pixels with a seeded
+    held-out part; CollectionError (one sentence) for a folder that cannot be trained on."""
+    scan = scan_folder(folder)
+    if scan.problem:
+        raise CollectionError(scan.problem)
+    pixels, kept, unread = _preprocessed(scan.samples, fmt)
+    labels = np.array([sample.label for sample in kept], dtype=np.int64)
+    files = tuple(sample.relative for sample in kept)
+    held_out = held_out_mask(labels, files, held_out_share, seed)
+    notices = tuple(note for note in (scan.notice, _unread_notice(unread) if unread else None) if note)
+    if not held_out.any():
+        raise CollectionError(f"{scan.folder.name} has too few readable images to hold any out for testing: "
+                              "it needs at least two of some digit.")
+    stacked = np.stack(pixels) if pixels else np.zeros((0, fmt.size, fmt.size), dtype=np.uint8)
+    return FolderData(scan.folder.name, stacked, labels, files, held_out, held_out_share, seed, notices)
