@@ -187,9 +187,8 @@ def sample_detail(default: int) -> None:
         st.session_state.explore_index = default
     index = st.number_input("Sample index", 0, len(labels) - 1, key="explore_index",
                             help="Click a sample in the grid, or type its index in this split.")
-    heading, button = st.columns([3, 2], vertical_alignment="center")
-    heading.markdown(f"**Sample {escape_markdown(describe(int(index)))}**")
-    if button.button("Open in Predict", key="explore_open_in_predict", icon=":material/draw:",
+    st.markdown(f"**Sample {escape_markdown(describe(int(index)))}**")
+    if st.button("Open in Predict", key="explore_open_in_predict", icon=":material/draw:",
                      help="See what a model reads in this sample, why, and what each of its layers sees."):
         open_in_predict(dataset_name, split, int(index))
     st.plotly_chart(pixel_heatmap(images[index].astype(np.int64), max_value), key="explore_pixels",

@@ -37,6 +37,7 @@ from ui.text import escape_markdown
 run_inside_the_frame()
 SOURCES = ["Draw", "Upload", "Camera", TEST_SET]
 DETAILS = ["Why", "Inside the network"]
+TILE_SIDE = 140  # px: a gallery picture; five to a row on a wide screen, one a row on a phone (not a screen wide)
 
 st.title("Predict")
 st.caption("Draw a digit, upload pictures, take a photo or try one from the test set: see what the model reads, how "
@@ -155,7 +156,7 @@ def gallery(run, items: list[InputImage], several: bool, chosen: InputImage) -> 
     for start in range(0, len(items), per_row):
         for column, item in zip(st.columns(per_row), items[start:start + per_row]):
             with column.container(border=True):
-                st.image(item.image, width="stretch")
+                st.image(item.image, width=TILE_SIDE)
                 answer = read_number(run, item.image) if several else predict_image(run, item.image)
                 name = escape_markdown(item.name)
                 if answer.blank:
@@ -164,7 +165,7 @@ def gallery(run, items: list[InputImage], several: bool, chosen: InputImage) -> 
                     text = answer.text if several else run.class_names[answer.label]
                     st.markdown(f"{name}: **{escape_markdown(text)}** · {answer.confidence:.0%}")
                 current = item.digest == chosen.digest
-                st.button("Explained above" if current else "Explain", key=f"predict_tile_{item.digest}",
+                st.button("Shown above" if current else "Explain", key=f"predict_tile_{item.digest}",
                           on_click=explain, args=(item.digest,), disabled=current, width="stretch",
                           icon=":material/arrow_upward:")
 

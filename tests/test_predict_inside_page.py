@@ -158,7 +158,7 @@ def test_explain_follows_the_upload_picked_added_or_clicked():
     upload(app, {"five.png": FIVE, "three.png": THREE, "nine.png": NINE})
     assert answers(app) == ["9"]  # a file added later is the one people want to see
     tiles = [button for button in app.button if button.key and button.key.startswith("predict_tile_")]
-    assert [button.label for button in tiles] == ["Explain", "Explain", "Explained above"]
+    assert [button.label for button in tiles] == ["Explain", "Explain", "Shown above"]
     tiles[1].click().run()  # three.png's tile
     assert answers(app) == ["3"] and app.selectbox(key="predict_explain").value == tiles[1].key.split("_")[-1]
     upload(app, {"five.png": FIVE, "nine.png": NINE})  # the explained one removed

@@ -37,6 +37,7 @@ from ui.text import escape_markdown
 
 SHIPPED = "shipped"  # the choice key of the model in core/default_model
 PREVIEW_SIDE = 196  # px the 28x28 (or 8x8) model input is shown at: 7x for MNIST
+SALIENCY_HEIGHT = 200  # px: as tall as the model input beside it in a wide window
 MAX_DIGITS_SHOWN = 24  # a photo of noise can split into hundreds of "digits"
 ANSWER_COLOUR = "#1f77b4"
 UNSURE_COLOUR = "#d62728"
@@ -250,8 +251,10 @@ def show_reasons(run: LoadedRun, run_version: str, prediction: ImagePrediction) 
     with why:
         st.markdown(f"**Why {escape_markdown(run.class_names[prediction.label])}**: saliency")
         strength = cached_saliency(run, run_version, pixels, prediction.label)
-        st.plotly_chart(saliency_figure(pixels, top, strength), config={"displayModeBar": False},
-                        key="predict_saliency")
+        figure = saliency_figure(pixels, top, strength)
+        figure.update_layout(margin={"l": 0, "r": 0, "t": 0, "b": 0}, height=SALIENCY_HEIGHT)  # no title: the
+        figure.update_traces(showscale=False)  # heading above says it; the map gets the column's width to itself
+        st.plotly_chart(figure, config={"displayModeBar": False}, key="predict_saliency")
         st.caption(SALIENCY_CAPTION)
 
 
