@@ -113,11 +113,12 @@ def answer_for(run: LoadedRun, chosen: InputImage, several: bool, model_label: s
     return answer
 
 
-def every_model_section(choices: list[ModelChoice], chosen_first: ModelChoice, image, several: bool) -> None:
+def every_model_section(choices: list[ModelChoice], chosen_first: ModelChoice, image, several: bool,
+                        sample: Sample | None = None) -> None:
     """The same picture through every model, side by side, so people see where models disagree."""
     st.markdown("**Every model**")
     models, problems = usable_runs([chosen_first] + [other for other in choices if other.key != chosen_first.key])
-    rows = every_model_rows(models, image, several)
+    rows = every_model_rows(models, image, several, sample and (lambda other: sample_prediction(other, sample)))
     st.markdown(agreement(rows))
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
         "model": st.column_config.TextColumn("model", width="medium"),
@@ -133,7 +134,7 @@ def every_model_section(choices: list[ModelChoice], chosen_first: ModelChoice, i
 
 
 def details(choices: list[ModelChoice], choice: ModelChoice, run: LoadedRun, version: str, chosen: InputImage,
-            answer) -> None:
+            answer, sample: Sample | None) -> None:
     """Why the model answered so and what every other model says, or what each of its layers sees: only the open
     tab is computed (the layer views are half a megabyte of charts)."""
     why_tab, inside_tab = st.tabs(DETAILS, key="predict_details", on_change="rerun")
@@ -143,7 +144,7 @@ def details(choices: list[ModelChoice], choice: ModelChoice, run: LoadedRun, ver
             with reasons:
                 show_reasons(run, version, answer)
             with others:
-                every_model_section(choices, choice, chosen.image, False)
+                every_model_section(choices, choice, chosen.image, False, sample)
     with inside_tab:
         if inside_tab.open:
             show_inside(run, version, answer.preprocessed.pixels)
@@ -194,8 +195,8 @@ def workbench(choices: list[ModelChoice], choice: ModelChoice, run: LoadedRun, v
         if source == "Upload":
             follow_new_uploads(uploaded)
         chosen = (pick_upload(items) if source == "Upload" else items[0]) if items else None
-        answer = None if chosen is None else answer_for(run, chosen, several, choice.label,
-                                                        sample if source == TEST_SET else None)
+        shown_sample = sample if source == TEST_SET else None
+        answer = None if chosen is None else answer_for(run, chosen, several, choice.label, shown_sample)
         if chosen is None and not inputs:
             empty_message(source)
         report_problems(inputs)
@@ -205,7 +206,7 @@ def workbench(choices: list[ModelChoice], choice: ModelChoice, run: LoadedRun, v
         if several:
             every_model_section(choices, choice, chosen.image, several)
         else:
-            details(choices, choice, run, version, chosen, answer)
+            details(choices, choice, run, version, chosen, answer, shown_sample)
     if source == "Upload" and len(items) > 1:
         gallery(run, items, several, chosen)
 

@@ -97,6 +97,7 @@ def test_a_sample_says_whether_the_model_got_it_right(with_mnist):
     app.session_state["predict_sample"] = {"dataset": "mnist", "split": "test", "index": differs}
     app.run()
     assert answers(app) == [str(predicted[differs])]  # preprocessing changes its answer: read as the test set is
+    assert app.dataframe[0].value["answer"].iloc[0] == str(predicted[differs])  # every model's table reads it alike
 
 
 def test_without_mnist_the_samples_come_from_the_digits_test_set():

@@ -10,6 +10,7 @@ import html
 import importlib
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -272,10 +273,14 @@ def usable_runs(choices: list[ModelChoice]) -> tuple[list[tuple[ModelChoice, Loa
 
 
 def every_model_rows(models: list[tuple[ModelChoice, LoadedRun]], image: Image.Image | np.ndarray,
-                     several: bool) -> list[dict]:
-    """One table row per model: its answer and how sure it is."""
+                     several: bool, read: Callable[[LoadedRun], ImagePrediction] | None = None) -> list[dict]:
+    """One table row per model: its answer and how sure it is; `read` answers for one model instead of the picture
+    (a test-set sample is read as the page's answer reads it)."""
     runs = [run for _, run in models]
-    answers = read_number_each(runs, image) if several else predict_each(runs, image)
+    if read is not None and not several:
+        answers = [read(run) for run in runs]
+    else:
+        answers = read_number_each(runs, image) if several else predict_each(runs, image)
     rows = []
     for (choice, run), answer in zip(models, answers):
         if answer.blank:
