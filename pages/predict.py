@@ -4,6 +4,9 @@ what every other model thinks.
 Everything below the model picker is one fragment: a stroke, a tab or a toggle reruns it alone, not the frame, the
 title and the list of saved runs. In it the answer comes first and the slower parts (saliency, every model, the
 layer views) after, so the answer follows a stroke at once (bench/bench_stroke_latency.py).
+
+Session state besides the widgets' predict_* keys: predict_sample and predict_open_sample (the sample shown, and the
+one Explore hands over; ui.predict_samples), predict_explain and predict_uploads_seen (ui.predict_inputs).
 """
 
 from __future__ import annotations
