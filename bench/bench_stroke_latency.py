@@ -4,9 +4,9 @@
 
 Two servers run side by side: "after" serves this working tree; "before" serves a temporary worktree of HEAD whose
 pages/predict.py and ui/predict.py are put back as they were at commit --before (everything else, core included,
-is the same code); with --slow-send, a third serves HEAD without the page's quick send. Each cycle, on each app in turn: reset the canvas (unmeasured), draw a first stroke (an answer
-appears), then a second stroke that changes it (the first stroke of a 4 reads 6, the 4 reads 4; a 1 then a bar
-across it reads 7): 2 measured strokes per cycle, 20 with the default 10 cycles, per app. A stroke is timed in
+is the same code); with --slow-send, a third serves HEAD without the page's quick send. Each cycle, on each app
+in turn: reset the canvas (unmeasured), draw a first stroke (an answer appears), then a second stroke that changes
+it (the first stroke of a 4 reads 6, the 4 reads 4; a 1 then a bar across it reads 7): 2 measured strokes per cycle, 20 with the default 10 cycles, per app. A stroke is timed in
 the page from the `mouseup` event (a capturing listener) to the first DOM mutation after it that changes the big
 answer's text (a MutationObserver): the browser's own clock, so Playwright's round trips are not counted; paint
 follows within a frame. A stroke whose answer never changes within --timeout seconds counts as a miss. A first

@@ -184,7 +184,8 @@ def test_the_camera_is_drawn_only_while_its_tab_is_open():
 
 def test_inside_the_network_shows_every_layer_only_while_its_tab_is_open():
     app = draw(page(), drawn(4))
-    assert "predict_saliency" in chart_keys(app) and not any(key.startswith("predict_inside") for key in chart_keys(app))
+    assert "predict_saliency" in chart_keys(app)
+    assert not any(key.startswith("predict_inside") for key in chart_keys(app))
     app.session_state["predict_details"] = "Inside the network"
     app.run()
     run = load_default_model()

@@ -59,7 +59,8 @@ def drawing() -> InputImage | None:
                                 help="Thin or thick, the strokes are brought to MNIST's width before the model sees "
                                      "them.")
     st.space("small")  # room for the canvas's floating toolbar (send, undo, redo, edit, clear)
-    result = st_canvas(stroke_width=brush if tool == PEN else brush + 8, stroke_color=INK if tool == PEN else BACKGROUND,
+    width, colour = (brush, INK) if tool == PEN else (brush + 8, BACKGROUND)  # wider: no grey rim left round ink
+    result = st_canvas(stroke_width=width, stroke_color=colour,
                        background_color=BACKGROUND, height=CANVAS_SIDE, width=CANVAS_SIDE, drawing_mode="freedraw",
                        update_streamlit=True, return_image_data=True, key="predict_canvas")
     st.html(QUICK_SEND, unsafe_allow_javascript=True)

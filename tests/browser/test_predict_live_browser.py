@@ -17,6 +17,7 @@ from core.preprocess import NOT_A_STROKE, TOO_LITTLE_INK
 from tests.browser.conftest import assert_no_error, screenshot, wait_for_app
 from tests.browser.test_predict_browser import draw_strokes
 from tests.drawn_digits import strokes_in
+from ui.predict_inputs import QUICK_SEND
 
 ANSWER = ".predict-answer"
 ANSWER_TIMEOUT = 30_000
@@ -24,6 +25,7 @@ BOX = (25, 25, 255, 255)
 ONE = strokes_in(1, BOX)[0]
 BAR = [(25 + 0.3 * 230, 25 + 0.5 * 230), (25 + 0.8 * 230, 25 + 0.5 * 230)]  # across a 1's middle: it reads 7
 PHONE = {"width": 390, "height": 844}
+QUICK_SEND_BUTTON = re.search(r"title=\"([^\"]+)\"", QUICK_SEND).group(1)  # the canvas's own send-now button
 COUNT_CAMERA_REQUESTS = """
 window.cameraRequests = 0;
 if (navigator.mediaDevices && navigator.mediaDevices.getUserMedia) {
@@ -58,6 +60,7 @@ def settle(page) -> None:
 
 def test_the_answer_follows_each_stroke_the_eraser_and_undo(page, app_url):
     open_predict(page, app_url)
+    expect(page.locator(f".dc-toolbar button[title='{QUICK_SEND_BUTTON}']")).to_have_count(1)  # what QUICK_SEND presses
     stroke(page, ONE)
     answer_is(page, "1")
     stroke(page, BAR)
