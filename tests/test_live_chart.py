@@ -23,15 +23,15 @@ def snapshot(train_losses: list[float], epochs: int) -> JobSnapshot:
 def test_the_figures_carry_every_point_and_a_diverged_loss_as_gaps():
     figure = loss_figure(snapshot([2.3, math.nan, math.inf, 0.123456789], epochs=3))
     train, test = figure["data"]
-    assert train["y"] == [2.3, None, None, 0.12346] and train["x"] == [0.0, 0.1, 0.2, 0.3]
+    assert train["y"] == [2.3, None, None, 0.1235] and train["x"] == [0.0, 0.1, 0.2, 0.3]  # 4 significant digits
     assert test["x"] == [1, 2, 3] and test["y"] == [0.25, 0.25, 0.25]
     json.dumps(figure, allow_nan=False)  # the browser's JSON.parse refuses NaN: the message must have none
 
 
 def test_the_accuracy_chart_draws_the_reported_accuracy_as_a_line_and_drops_markers_on_long_runs():
     short = accuracy_figure(snapshot([1.0], epochs=MARKED_EPOCHS), reference=0.9867)
-    assert short["layout"]["shapes"][0]["y0"] == 0.9867
-    assert short["layout"]["annotations"][0]["text"] == "reported 98.67%"
+    assert short["layout"]["shapes"][0]["y0"] == 98.67  # the axis is in percent: "98.67 %"
+    assert short["layout"]["annotations"][0]["text"] == "reported 98.67 %"
     assert short["data"][1]["mode"] == "lines+markers"
     long = accuracy_figure(snapshot([1.0], epochs=MARKED_EPOCHS + 1), reference=None)
     assert "shapes" not in long["layout"] and long["data"][1]["mode"] == "lines"
@@ -91,3 +91,37 @@ def test_thousands_of_epochs_are_thinned_to_the_curve_buffer_size_keeping_the_la
     figure = loss_figure(snapshot([1.0], epochs=3 * MAX_TRAIN_POINTS + 7))
     test = figure["data"][1]
     assert len(test["x"]) <= MAX_TRAIN_POINTS + 1 and test["x"][0] == 1 and test["x"][-1] == 3 * MAX_TRAIN_POINTS + 7
+
+
+def test_the_loss_chart_can_use_a_log_scale_and_each_scale_starts_a_fresh_zoom():
+    linear, log = loss_figure(snapshot([0.5, 0.00004], epochs=2)), loss_figure(snapshot([0.5, 0.00004], 2), log=True)
+    assert linear["layout"]["yaxis"]["type"] == "linear" and log["layout"]["yaxis"]["type"] == "log"
+    assert log["data"][0]["y"][1] == 0.00004  # a tiny loss keeps its digits: above zero on a log axis
+    assert linear["layout"]["uirevision"] != log["layout"]["uirevision"]
+    assert linear["layout"]["dragmode"] == "zoom"  # drag to zoom; plotly's double-click resets
+
+
+def accuracies(test: list[float], train: float = 0.995) -> JobSnapshot:
+    points = tuple(TrainPoint(index / 10, 0.1, train) for index in range(40))
+    ends = tuple(EpochPoint(epoch, 0.1, train, 0.1, value) for epoch, value in enumerate(test, start=1))
+    return JobSnapshot(job_id=1, status="running", config=None, recipe=None, run_id=None, queue_position=0,
+                       message="", progress=None, train_points=points, epoch_points=ends, submitted_at=0.0,
+                       finished_at=None)
+
+
+def test_the_accuracy_axis_follows_the_data_once_the_test_accuracy_is_above_90_percent():
+    early = accuracy_figure(accuracies([0.3, 0.6, 0.85]), reference=None)["layout"]["yaxis"]
+    assert "autorangeoptions" not in early and early["ticksuffix"] == " %"  # below 90 %: the whole climb
+    late = accuracy_figure(accuracies([0.5, 0.91, 0.975, 0.981, 0.984, 0.983]), reference=None)["layout"]
+    assert late["yaxis"]["autorange"] is True and late["yaxis"]["autorangeoptions"]["clipmin"] == 97
+    assert late["title"]["text"] == "Accuracy (axis from 97 %)"
+
+
+def test_train_and_test_and_every_compared_run_have_their_own_colour_from_a_colour_blind_safe_palette():
+    from ui.train import RUN_COLORS, TEST_COLOR, TRAIN_COLOR, run_style
+
+    train, test = loss_figure(snapshot([1.0], epochs=2))["data"]
+    assert train["line"]["color"] == TRAIN_COLOR and test["line"]["color"] == TEST_COLOR
+    assert RUN_COLORS[:2] == ("#0072B2", "#D55E00")  # Okabe-Ito's blue and vermilion, apart for every colour vision
+    styles = [run_style(position) for position in range(2 * len(RUN_COLORS))]
+    assert len(set(styles)) == len(styles)  # past the palette, the colours come back dashed

@@ -7,6 +7,7 @@ import base64
 import html
 import io
 import json
+import re
 import shutil
 import threading
 import time
@@ -136,7 +137,7 @@ def wait_until(condition, timeout: float = 120.0) -> None:
 
 
 def runs_table(app: AppTest):
-    (table,) = [table for table in app.dataframe if "status" in table.value.columns]
+    (table,) = [table for table in app.dataframe if "Status" in table.value.columns]
     return table
 
 
@@ -272,7 +273,7 @@ def test_stop_keeps_the_run_as_stopped_with_its_last_epoch():
     wait_until(lambda: (manager.latest().epoch_points or ()) != ())
     app.run()
     runs = runs_table(app).value
-    assert runs["status"].tolist() == ["training (live above)"] and runs["epochs"].isna().all()  # not stale figures
+    assert runs["Status"].tolist() == ["training (see above)"] and runs["Epochs"].tolist() == ["–"]  # not stale
     slower = any("The charts redraw every 2 s" in caption.value for caption in app.caption)
     assert slower == (usable_cores() <= 2)  # said on the page wherever the redraw is slowed
     button(app, "Stop").click().run()
@@ -383,7 +384,7 @@ def test_a_run_whose_save_fails_ends_failed_and_nothing_says_it_was_saved(monkey
 def test_delete_removes_exactly_the_picked_run_after_one_confirmation_and_clears_the_selection(tiny_run):
     saved_runs(tiny_run, [ALPHA, BRAVO, CHARLIE])
     app = open_page()
-    assert runs_table(app).value["run"].tolist() == [ALPHA, BRAVO, CHARLIE]
+    assert runs_table(app).value["Run id"].tolist() == [ALPHA, BRAVO, CHARLIE]
     old_table = pick(app, [1])
     button(app, "Delete 1 run").click().run()
     assert listed() == [ALPHA, BRAVO, CHARLIE]  # asked, not done
@@ -391,7 +392,7 @@ def test_delete_removes_exactly_the_picked_run_after_one_confirmation_and_clears
     assert BRAVO in question.replace("\\", "") and ALPHA not in question and CHARLIE not in question
     button(app, "Delete 1 run for good").click().run()
     assert listed() == [ALPHA, CHARLIE]
-    assert runs_table(app).value["run"].tolist() == [ALPHA, CHARLIE]  # charlie now sits in bravo's row
+    assert runs_table(app).value["Run id"].tolist() == [ALPHA, CHARLIE]  # charlie now sits in bravo's row
     assert not [label for label in labels(app) if label.startswith("Delete")]  # nothing is picked any more
     assert any(caption.value.startswith("Select runs in the table") for caption in app.caption)
     pick(app, [1], key=old_table)  # the browser repeating the old table's selection picks nothing
@@ -421,7 +422,9 @@ def test_compare_draws_exactly_the_picked_runs_curves(tiny_run):
     names = [html.escape(run_label(store.info(run_id))) for run_id in (ALPHA, CHARLIE)]
     accuracy, loss = figure_titled(app, "Test accuracy by epoch"), figure_titled(app, "Training loss by epoch")
     assert [trace["name"] for trace in accuracy["data"]] == names
-    assert [trace["y"] for trace in accuracy["data"]] == [curves[ALPHA], curves[CHARLIE]]
+    assert [trace["y"] for trace in accuracy["data"]] == [[pytest.approx(100 * a) for a in curves[run_id]]
+                                                         for run_id in (ALPHA, CHARLIE)]  # in percent
+    assert len({trace["line"]["color"] for figure in (accuracy, loss) for trace in figure["data"]}) == 2
     assert [trace["y"] for trace in loss["data"]] == [[pytest.approx(1 - a) for a in curves[run_id]]
                                                      for run_id in (ALPHA, CHARLIE)]
     assert [trace["x"] for trace in accuracy["data"]] == [[1, 2, 3], [1, 2, 3]]
@@ -503,7 +506,8 @@ def test_results_show_the_confusion_matrix_of_the_whole_test_set_and_the_wrong_a
     assert counts.sum() == len(labels_) and np.trace(counts) == len(labels_) - wrong
     (title,) = [element.value for element in app.markdown if "got wrong" in element.value]
     assert title.endswith(f" {wrong:,}") or f" {wrong:,}," in title
-    assert [image.captions for image in app.image] == [["true→predicted; red: wrong"]]  # the gallery itself
+    (gallery,) = app.image  # one image per mistake, its caption written as text under it
+    assert len(gallery.captions) == min(wrong, 60) and all(" → " in caption for caption in gallery.captions)
 
 
 def test_a_runs_own_words_are_shown_as_text_not_markdown_or_html(tiny_run):
@@ -585,8 +589,50 @@ def test_live_charts_redraw_every_second_unless_the_browser_shares_two_cores_wit
 def test_the_results_compare_with_the_reported_accuracy_and_call_a_tie_a_tie():
     from ui.results import versus_reported
 
-    source = {"help": "The recipe reports 98.67%."}
     assert versus_reported(0.98671, 0.9867) == {"delta": "same as reported", "delta_color": "off",
-                                                "delta_arrow": "off", **source}  # was a red "-0.00%"
-    assert versus_reported(0.99, 0.9867) == {"delta": "+0.33% vs reported", **source}
+                                                "delta_arrow": "off", "help": "The recipe reports 98.67 %."}  # no red -0.00
+    assert versus_reported(0.99, 0.9867, 1000, 1000) == {
+        "delta": "+0.33 % vs reported", "help": "The recipe reports 98.67 % after the same number of epochs."}
     assert versus_reported(0.95, None) == {"delta": None} and versus_reported(None, 0.99) == {"delta": None}
+
+
+# ---- how numbers, durations and runs are written ---------------------------------------------------------------
+
+def test_percentages_durations_and_missing_values_are_written_one_way():
+    from ui.train_format import duration, percent, signed_percent
+
+    assert [duration(s) for s in (0, 42, 185, 3725, None, float("nan"))] == [
+        "0 s", "42 s", "3 min 05 s", "1 h 02 min", "–", "–"]
+    assert [percent(v) for v in (0.99123, 1, None, "0.5")] == ["99.12 %", "100.00 %", "–", "–"]
+    assert signed_percent(-0.0378) == "-3.78 %"
+
+
+def test_the_runs_table_names_runs_by_what_they_are_and_shows_no_none(tiny_run):
+    empty_final = {"train_loss": None, "train_accuracy": None, "test_loss": None, "test_accuracy": None}
+    saved_runs(tiny_run, [ALPHA, BRAVO], {BRAVO: {"final": empty_final, "train_seconds": 185.0}})
+    app = open_page()
+    table = runs_table(app).value
+    assert table.columns.tolist() == ["Run", "Status", "Epochs", "Test accuracy", "Test loss", "Training time",
+                                      "Parameters", "Run id"]  # full headers; no empty "Problem" column
+    assert not table.isna().any().any() and "None" not in table.to_string()
+    alpha, bravo = table.to_dict("records")
+    assert alpha["Run"].startswith("Digits CNN (recipe) · digits · 3 epochs · ") and alpha["Run"] != bravo["Run"]
+    assert alpha["Status"] == "finished" and re.fullmatch(r"\d{1,3}\.\d\d %", alpha["Test accuracy"])
+    assert (bravo["Test accuracy"], bravo["Test loss"], bravo["Training time"]) == ("–", "–", "3 min 05 s")
+    assert alpha["Parameters"] == "3,018"
+
+
+def test_the_difference_from_the_reported_accuracy_is_red_only_after_as_many_epochs_as_the_recipe(tiny_run):
+    from streamlit.proto.Metric_pb2 import Metric
+
+    saved_runs(tiny_run, [ALPHA], {ALPHA: {"recipe": "digits-cnn", "reported_accuracy": 0.9867}})
+    app = open_page()
+    pick(app, [0])
+    button(app, "Show results").click().run()
+    (accuracy,) = [metric for metric in app.metric if metric.label == "Test accuracy"]
+    assert accuracy.proto.delta.endswith(" % vs reported") and accuracy.proto.color == Metric.MetricColor.GRAY
+    assert any("after 1,000 epochs; this run trained 3 epochs" in caption.value for caption in app.caption)
+    from ui.results import versus_reported
+
+    same_length = versus_reported(0.95, 0.9867, 1000, 1000)
+    assert same_length["delta"] == "-3.67 % vs reported" and "delta_color" not in same_length  # red: a real shortfall

@@ -64,6 +64,19 @@ def image_grid(images: np.ndarray, captions: Sequence[str], columns: int, *, max
     return mosaic
 
 
+def framed_tiles(images: np.ndarray, max_value: int, marked: Sequence[bool] | np.ndarray) -> list[np.ndarray]:
+    """Each uint8 image (N, H, W) upscaled as in a grid, as RGB with a TILE_PAD frame: red where `marked`, else
+    white. For galleries whose captions are written as text under each image rather than drawn into it."""
+    images = np.asarray(images)
+    scale = tile_scale(max(images.shape[1:], default=1))
+    grey = _upscaled_grey(images, max_value, scale)
+    framed = np.empty((len(grey), grey.shape[1] + 2 * TILE_PAD, grey.shape[2] + 2 * TILE_PAD, 3), dtype=np.uint8)
+    for tile, frame, mark in zip(grey, framed, np.asarray(marked, dtype=bool)):
+        frame[:] = MARK_COLOR if mark else BACKGROUND
+        frame[TILE_PAD:-TILE_PAD, TILE_PAD:-TILE_PAD] = tile[..., None]
+    return list(framed)
+
+
 def grid_cell_size(image_shape: tuple[int, ...], scale: int) -> tuple[int, int]:
     """(width, height) in px of one grid cell: the scaled tile, its padding and its caption strip."""
     height, width = image_shape[-2:]
@@ -150,9 +163,11 @@ def confusion_figure(confusion: np.ndarray, class_names: list[str]) -> go.Figure
     true_idx, pred_idx = np.divmod(np.arange(size * size), size)
     figure = go.Figure(go.Heatmap(
         z=share, x=class_names, y=class_names, text=confusion, texttemplate="%{text}", colorscale="Blues",
-        zmin=0, zmax=1, colorbar={"title": {"text": "share of<br>true class"}, "tickformat": ".0%"}, hoverinfo="skip"))
-    hover = [f"true {class_names[t]}, predicted {class_names[p]}: {confusion[t, p]:,} samples "
-             f"({share[t, p]:.1%} of the true {class_names[t]})" for t, p in zip(true_idx, pred_idx)]
+        zmin=0, zmax=1, colorbar={"title": {"text": "share of<br>true class"}, "tickvals": [0, 0.5, 1],
+                                  "ticktext": ["0 %", "50 %", "100 %"]}, hoverinfo="skip"))
+    hover = [f"true {class_names[t]}, predicted {class_names[p]}: {confusion[t, p]:,} sample"
+             f"{'' if confusion[t, p] == 1 else 's'} ({share[t, p] * 100:.1f} % of the true {class_names[t]})"
+             for t, p in zip(true_idx, pred_idx)]
     figure.add_trace(go.Scatter(  # on top of the heatmap: heatmaps cannot be selected, markers can
         x=[class_names[i] for i in pred_idx], y=[class_names[i] for i in true_idx], mode="markers",
         marker={"size": 24, "symbol": "square", "color": CLICK_TARGET}, hovertext=hover, hoverinfo="text",
@@ -166,14 +181,15 @@ def confusion_figure(confusion: np.ndarray, class_names: list[str]) -> go.Figure
 
 
 def per_class_accuracy_figure(accuracy: np.ndarray, class_names: list[str]) -> go.Figure:
-    """Per-class accuracy as bars (0..100%), the worst class in red."""
+    """Per-class accuracy as bars (0 to 100 %), the worst class in red."""
     accuracy = np.asarray(accuracy, dtype=np.float64)
     colors = ["#1f77b4"] * len(accuracy)
     if len(accuracy):
         colors[int(accuracy.argmin())] = "#d62728"
-    figure = go.Figure(go.Bar(x=list(class_names), y=accuracy, marker_color=colors, text=[f"{a:.1%}" for a in accuracy],
-                              textposition="outside", hovertemplate="%{x}: %{y:.2%}<extra></extra>"))
+    figure = go.Figure(go.Bar(x=list(class_names), y=accuracy * 100, marker_color=colors,
+                              text=[f"{a * 100:.1f} %" for a in accuracy], textposition="outside",
+                              hovertemplate="%{x}: %{y:.2f} %<extra></extra>"))
     figure.update_xaxes(title="true class", type="category")
-    figure.update_yaxes(title="accuracy", tickformat=".0%", range=[0, 1.12], tickvals=[0, 0.25, 0.5, 0.75, 1])
+    figure.update_yaxes(title="accuracy", ticksuffix=" %", range=[0, 112], tickvals=[0, 25, 50, 75, 100])
     figure.update_layout(height=320, margin={"l": 10, "r": 10, "t": 10, "b": 10})
     return figure

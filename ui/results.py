@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import streamlit as st
 
-from core.jobs import JobSnapshot
-from core.progress import format_duration
+from core.recipes import RECIPES
 from core.store import RunError, RunInfo
-from ui.charts import confusion_figure, image_grid, per_class_accuracy_figure
+from ui.charts import confusion_figure, framed_tiles, per_class_accuracy_figure
 from ui.explore import clicked_cell
 from ui.shared import data_dir, run_store
 from ui.text import escape_markdown
+from ui.train import STATUS_WORDS
+from ui.train_format import MISSING, count, duration, is_number, percent, signed_percent
 
 GALLERY_SIZE = 60
-GALLERY_COLUMNS = 12
+GALLERY_TILE = 64  # px: an image and its caption under it
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -43,63 +45,79 @@ def test_predictions(run_dir: str, weights_file: str, data_root: str) -> tuple[n
     return data.test_labels.numpy(), predict_split(run, data, "test").argmax(axis=1)
 
 
-def shown_run(latest: JobSnapshot | None, key: str) -> RunInfo | None:
-    """The run to show: the one chosen in this session, else the latest job's once it has ended."""
-    run_id = st.session_state.get(key) or (latest.run_id if latest is not None and not latest.active else None)
-    if not run_id:
-        return None
-    try:
-        info = run_store().info(run_id)
-    except RunError:
-        return None
-    return info if info.has_weights else None
-
-
-def results_section(latest: JobSnapshot | None, key: str) -> None:
-    """The results of the chosen run, or nothing when there is none."""
-    info = shown_run(latest, key)
-    if info is None:
-        return
-    st.divider()
-    st.subheader(f"Results: {escape_markdown(info.get('model_title') or info.get('model'))} on "
-                 f"{escape_markdown(info.get('dataset'))}")
+def run_results(info: RunInfo, *, key: str, curves: Callable[[], None] | None = None) -> None:
+    """A run's results: its headline figures, `curves` when given, then its confusion matrix and mistakes."""
     headline(info)
+    if curves is not None:
+        curves()
     try:
         labels, predicted = test_predictions(str(info.path), str(info.get("weights_file")), str(data_dir()))
     except (RunError, OSError, ValueError) as error:
         st.error(f"The results cannot be computed: {escape_markdown(error)}", icon=":material/error:")
         return
     class_names = list(info.get("class_names") or [])
-    mistakes_view(info, labels, predicted, class_names)
+    mistakes_view(info, labels, predicted, class_names, key)
 
 
-def versus_reported(accuracy: float | None, reported: float | None) -> dict[str, str | None]:
+def recipe_epochs(info: RunInfo) -> int | None:
+    """How many epochs the run's recipe trains for (None without a known recipe)."""
+    recipe = RECIPES.get(str(info.get("recipe")))
+    return recipe.config.epochs if recipe is not None else None
+
+
+def like_for_like(epochs: int | None, recipe_epochs: int | None) -> bool:
+    """Whether a run can be held to its recipe's reported accuracy: it trained as many epochs (or no recipe says)."""
+    return recipe_epochs is None or epochs == recipe_epochs
+
+
+def versus_reported(accuracy: float | None, reported: float | None, epochs: int | None = None,
+                    recipe_epochs: int | None = None) -> dict[str, str | None]:
     """The metric's delta against the recipe's reported accuracy (short: a metric's column is narrow), with the
-    reported figure in its help; a tie (to the 0.01% shown) in grey, not a red -0.00%."""
+    reported figure in its help. Coloured only when the run trained as many epochs as the recipe (a shorter run is
+    expected to fall short: grey, and the help says why); a tie (to the 0.01 % shown) in grey, not a red -0.00 %."""
     if accuracy is None or not reported:
         return {"delta": None}
-    difference, source = round(accuracy - reported, 4), {"help": f"The recipe reports {reported:.2%}."}
+    difference = round(accuracy - reported, 4)
+    source = f"The recipe reports {percent(reported)}"
     if difference == 0:
-        return {"delta": "same as reported", "delta_color": "off", "delta_arrow": "off", **source}
-    return {"delta": f"{difference:+.2%} vs reported", **source}
+        return {"delta": "same as reported", "delta_color": "off", "delta_arrow": "off", "help": f"{source}."}
+    delta = f"{signed_percent(difference)} vs reported"
+    if not like_for_like(epochs, recipe_epochs):
+        return {"delta": delta, "delta_color": "off", "help": f"{source} after {count(recipe_epochs, 'epoch')}; this "
+                f"run trained {count(epochs or 0, 'epoch')}, so it is not a like-for-like comparison."}
+    return {"delta": delta, "help": f"{source} after the same number of epochs."}
 
 
 def headline(info: RunInfo) -> None:
     final = info.get("final") or {}
     accuracy, loss, reported = final.get("test_accuracy"), final.get("test_loss"), info.get("reported_accuracy")
+    epochs, planned = info.get("epochs_completed"), (info.get("settings") or {}).get("epochs")
     columns = st.columns(5)
-    columns[0].metric("Test accuracy", f"{accuracy:.2%}" if accuracy is not None else "-",
-                      **versus_reported(accuracy, reported))
-    columns[1].metric("Test loss", f"{loss:.4f}" if loss is not None else "-")
-    columns[2].metric("Epochs", f"{info.get('epochs_completed')} of {(info.get('settings') or {}).get('epochs')}")
-    columns[3].metric("Training time", format_duration(info.get("train_seconds") or 0))
+    columns[0].metric("Test accuracy", percent(accuracy), **versus_reported(accuracy, reported, epochs,
+                                                                            recipe_epochs(info)))
+    columns[1].metric("Test loss", f"{loss:.4f}" if is_number(loss) else MISSING)
+    columns[2].metric("Epochs", f"{epochs:,} of {planned:,}" if is_number(epochs) and is_number(planned) else MISSING)
+    columns[3].metric("Training time", duration(info.get("train_seconds")))
     speed = info.get("images_per_second")
-    columns[4].metric("Speed (images/s)", f"{speed:,.0f}" if speed else "-")
-    st.caption(escape_markdown(f"Run {info.run_id} · status {info.status} · {info.get('parameters') or 0:,} "
-                               f"parameters · {info.get('train_size') or 0:,} training images · {info.get('device')}"))
+    columns[4].metric("Images per second", f"{speed:,.0f}" if is_number(speed) and speed else MISSING)
+    comparison = versus_reported(accuracy, reported, epochs, recipe_epochs(info))
+    if comparison["delta"] and not like_for_like(epochs, recipe_epochs(info)):
+        st.caption(comparison["help"])  # why the difference is grey: said, not only in a tooltip
+    st.caption(escape_markdown(" · ".join(run_facts(info))))
 
 
-def mistakes_view(info: RunInfo, labels: np.ndarray, predicted: np.ndarray, class_names: list[str]) -> None:
+def run_facts(info: RunInfo) -> list[str]:
+    """The line under the headline: the run's id (what the command line takes), status, size, data and device."""
+    facts = [f"Run id {info.run_id}", STATUS_WORDS.get(info.status, info.status)]
+    parameters, images = info.get("parameters"), info.get("train_size")
+    if is_number(parameters):
+        facts.append(f"{parameters:,} parameters")
+    if is_number(images):
+        facts.append(f"{images:,} training images")
+    return [*facts, f"trained on {info.get('device') or 'an unknown device'}"]
+
+
+def mistakes_view(info: RunInfo, labels: np.ndarray, predicted: np.ndarray, class_names: list[str], key: str) -> None:
     from core.evaluation import cell_indices, confusion_matrix, misclassified, per_class_accuracy
 
     confusion = confusion_matrix(labels, predicted, len(class_names))
@@ -107,9 +125,9 @@ def mistakes_view(info: RunInfo, labels: np.ndarray, predicted: np.ndarray, clas
     left, right = st.columns([3, 2])
     with left:
         event = st.plotly_chart(confusion_figure(confusion, chart_names), on_select="rerun", selection_mode="points",
-                                key=f"results_confusion_{info.run_id}")
+                                key=f"{key}_confusion_{info.run_id}")
     right.plotly_chart(per_class_accuracy_figure(per_class_accuracy(confusion), chart_names),
-                       key=f"results_per_class_{info.run_id}")
+                       key=f"{key}_per_class_{info.run_id}")
     cell = clicked_cell(event)
     if cell and all(0 <= index < len(class_names) for index in cell):  # indices the browser sent: checked
         true_class, predicted_class = cell
@@ -123,6 +141,8 @@ def mistakes_view(info: RunInfo, labels: np.ndarray, predicted: np.ndarray, clas
 
 def gallery(info: RunInfo, indices: np.ndarray, labels: np.ndarray, predicted: np.ndarray, class_names: list[str],
             title: str) -> None:
+    """The test images of `indices`, each with "true 6 → predicted 1" written as text under it (a font drawn into the
+    image lacked the arrow), wrong ones framed in red."""
     from core.data import load_dataset
 
     shown_part = f", the first {GALLERY_SIZE} shown" if len(indices) > GALLERY_SIZE else ""
@@ -133,7 +153,8 @@ def gallery(info: RunInfo, indices: np.ndarray, labels: np.ndarray, predicted: n
     shown = indices[:GALLERY_SIZE]
     data = load_dataset(info.get("dataset"), data_dir())
     images = data.test_images[shown].numpy()
-    captions = [f"{class_names[labels[i]]}→{class_names[predicted[i]]}" for i in shown]
     wrong = labels[shown] != predicted[shown]
-    st.image(image_grid(images, captions, GALLERY_COLUMNS, max_value=data.input_format.max_value, marked=wrong),
-             caption="true→predicted; red: wrong")
+    tiles = framed_tiles(images, data.input_format.max_value, wrong)
+    captions = [f"{class_names[labels[i]]} → {class_names[predicted[i]]}" for i in shown]
+    st.image(tiles, caption=captions, width=GALLERY_TILE)
+    st.caption("Under each image: its true class → what the model predicted; a red frame marks a wrong answer.")

@@ -5,8 +5,12 @@ st.dataframe reports its selection as row positions, which stay put when the row
 the next run slid into the deleted one's row and was still selected. So the picked run ids are kept here, and the
 table's key changes with its list of runs (and after every delete): a stale row selection never meets another run.
 
+Runs are named by what they are (model · dataset · epochs · when), every value is text (a table shows a missing number
+as "None"), and the picked run's results open under the table, where the eye already is.
+
 Session state: `train_selected` (run ids picked), `train_delete_pending` (run ids a Delete click asks to confirm),
-`train_table_version` (bumped by each delete), `train_download` (run id, zip bytes or None, refusal or None).
+`train_table_version` (bumped by each delete), `train_download` (run id, zip bytes or None, refusal or None),
+`train_results` (the run whose results are open under the table), `train_compare_log` (log-scale loss chart).
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ import streamlit as st
 from core.store import RunError, RunInfo
 from ui import train as ui
 from ui.jobs import job_manager
+from ui.results import run_results
 from ui.shared import public_demo, run_store
 from ui.text import escape_markdown
+from ui.train_format import run_names
 
 SELECTED, PENDING, VERSION, DOWNLOAD = "train_selected", "train_delete_pending", "train_table_version", "train_download"
-COLUMNS = {"test accuracy": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0),
-           "test loss": st.column_config.NumberColumn(format="%.4f"),
-           "parameters": st.column_config.NumberColumn(format="localized")}
+RESULTS = "train_results"
+NUMBERS = st.column_config.TextColumn(alignment="right")
+COLUMNS = {"Run": st.column_config.TextColumn(width="large"), "Epochs": NUMBERS, "Test accuracy": NUMBERS,
+           "Test loss": NUMBERS, "Training time": NUMBERS, "Parameters": NUMBERS}
 
 
 def table_key(run_ids: list[str]) -> str:
@@ -43,7 +50,11 @@ def picked_runs(runs: list[RunInfo]) -> list[RunInfo]:
     run_ids = [info.run_id for info in runs]
     picked = [run_id for run_id in st.session_state.get(SELECTED, []) if run_id in run_ids]
     default = {"selection": {"rows": [run_ids.index(run_id) for run_id in picked]}} if picked else None
-    event = st.dataframe(pd.DataFrame([ui.run_row(info) for info in runs]), hide_index=True, width="stretch",
+    names = run_names(runs)
+    table = pd.DataFrame([ui.run_row(info, names[info.run_id]) for info in runs])
+    if not table["Problem"].any():
+        table = table.drop(columns="Problem")
+    event = st.dataframe(table, hide_index=True, width="stretch",
                          on_select="rerun", selection_mode="multi-row", key=table_key(run_ids), column_config=COLUMNS,
                          selection_default=default)
     rows = sorted({row for row in event.selection.rows if 0 <= row < len(runs)})
@@ -66,6 +77,7 @@ def runs_section() -> None:
         st.caption("Select runs in the table to compare their curves, see one's results, download or delete them.")
         return
     run_actions(chosen)
+    table_results(chosen)
     compare_runs(chosen)
 
 
@@ -74,7 +86,8 @@ def run_actions(chosen: list[RunInfo]) -> None:
     single = chosen[0] if len(chosen) == 1 and chosen[0].has_weights else None
     if single is not None:
         columns[0].button("Show results", icon=":material/analytics:", width="stretch",
-                          on_click=st.session_state.update, kwargs={"train_results": single.run_id})
+                          on_click=st.session_state.update,
+                          kwargs={RESULTS: single.run_id, "train_scroll": "table_results"})
         with columns[1]:
             download(single)
     if (prepared := st.session_state.get(DOWNLOAD)) and (single is None or prepared[0] != single.run_id):
@@ -148,18 +161,32 @@ def delete_runs(run_ids: list[str]) -> None:
             store.delete(run_id)
         except RunError as error:  # one that cannot go (training, or gone already) leaves the others to go
             problems.append(str(error))
-    if st.session_state.get("train_results") in run_ids:
-        st.session_state["train_results"] = None
+    if st.session_state.get(RESULTS) in run_ids:
+        st.session_state[RESULTS] = None
     if problems:
         st.session_state["train_delete_message"] = escape_markdown(" ".join(problems))
+
+
+def table_results(chosen: list[RunInfo]) -> None:
+    """The results of the run "Show results" opened, under the buttons, while that run stays the one picked."""
+    shown = st.session_state.get(RESULTS)
+    if len(chosen) != 1 or chosen[0].run_id != shown:
+        return
+    with st.container(key="train_table_results", border=True):
+        st.subheader(f"Results: {escape_markdown(run_names(chosen)[shown])}")
+        run_results(chosen[0], key="train_table")
 
 
 def compare_runs(chosen: list[RunInfo]) -> None:
     readable = [info for info in chosen if info.meta and info.get("history")]
     if not readable:
         return
+    words, scale = st.columns([3, 1], vertical_alignment="center")
+    words.markdown(f"**{'Curves of the picked runs' if len(readable) > 1 else 'Curves of this run'}**, a colour each; "
+                   "drag to zoom, double-click to see them whole.")
+    log = scale.toggle("Log-scale loss", key="train_compare_log")
     left, right = st.columns(2)
     left.plotly_chart(ui.comparison_figure(readable, "test_accuracy", "Test accuracy by epoch", True),
-                      key="train_compare_accuracy")
-    right.plotly_chart(ui.comparison_figure(readable, "train_loss", "Training loss by epoch", False),
-                       key="train_compare_loss")
+                      key="train_compare_accuracy", config={"displayModeBar": False})
+    right.plotly_chart(ui.comparison_figure(readable, "train_loss", "Training loss by epoch", False, log=log),
+                       key="train_compare_loss", config={"displayModeBar": False})

@@ -10,12 +10,16 @@ from typing import Any, Sequence
 import plotly.graph_objects as go
 
 from core.jobs import MAX_TRAIN_POINTS, EpochPoint, JobSnapshot
-from core.progress import format_duration
 from core.store import RunInfo
+from ui.train_format import MISSING, duration, is_number, percent, run_name
 
-TRAIN_COLOR = "rgba(31, 119, 180, 0.55)"  # plotly blue, light: many noisy points
-TEST_COLOR = "#d62728"
-REFERENCE_COLOR = "#2ca02c"
+# Okabe and Ito's colour-blind-safe palette: blue and vermilion stay apart for every kind of colour vision.
+RUN_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#7F7F7F")
+TRAIN_COLOR = "rgba(0, 114, 178, 0.6)"  # the palette's blue, lighter: many noisy points
+TEST_COLOR = "#D55E00"  # vermilion, thicker and with markers: the figure that counts
+REFERENCE_COLOR = "#009E73"
+FOLLOW_ABOVE_PERCENT = 90.0
+STATUS_WORDS = {"done": "finished", "interrupted": "interrupted (the app stopped)"}
 CHART_HEIGHT = 320
 MARKED_EPOCHS = 60  # beyond this many epochs a marker each is clutter, and costs the browser a shape each
 SHARED_CORES = 2  # at most this many cores, the browser's redraws take them from training
@@ -61,32 +65,35 @@ def refresh_words(seconds: float) -> str:
 
 
 def progress_text(snapshot: JobSnapshot) -> str:
-    """"Epoch 3/10 · step 450/2,230 · 5,120 images/s · 0:12 elapsed · ETA 0:42" for the progress bar."""
+    """"Epoch 3/10 · step 450/2,230 · 5,120 images/s · 12 s so far · about 42 s left" for the progress bar."""
     progress = snapshot.progress
     if snapshot.status == "queued":
         return f"Waiting: number {snapshot.queue_position} in the queue"
     if progress is None:
         return "Loading the data and building the model..."
-    parts = [f"Epoch {max(progress.epoch, 1)}/{progress.epochs}", f"step {progress.step:,}/{progress.total_steps:,}",
-             f"{progress.images_per_second:,.0f} images/s", f"{format_duration(progress.elapsed_seconds)} elapsed"]
+    parts = [f"Epoch {max(progress.epoch, 1):,}/{progress.epochs:,}", f"step {progress.step:,}/{progress.total_steps:,}",
+             f"{progress.images_per_second:,.0f} images/s", f"{duration(progress.elapsed_seconds)} so far"]
     if snapshot.active:
-        parts.append(f"ETA {format_duration(progress.eta_seconds)}")
+        parts.append(f"about {duration(progress.eta_seconds)} left")
     return " · ".join(parts)
 
 
-def chart_layout(title: str, y_title: str, y_format: str = "") -> dict[str, Any]:
-    """The layout every training-curve chart shares, as plotly JSON."""
-    return {"title": {"text": title, "x": 0.01}, "height": CHART_HEIGHT,
+def chart_layout(title: str, y_title: str, *, percent_axis: bool = False, log: bool = False) -> dict[str, Any]:
+    """The layout every training-curve chart shares, as plotly JSON: drag to zoom, double-click to see it all."""
+    y_axis: dict[str, Any] = {"title": {"text": y_title}, "type": "log" if log else "linear"}
+    if percent_axis:
+        y_axis.update(ticksuffix=" %", hoverformat=".2f")
+    return {"title": {"text": title, "x": 0.01}, "height": CHART_HEIGHT, "dragmode": "zoom",
             "margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "legend": {"orientation": "h", "y": -0.2},
-            "hovermode": "x unified", "uirevision": "keep",
+            "hovermode": "x unified", "uirevision": f"keep-{'log' if log else 'linear'}",  # a new scale: a new view
             # the x axis grows with the run: 1,000-epoch recipes stay readable
-            "xaxis": {"title": {"text": "epoch"}, "rangemode": "tozero"},
-            "yaxis": {"title": {"text": y_title}, "tickformat": y_format}}
+            "xaxis": {"title": {"text": "epoch"}, "rangemode": "tozero"}, "yaxis": y_axis}
 
 
-def _plain(values: Sequence[float], digits: int) -> list[float | None]:
-    """Rounded for a smaller message each redraw; NaN and infinities (a diverged run) as gaps, since JSON has none."""
-    return [round(value, digits) if math.isfinite(value) else None for value in values]
+def _plain(values: Sequence[float], scale: float = 1.0) -> list[float | None]:
+    """Four significant digits (a smaller message each redraw, and tiny losses stay above 0 on a log axis); NaN and
+    infinities (a diverged run) as gaps, since JSON has none."""
+    return [float(f"{value * scale:.4g}") if math.isfinite(value) else None for value in values]
 
 
 def thinned(epochs: Sequence[EpochPoint], most: int = MAX_TRAIN_POINTS) -> Sequence[EpochPoint]:
@@ -98,60 +105,99 @@ def thinned(epochs: Sequence[EpochPoint], most: int = MAX_TRAIN_POINTS) -> Seque
     return kept if kept[-1] is epochs[-1] else [*kept, epochs[-1]]
 
 
-def _curves(snapshot: JobSnapshot, metric: str, train_name: str) -> list[dict[str, Any]]:
+def _curves(snapshot: JobSnapshot, metric: str, train_name: str, scale: float) -> list[dict[str, Any]]:
     """The train curve (every few steps) and the test curve (each epoch's end) of one metric, as plotly traces."""
     points, epochs = snapshot.train_points, thinned(snapshot.epoch_points)
     test_mode = "lines+markers" if len(epochs) <= MARKED_EPOCHS else "lines"
     return [{"type": "scatter", "mode": "lines", "name": train_name, "line": {"color": TRAIN_COLOR, "width": 1.5},
-             "x": _plain([p.epoch_progress for p in points], 4), "y": _plain([getattr(p, metric) for p in points], 5)},
-            {"type": "scatter", "mode": test_mode, "name": "test (epoch end)", "line": {"color": TEST_COLOR},
-             "x": [e.epoch for e in epochs], "y": _plain([getattr(e, f"test_{metric}") for e in epochs], 5)}]
+             "x": _plain([p.epoch_progress for p in points]), "y": _plain([getattr(p, metric) for p in points], scale)},
+            {"type": "scatter", "mode": test_mode, "name": "test (end of each epoch)",
+             "line": {"color": TEST_COLOR, "width": 2.5}, "marker": {"color": TEST_COLOR, "size": 6},
+             "x": [e.epoch for e in epochs], "y": _plain([getattr(e, f"test_{metric}") for e in epochs], scale)}]
 
 
-def loss_figure(snapshot: JobSnapshot) -> dict[str, Any]:
+def loss_figure(snapshot: JobSnapshot, log: bool = False) -> dict[str, Any]:
     """Training loss every few steps and test loss at each epoch's end, on one chart (plotly JSON)."""
-    return {"data": _curves(snapshot, "loss", "train (recent batches)"), "layout": chart_layout("Loss", "loss")}
+    title = "Loss (log scale)" if log else "Loss"
+    return {"data": _curves(snapshot, "loss", "train (recent batches)", 1.0),
+            "layout": chart_layout(title, "loss", log=log)}
+
+
+def followed_floor(test: Sequence[float | None], train: Sequence[float | None]) -> float | None:
+    """Where the accuracy axis starts once the test accuracy is above 90 %: a little under what the second half of the
+    run shows, so the last percents fill the chart; None before that (the axis then shows everything)."""
+    test_values = [value for value in test if value is not None]
+    if not test_values or test_values[-1] < FOLLOW_ABOVE_PERCENT:
+        return None
+    recent_test = [value for value in test_values[len(test_values) // 2:] if value >= FOLLOW_ABOVE_PERCENT]
+    recent_train = sorted(value for value in train[len(train) // 2:] if value is not None)
+    train_low = recent_train[len(recent_train) // 20] if recent_train else 100.0  # 5th percentile: one odd batch
+    return max(FOLLOW_ABOVE_PERCENT - 10, math.floor(min(train_low, *recent_test) - 0.5))
 
 
 def accuracy_figure(snapshot: JobSnapshot, reference: float | None) -> dict[str, Any]:
-    """Training accuracy as it runs, test accuracy per epoch, and the recipe's reported accuracy as a dashed line."""
-    layout = chart_layout("Accuracy", "accuracy", ".0%")
+    """Training accuracy as it runs, test accuracy per epoch, and the recipe's reported accuracy as a dashed line, in
+    percent; once above 90 % the axis follows the data."""
+    layout = chart_layout("Accuracy", "accuracy", percent_axis=True)
+    data = _curves(snapshot, "accuracy", "train (this epoch so far)", 100.0)
     if reference is not None:
-        layout["shapes"] = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": reference, "y1": reference,
-                             "line": {"color": REFERENCE_COLOR, "dash": "dash"}}]
-        layout["annotations"] = [{"xref": "paper", "x": 1, "y": reference, "yanchor": "top", "xanchor": "right",
-                                  "showarrow": False, "text": f"reported {reference:.2%}"}]
-    return {"data": _curves(snapshot, "accuracy", "train (this epoch so far)"), "layout": layout}
+        layout["shapes"] = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": reference * 100,
+                             "y1": reference * 100, "line": {"color": REFERENCE_COLOR, "dash": "dash"}}]
+        layout["annotations"] = [{"xref": "paper", "x": 1, "y": reference * 100, "yanchor": "top", "xanchor": "right",
+                                  "showarrow": False, "text": f"reported {percent(reference)}"}]
+    floor = followed_floor(data[1]["y"], data[0]["y"])
+    if floor is not None:  # autorange within bounds: a double-click (reset) comes back to this view
+        layout["yaxis"].update(autorange=True, autorangeoptions={"clipmin": floor, "clipmax": 100.5})
+        layout["title"]["text"] = f"Accuracy (axis from {floor:g} %)"
+    return {"data": data, "layout": layout}
 
 
 def run_label(info: RunInfo) -> str:
-    """A short name for a run in legends and lists."""
+    """A run's readable name with its test accuracy, for legends: "Digits CNN · digits · 3 epochs · 2 Dec 14:05 ·
+    98.22 %"."""
     final = (info.get("final") or {}).get("test_accuracy")
-    score = f" {final:.2%}" if isinstance(final, (int, float)) else ""
-    return f"{info.get('model_title') or info.get('model')} · {info.get('dataset')}{score} ({info.run_id[-6:]})"
+    return f"{run_name(info)} · {percent(final)}" if is_number(final) else run_name(info)
 
 
-def comparison_figure(runs: Sequence[RunInfo], metric: str, title: str, percent: bool) -> go.Figure:
-    """One metric of each run's epoch history, overlaid: the curves of the selected runs side by side."""
+def comparison_figure(runs: Sequence[RunInfo], metric: str, title: str, percent_axis: bool,
+                      log: bool = False) -> go.Figure:
+    """One metric of each run's epoch history, overlaid in a colour each: the curves of the selected runs."""
     figure = go.Figure()
-    for info in runs:
+    scale = 100.0 if percent_axis else 1.0
+    for position, info in enumerate(runs):
         history = info.get("history") or []
-        figure.add_scatter(x=[row.get("epoch") for row in history], y=[row.get(metric) for row in history],
-                           mode="lines+markers", name=html.escape(run_label(info)))  # plotly.js reads HTML
+        color, dash = run_style(position)
+        values = [row.get(metric) for row in history]
+        figure.add_scatter(x=[row.get("epoch") for row in history],
+                           y=[value * scale if is_number(value) else None for value in values],
+                           mode="lines+markers", line={"color": color, "dash": dash, "width": 2},
+                           marker={"color": color, "size": 5},
+                           name=html.escape(run_label(info)))  # plotly.js reads HTML
     longest = max((len(info.get("history") or []) for info in runs), default=1)
-    figure.update_layout(chart_layout(title, metric.replace("_", " "), ".1%" if percent else ""))
+    figure.update_layout(chart_layout(title, metric.replace("_", " "), percent_axis=percent_axis, log=log))
+    figure.update_layout(legend={"orientation": "h", "y": -0.25, "x": 0})
     figure.update_xaxes(range=[0.5, longest + 0.5])
     return figure
 
 
-def run_row(info: RunInfo) -> dict[str, Any]:
-    """One row of the runs table."""
+def run_style(position: int) -> tuple[str, str]:
+    """The colour and dash of the n-th compared run: the palette's colours first, then again dashed."""
+    rounds, index = divmod(position, len(RUN_COLORS))
+    return RUN_COLORS[index], ("solid", "dash", "dot", "dashdot")[rounds % 4]
+
+
+def run_row(info: RunInfo, name: str) -> dict[str, Any]:
+    """One row of the runs table, every value as text (a missing one a dash: a table shows None as "None")."""
     final = info.get("final") or {}
     training = info.status == "running"  # the table is drawn once; the live panel above follows the run
-    return {"run": info.run_id, "model": info.get("model_title") or info.get("model"), "dataset": info.get("dataset"),
-            "status": "training (live above)" if training else info.status,
-            "epochs": None if training else info.get("epochs_completed"),
-            "test accuracy": final.get("test_accuracy"), "test loss": final.get("test_loss"),
-            "time": format_duration(info.get("train_seconds") or 0) if info.meta and not training else "",
-            "parameters": info.get("parameters"), "created": (info.get("created_at") or "").replace("T", " ")[:19],
-            "problem": info.error or ""}
+    epochs, planned = info.get("epochs_completed"), (info.get("settings") or {}).get("epochs")
+    epochs_text = MISSING if training or not is_number(epochs) else \
+        f"{epochs:,} of {planned:,}" if is_number(planned) and planned != epochs else f"{epochs:,}"
+    loss = final.get("test_loss")
+    parameters = info.get("parameters")
+    return {"Run": name, "Status": "training (see above)" if training else STATUS_WORDS.get(info.status, info.status),
+            "Epochs": epochs_text, "Test accuracy": MISSING if training else percent(final.get("test_accuracy")),
+            "Test loss": f"{loss:.4f}" if is_number(loss) and not training else MISSING,
+            "Training time": MISSING if training or not info.meta else duration(info.get("train_seconds")),
+            "Parameters": f"{parameters:,}" if is_number(parameters) else MISSING,
+            "Run id": info.run_id, "Problem": info.error or ""}

@@ -1,4 +1,8 @@
-"""The Train page's live panel, below the charts' heading: what the job's status means, and the queue with Cancel."""
+"""The Train page's live panel: the running job's progress, curves and queue, redrawn in place; the same place shows
+the run's results once it ends, and is brought into view when a run starts or ends.
+
+Session state: `train_loss_log` (the loss chart's log scale), `train_stop_refused` (a Stop the job manager refused).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,31 @@ import streamlit as st
 from core.data import DATASETS
 from core.jobs import JobSnapshot
 from core.models import model_spec
-from ui.jobs import may_stop, stop_job
+from core.store import RunError, RunInfo
+from ui import train as ui
+from ui.jobs import job_manager, may_stop, stop_job
+from ui.live_chart import live_charts
+from ui.results import run_results
+from ui.shared import run_store
 from ui.text import escape_markdown
+from ui.train_format import percent, run_name
+
+CORES = ui.usable_cores()
+LIVE_REFRESH_SECONDS = ui.live_refresh_seconds(CORES)
+SLOT_KEY = "train_live"  # the live panel's container: its CSS class is st-key-train_live
+TARGETS = {"live": SLOT_KEY, "results": SLOT_KEY, "table_results": "train_table_results"}
+# Brings a part of the page under the app's header. "if_seen": only when some of it is on screen already (the end of
+# a run must not pull away someone reading further down). Run once: the element is drawn in one script run only.
+SCROLL_SCRIPT = """<script>
+setTimeout(() => requestAnimationFrame(() => {
+  const target = document.querySelector(".st-key-%(key)s");
+  if (!target) return;
+  const box = target.getBoundingClientRect();
+  if (%(if_seen)s && (box.bottom < 0 || box.top > window.innerHeight)) return;
+  target.style.scrollMarginTop = "4.5rem";
+  target.scrollIntoView({block: "start", behavior: "instant"});
+}), 60);
+</script>"""
 
 
 def job_title(snapshot: JobSnapshot) -> str:
@@ -24,13 +51,22 @@ def kept_epoch(snapshot: JobSnapshot) -> str:
     return f" The run keeps epoch {last.epoch}'s weights and can be used in Predict."
 
 
+def saved_name(run_id: str | None) -> str:
+    """The run's readable name (its id when its metadata cannot be read)."""
+    try:
+        return run_name(run_store().info(run_id)) if run_id else "-"
+    except RunError:
+        return str(run_id)
+
+
 def status_line(snapshot: JobSnapshot, own_job: int | None) -> None:
     """How the job ended, one alert per ending (a reason from the run is shown as text); or a note while it waits."""
     last = snapshot.epoch_points[-1] if snapshot.epoch_points else None
     reason = escape_markdown(snapshot.message.rstrip(".")) or "no reason was given"
     if snapshot.status == "done":
-        score = f" Test accuracy {last.test_accuracy:.2%} after epoch {last.epoch}." if last else ""
-        st.success(f"Finished.{score} Saved as run {escape_markdown(snapshot.run_id)}.", icon=":material/check_circle:")
+        score = f" Test accuracy {percent(last.test_accuracy)} after epoch {last.epoch:,}." if last else ""
+        st.success(f"Finished.{score} Saved as {escape_markdown(saved_name(snapshot.run_id))}.",
+                   icon=":material/check_circle:")
     elif snapshot.status == "stopped":
         st.warning(f"Stopped.{kept_epoch(snapshot)}", icon=":material/stop_circle:")
     elif snapshot.status == "diverged":  # the loss or the weights became NaN or infinite
@@ -62,3 +98,96 @@ def queue_panel(jobs: list[JobSnapshot]) -> None:
         if may_stop(job):
             button.button("Cancel", key=f"train_cancel_{job.job_id}", icon=":material/cancel:", width="stretch",
                           on_click=stop_job, args=(job.job_id,))
+
+
+# ---- the slot: live while a job runs or waits, results once it has ended with weights -------------------------------
+
+def live_slot() -> None:
+    """The live panel, or the results of the job that just ended, in one place on the page (st-key-train_live)."""
+    with st.container(key=SLOT_KEY):
+        snapshot = job_manager().latest()
+        info = ended_run(snapshot)
+        if snapshot is not None and info is not None:
+            ended_view(snapshot, info)
+            return
+        # The bar's slide animation after each update tripled its cost in the browser (bench/bench_live_chart.py).
+        st.html("<style>[data-testid='stProgress'] * { transition: none !important; }</style>")
+        active = snapshot is not None and snapshot.active
+        st.fragment(run_every=LIVE_REFRESH_SECONDS if active else None)(live_view)()
+
+
+def ended_run(snapshot: JobSnapshot | None) -> RunInfo | None:
+    """The saved run of a job that has ended with weights, or None (still going, failed early, unreadable)."""
+    if snapshot is None or snapshot.active or not snapshot.run_id:
+        return None
+    try:
+        info = run_store().info(snapshot.run_id)
+    except RunError:
+        return None
+    return info if info.has_weights else None
+
+
+def live_view() -> None:
+    snapshot = job_manager().latest()
+    if snapshot is None:
+        st.subheader("Live training")
+        st.info("Nothing is training. Press **Start training** above: the loss and accuracy curves appear here and "
+                f"update {ui.refresh_words(LIVE_REFRESH_SECONDS)}.", icon=":material/monitoring:")
+        return
+    redraw_page_on_change(snapshot)
+    job_header(snapshot)
+    queue_panel(job_manager().jobs())
+    curves(snapshot)
+    if snapshot.active and (note := ui.redraw_note(LIVE_REFRESH_SECONDS, CORES)):
+        st.caption(note)
+
+
+def ended_view(snapshot: JobSnapshot, info: RunInfo) -> None:
+    """Where the live panel was: the run's results, its status first and its final curves among them."""
+    st.subheader(f"Results: {job_title(snapshot)}")
+    status_line(snapshot, st.session_state["train_job"])
+    queue_panel(job_manager().jobs())
+    run_results(info, curves=lambda: st.fragment(curves)(snapshot), key="train_live")
+
+
+def curves(snapshot: JobSnapshot) -> None:
+    """The loss and accuracy charts, with the loss's scale to choose; drag to zoom, double-click for the whole run."""
+    hint, scale = st.columns([3, 1], vertical_alignment="center")
+    hint.caption("Drag across a chart to zoom in; double-click it to see the whole run again.")
+    log = scale.toggle("Log-scale loss", key="train_loss_log", help="Shows the loss's last digits on long runs.")
+    same_data = snapshot.recipe is not None and snapshot.recipe.config.dataset == snapshot.config.dataset
+    reference = snapshot.recipe.reported_accuracy if same_data and snapshot.recipe else None
+    live_charts(ui.loss_figure(snapshot, log=log), ui.accuracy_figure(snapshot, reference), height=ui.CHART_HEIGHT,
+                key="train_live_charts")
+
+
+def redraw_page_on_change(snapshot: JobSnapshot) -> None:
+    """Rerun the whole page when the job's run appears (runs table) or ends (results, and polling stops)."""
+    seen = st.session_state["train_seen"]
+    state = (snapshot.status, snapshot.run_id)
+    before = seen.get(snapshot.job_id, state)
+    seen[snapshot.job_id] = state
+    if before != state and (not snapshot.active or before[1] != snapshot.run_id):
+        if not snapshot.active:
+            st.session_state["train_scroll"] = "results"
+        st.rerun(scope="app")
+
+
+def job_header(snapshot: JobSnapshot) -> None:
+    heading, button = st.columns([4, 1], vertical_alignment="bottom")
+    heading.subheader(job_title(snapshot))
+    if snapshot.status == "running" and may_stop(snapshot):  # a waiting job's Cancel is in the queue below
+        button.button("Stop", key=f"train_stop_{snapshot.job_id}", icon=":material/stop_circle:", width="stretch",
+                      on_click=stop_job, args=(snapshot.job_id,))
+    fraction = snapshot.progress.fraction if snapshot.progress else 0.0
+    st.progress(fraction, text=ui.progress_text(snapshot))
+    status_line(snapshot, st.session_state["train_job"])
+    if refused := st.session_state.pop("train_stop_refused", None):
+        st.error(escape_markdown(refused), icon=":material/block:")
+
+
+def scroll_into_view(target: str) -> None:
+    """Bring a part of the page into view once, from this script run ("live", "results" or "table_results")."""
+    if target in TARGETS:
+        st.html(SCROLL_SCRIPT % {"key": TARGETS[target], "if_seen": "true" if target == "results" else "false"},
+                unsafe_allow_javascript=True)  # our constant script: nothing from a run or the browser is in it

@@ -149,7 +149,8 @@ def start(config: TrainConfig, recipe: Recipe | None) -> None:
     try:
         st.session_state["train_job"] = job_manager().submit(
             config, recipe, owner=visitor_id(), owner_limit=policy.queued_per_visitor if policy else None)
-        st.session_state["train_results"] = st.session_state["train_refused"] = None
+        st.session_state["train_refused"] = None
+        st.session_state["train_scroll"] = "live"  # the live panel comes into view, wherever the page was scrolled
     except JobRefused as error:
         st.session_state["train_refused"] = str(error)
 

@@ -28,7 +28,7 @@ def open_train_page(page, app_url: str) -> None:
     page.set_viewport_size({"width": 1400, "height": 2400})  # the whole page in one screenshot
     page.goto(f"{app_url}/train")
     wait_for_app(page)
-    page.get_by_text("Set up a run").wait_for()
+    page.get_by_label("Dataset", exact=True).wait_for(timeout=60_000)
     # widgets can come a few seconds after the text on a busy machine (CI saw the form without them)
     page.get_by_label("Epochs", exact=True).wait_for(timeout=60_000)
 

@@ -1,0 +1,122 @@
+"""The Train page at a glance, in Chromium at 1400x1000: what starts a run is on the first screen, the live charts
+come into view on Start, the results take the live panel's place when the run ends, and the charts zoom and switch
+to a log scale as plotly users expect."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from playwright.sync_api import expect
+
+from tests.browser.conftest import assert_no_error, screenshot, wait_for_app
+from tests.browser.test_train_browser import click_row, wait_for_more_points
+from ui.live_chart import COMPONENT_NAME
+
+HEIGHT = 1000  # the page fixture's viewport: 1400x1000
+CHARTS = f'iframe[title$="{COMPONENT_NAME}"]'
+SCROLLED = "() => document.querySelector('[data-testid=\"stMain\"]').scrollTop"
+
+
+def open_train(page, app_url: str) -> None:
+    page.goto(f"{app_url}/train")
+    wait_for_app(page)
+    page.get_by_role("button", name=re.compile("Start training|Queue training")).wait_for(timeout=60_000)
+
+
+def on_screen(locator) -> bool:
+    """Whether the element lies wholly inside the 1,000 px high window, as it is scrolled now."""
+    box = locator.bounding_box()
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= HEIGHT
+
+
+def set_number(page, label: str, value: int) -> None:
+    field = page.get_by_label(label, exact=True)
+    field.fill(str(value))
+    field.press("Enter")
+    wait_for_app(page)
+
+
+def loss_layout(page, expression: str):
+    """A property of the live loss chart's plotly layout, read inside the charts' frame."""
+    frame = page.locator(CHARTS).first.element_handle(timeout=10_000).content_frame()
+    return frame.evaluate(f"() => {{ const layout = document.getElementById('loss').layout; return {expression}; }}")
+
+
+def test_the_pickers_the_preset_and_start_are_on_the_first_screen(page, app_url):
+    open_train(page, app_url)
+    assert page.evaluate(SCROLLED) == 0
+    for label in ("Dataset", "Start from", "Model", "Epochs"):
+        assert on_screen(page.get_by_label(label, exact=True)), label
+    assert on_screen(page.get_by_role("button", name=re.compile("Start training|Queue training")))
+    assert_no_error(page)
+    screenshot(page, "glance-train-first-screen")
+
+
+def test_start_brings_the_live_charts_into_view_and_the_results_come_where_they_were(page, app_url, no_training_left):
+    open_train(page, app_url)
+    set_number(page, "Epochs", 60)
+    page.get_by_role("button", name="Start training").click()
+    wait_for_more_points(page, 0)
+    time.sleep(1.0)  # the page has settled after the scroll
+    assert on_screen(page.locator(CHARTS).first), page.locator(CHARTS).first.bounding_box()
+    live_top = page.locator(".st-key-train_live").bounding_box()["y"]
+    screenshot(page, "glance-train-during-run")
+
+    results = page.get_by_role("heading", name=re.compile("^Results:"))
+    results.wait_for(timeout=300_000)
+    time.sleep(1.0)
+    assert on_screen(results), results.bounding_box()
+    assert abs(page.locator(".st-key-train_live").bounding_box()["y"] - live_top) < 40  # in the live panel's place
+    expect(page.get_by_text(re.compile("^Finished. Test accuracy"))).to_be_visible()
+    assert_no_error(page)
+    screenshot(page, "glance-train-results-linear")
+
+    page.get_by_text("Log-scale loss").first.click()
+    deadline = time.monotonic() + 30
+    while loss_layout(page, "layout.yaxis.type") != "log":
+        assert time.monotonic() < deadline, "the loss chart did not switch to a log scale"
+        time.sleep(0.3)
+    screenshot(page, "glance-train-results-log")
+
+
+def test_a_live_chart_zooms_on_a_drag_and_a_double_click_shows_it_whole(page, app_url, no_training_left):
+    open_train(page, app_url)
+    set_number(page, "Epochs", 20)
+    page.get_by_role("button", name=re.compile("Start training|Queue training")).click()
+    page.get_by_role("heading", name=re.compile("^Results:")).wait_for(timeout=300_000)
+    wait_for_app(page)
+    page.get_by_text("Test images the model got wrong", exact=False).first.wait_for(timeout=60_000)  # all drawn
+    chart = page.locator(CHARTS).first
+    chart.scroll_into_view_if_needed()
+    time.sleep(1.0)
+    box = chart.bounding_box()
+    left, top = box["x"] + 80, box["y"] + 120  # inside the loss chart's plot area
+    page.mouse.move(left, top)
+    page.mouse.down()
+    page.mouse.move(left + 120, top + 80, steps=8)
+    page.mouse.up()
+    time.sleep(0.5)
+    assert loss_layout(page, "layout.xaxis.autorange") is False  # zoomed in on the dragged box
+    page.mouse.dblclick(left + 60, top + 40)
+    time.sleep(0.5)
+    assert loss_layout(page, "layout.xaxis.autorange") is True  # the whole run again
+
+
+def test_show_results_opens_them_under_the_table_in_view(page, app_url, no_training_left):
+    open_train(page, app_url)
+    table = page.locator('[data-testid="stDataFrame"]').last
+    if not table.count():  # no saved run yet in this server's folder: train a tiny one
+        set_number(page, "Epochs", 3)
+        page.get_by_role("button", name="Start training").click()
+        page.get_by_role("heading", name=re.compile("^Results:")).wait_for(timeout=300_000)
+    table.scroll_into_view_if_needed()
+    click_row(page, table, 0)
+    page.get_by_role("button", name="Show results").click()
+    wait_for_app(page)
+    time.sleep(1.0)
+    opened = page.locator(".st-key-train_table_results")
+    expect(opened.get_by_role("heading", name=re.compile("^Results:"))).to_be_visible(timeout=60_000)
+    assert on_screen(opened.get_by_role("heading", name=re.compile("^Results:")))
+    assert_no_error(page)
+    screenshot(page, "glance-train-table-results")
