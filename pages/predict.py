@@ -31,6 +31,7 @@ from ui.predict import (
     version_key,
     warm_saliency,
 )
+from ui.predict_collect import collect_box
 from ui.predict_inputs import DRAWING, camera, drawing, explain, follow_new_uploads, pick_upload, upload_notes, uploads
 from ui.predict_inside import show_inside
 from ui.predict_samples import SOURCE_KEY, TEST_SET, Sample, sample_prediction, take_handoff, test_set_tab, verdict
@@ -110,6 +111,8 @@ def answer_for(run: LoadedRun, chosen: InputImage, several: bool, model_label: s
     show_prediction(run, answer, model_label)
     if sample:
         verdict(run, sample, answer)
+    else:
+        collect_box(run, chosen.image, answer.label)
     if len(split_digits(chosen.image, run.input_format)) > 1:
         st.info("This looks like several digits side by side: turn on **Several digits** to read them as a number.",
                 icon=":material/pin:")

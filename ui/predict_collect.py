@@ -1,0 +1,67 @@
+"""Teach it your handwriting: keep a drawn or uploaded digit, with its right label, in a digit collection.
+
+Collections are ImageFolder folders under the data folder (core.collection); Explore lists them and the command
+line fine-tunes on them. Session state: predict_collection (the collection's name), predict_wrong (the label
+picked after "Wrong?"), predict_collected (the last save's sentence, shown once).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from core.collection import CollectionError, collection_dir, collections_root, save_sample
+from core.data import DIGIT_NAMES
+from core.store import LoadedRun
+from ui.shared import data_dir, shown_path
+from ui.text import escape_markdown
+
+DEFAULT_COLLECTION = "my-digits"
+MESSAGE_KEY = "predict_collected"
+
+
+def collectable(run: LoadedRun) -> bool:
+    """Collections hold digits: a model of other classes (Fashion-MNIST) has no right digit to keep."""
+    return tuple(run.class_names) == DIGIT_NAMES
+
+
+def keep(image: Any, label: int) -> None:
+    """Save the original picture under `label`; the outcome is one sentence shown under the buttons."""
+    name = (st.session_state.get("predict_collection") or "").strip()
+    root = collections_root(data_dir())
+    try:
+        sample = save_sample(root, name, image, label)
+    except (CollectionError, OSError) as error:  # a bad name, a picture out of bounds, a full or read-only disk
+        st.session_state[MESSAGE_KEY] = ("error", escape_markdown(error))
+        return
+    folder = shown_path(collection_dir(root, name))
+    st.session_state[MESSAGE_KEY] = ("success", f"Kept as a {label} in {escape_markdown(name)} "
+                                                f"({escape_markdown(sample.path.name)}). Explore lists the collection; "
+                                                f"fine-tune on it with `python -m core train --dataset {folder} "
+                                                "--from-run default`.")
+
+
+def keep_wrong(image: Any) -> None:
+    label = st.session_state.get("predict_wrong")
+    st.session_state["predict_wrong"] = None  # ready for the next picture
+    if label is not None:
+        keep(image, int(label))
+
+
+def collect_box(run: LoadedRun, image: Any, predicted: int) -> None:
+    """*Right, keep it* and *Wrong? It's a ...* under an answer, for models of the ten digits."""
+    if not collectable(run):
+        return
+    with st.container(border=True):
+        st.markdown("**Teach it your handwriting**: keep this picture with its right label.")
+        st.text_input("Collection", value=DEFAULT_COLLECTION, key="predict_collection", max_chars=64,
+                      help="A folder of your digits under the data folder (collections/NAME/0 ... 9): "
+                           "letters, digits, '-' and '_'.")
+        st.button(f"Right, keep it as {predicted}", key="predict_keep_right", icon=":material/check:",
+                  on_click=keep, args=(image, predicted))
+        st.segmented_control("Wrong? It's a ...", [d for d in range(10) if d != predicted], key="predict_wrong",
+                             on_change=keep_wrong, args=(image,))  # nine short choices: one row on a laptop
+        if shown := st.session_state.pop(MESSAGE_KEY, None):
+            kind, text = shown
+            (st.error if kind == "error" else st.success)(text)
