@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -37,6 +38,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _share(text: str) -> float:
+    """A fraction typed on the command line; its range is checked by core's validation, as on the Train page."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -55,7 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model and save the run")
     train.add_argument("--recipe", help="start from a reference recipe (see `recipes`)")
     train.add_argument("--model")
-    train.add_argument("--dataset")
+    train.add_argument("--dataset", help="digits, mnist, fashion-mnist, or a folder of digit images (PATH/0/*.png ...)")
+    train.add_argument("--from-run", metavar="RUN_ID", help="fine-tune a saved run ('default': the shipped model), "
+                       "mixing a --dataset folder with the run's own data")
+    train.add_argument("--mix-share", type=_share, help="share of each batch taken from the folder when mixing "
+                       "(default 0.5)")
+    train.add_argument("--held-out-share", type=_share, help="share of each class of the folder held out for testing "
+                       "(default 0.2)")
     train.add_argument("--epochs", type=_positive_int)
     train.add_argument("--batch-size", type=_positive_int)
     train.add_argument("--lr", type=_positive_float, help="learning rate")
@@ -94,16 +109,49 @@ def cmd_recipes(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _train_config(args: argparse.Namespace):
+def _dataset_argument(value: str | None) -> tuple[str | None, str | None]:
+    """--dataset as (dataset name, image folder): a registry name, else a path to a folder of digit images."""
+    from core.data import DATASETS
+    from core.training import FOLDER_DATASET
+
+    if value is None or value in DATASETS or not (os.sep in value or "/" in value or Path(value).is_dir()):
+        return value, None  # an unknown name is refused by validation, naming the known ones
+    return FOLDER_DATASET, value
+
+
+def _start_meta(run_id: str, store: RunStore) -> dict:
+    """The metadata of the run to fine-tune ("default": the shipped model); RunError when it cannot be used."""
+    from core.inference import DEFAULT_MODEL_DIR
+    from core.store import RunError, read_meta
+    from core.training import DEFAULT_MODEL_RUN
+
+    if run_id == DEFAULT_MODEL_RUN:
+        return read_meta(DEFAULT_MODEL_DIR)
+    info = store.info(run_id)
+    if info.meta is None:
+        raise RunError(info.error)
+    return info.meta
+
+
+def _train_config(args: argparse.Namespace, store: RunStore):
+    from core.config import fine_tune_config
     from core.recipes import recipe
     from core.training import TrainConfig
 
-    base = recipe(args.recipe) if args.recipe else None
-    overrides = dict(model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
+    dataset, folder = _dataset_argument(args.dataset)
+    overrides = dict(model=args.model, dataset=dataset, epochs=args.epochs, batch_size=args.batch_size,
                      learning_rate=args.lr, optimizer=args.optimizer, schedule=args.schedule, seed=args.seed,
-                     train_limit=args.train_limit, data_dir=str(args.data_dir) if args.data_dir else None)
-    if base is None:
+                     train_limit=args.train_limit, data_dir=str(args.data_dir) if args.data_dir else None,
+                     image_folder=folder, collection_share=args.mix_share, held_out_share=args.held_out_share)
+    if args.from_run:
+        if args.recipe:
+            raise UsageError("--from-run continues a saved run with its own settings: leave --recipe out.")
+        if folder is not None:
+            overrides["dataset"] = None  # the run's own dataset, mixed with the folder
+        return None, fine_tune_config(args.from_run, _start_meta(args.from_run, store), **overrides)
+    if not args.recipe:
         return None, TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+    base = recipe(args.recipe)
     return base, base.settings(**overrides)
 
 
@@ -123,12 +171,14 @@ def cmd_train(args: argparse.Namespace, out: TextIO) -> int:
     from core.progress import ProgressPrinter
 
     try:
-        preset, config = _train_config(args)
         store = RunStore(args.runs_dir)
+        preset, config = _train_config(args, store)
         _sweep(store)
         recorded = RecordedTraining(config, store, recipe=preset)
     except (ValueError, ConfigError) as error:
         raise UsageError(str(error)) from None
+    for notice in recorded.training.folder.notices if recorded.training.folder else ():
+        sys.stderr.write(f"note: {notice}\n")  # files left out of the folder: said, never silent
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C stops cleanly and keeps the run
     printer = ProgressPrinter(sys.stderr)
@@ -151,14 +201,37 @@ def _train_summary(recorded, finished) -> dict:
             "model": recorded.training.config.model, "epochs": finished.epochs_completed,
             "test_accuracy": finished.test_accuracy, "test_loss": finished.test_loss,
             "train_seconds": round(finished.elapsed_seconds, 3),
-            "images_per_second": round(finished.images_per_second, 1), "parameters": recorded.training.parameters}
+            "images_per_second": round(finished.images_per_second, 1), "parameters": recorded.training.parameters,
+            **_fine_tune_summary(recorded.training, finished)}
+
+
+def _fine_tune_summary(training, finished) -> dict:
+    """Where the weights started and the folder trained on, with the accuracies before and after."""
+    folder = training.folder
+    collection = None if folder is None else {"name": folder.name, "images": folder.size,
+                                              "held_out_images": folder.held_out_size}
+    return {"from_run": training.config.from_run, "collection": collection,
+            "collection_accuracy": finished.collection_accuracy, "before": training.before}
+
+
+def _before_after(summary: dict) -> str:
+    """'; held-out digits 60.0% -> 96.7%, mnist test set 99.15% -> 98.97%' (the parts that are known)."""
+    before, parts = summary.get("before") or {}, []
+    for key, what, digits in (("collection_accuracy", "held-out digits", 1),
+                              ("test_accuracy", f"{summary['dataset']} test set", 2)):
+        after = summary.get(key)
+        if after is None or (key == "test_accuracy" and not before):
+            continue
+        earlier = f"{before[key]:.{digits}%} -> " if before.get(key) is not None else ""
+        parts.append(f"{what} {earlier}{after:.{digits}%}")
+    return f"; {', '.join(parts)}" if parts else ""
 
 
 def _summary_text(printer, summary: dict) -> str:
     """The closing line: where the run is and, unless it is done, why it ended; or that nothing was saved."""
     if summary["run_dir"] is None:
         return f"{summary['status']}: {summary['reason']}"  # the reason says that nothing was saved
-    line = printer.summary_line(summary)
+    line = printer.summary_line(summary) + _before_after(summary)
     return line if summary["status"] == "done" else f"{line} ({summary['reason']})"
 
 

@@ -18,6 +18,9 @@ LOSSES: tuple[str, ...] = ("cross-entropy", "bce-one-hot")
 # Each epoch adds a row (~200 bytes) to the run's history in meta.json, which the store refuses past 8 MB.
 MAX_EPOCHS = 10_000
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer
+DEFAULT_MODEL_RUN = "default"  # from_run naming the model shipped in core/default_model
+FOLDER_DATASET = "folder"  # dataset of a run trained on its image folder alone
+FOLDER_MIXES_WITH = ("mnist",)  # a folder of digits in MNIST's style mixes with MNIST only
 
 
 class ConfigError(ValueError):
@@ -53,6 +56,15 @@ class TrainConfig:
     data_dir: str | None = None
     train_limit: int | None = None  # use only the first N training images (quick runs, tests)
     progress_every: int = 0  # emit batch progress every N steps; 0: about five times a second
+    image_folder: str | None = None  # an ImageFolder of digits (FOLDER/0/*.png ...): trained on, its held-out part tested
+    collection_share: float = 0.5  # with dataset "mnist": the share of each batch taken from the image folder
+    held_out_share: float = 0.2  # of each class of the image folder, held out as its test set (seeded by `seed`)
+    from_run: str | None = None  # start from this run's weights instead of random ones; "default": the shipped model
+
+    @property
+    def mixes_folder(self) -> bool:
+        """Whether training batches mix the image folder with the original dataset (a fine-tune that keeps MNIST)."""
+        return self.image_folder is not None and self.dataset != FOLDER_DATASET
 
     @property
     def augmentation(self) -> Augmentation:
@@ -125,4 +137,20 @@ SETTING_BOUNDS: dict[str, Bounds] = {
     "label_smoothing": Bounds(0, 1, high_open=True),
     "seed": Bounds(0, MAX_SEED, whole=True),
     "train_limit": Bounds(1, whole=True),
+    "collection_share": Bounds(0, 1, low_open=True),
+    "held_out_share": Bounds(0, 0.5, low_open=True),
 }
+
+FINE_TUNE_SETTINGS: dict[str, object] = dict(  # measured on a 150-image collection: see bench/README.md
+    epochs=8, batch_size=64, optimizer="adam", learning_rate=3e-4, schedule="none",
+    augment_shift=0.08, augment_rotation=10.0, augment_scale=0.1)
+
+
+def fine_tune_config(from_run: str, run_meta: dict, image_folder: str | None = None, **settings) -> TrainConfig:
+    """Settings that continue training run `from_run` (its metadata `run_meta`): its model, dataset and normalisation,
+    FINE_TUNE_SETTINGS unless `settings` say otherwise, mixed with `image_folder` when one is given."""
+    normalization = run_meta.get("normalization") or {}
+    values = {**FINE_TUNE_SETTINGS, "model": run_meta.get("model"), "dataset": run_meta.get("dataset"),
+              "normalize_mean": normalization.get("mean"), "normalize_std": normalization.get("std"),
+              **{k: v for k, v in settings.items() if v is not None}}
+    return TrainConfig(**values, from_run=from_run, image_folder=image_folder)

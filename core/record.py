@@ -13,8 +13,10 @@ from core.data import Dataset
 from core.models import model_spec
 from core.recipes import Recipe
 from core.store import RunStore, process_start_time, utc_now
-from core.training import EpochEnd, Finished, Started, TrainConfig, Training, TrainingEvent
+from core.training import EpochEnd, Finished, Started, TrainConfig, Training, TrainingEvent, resolve_start
 
+FINAL_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+FOLDER_FINAL_KEYS = ("collection_loss", "collection_accuracy")  # on the image folder's held-out part
 SAVE_INTERVAL_SECONDS = 1.0  # tiny epochs (digits: 1,000 of them) must not spend their time writing files
 
 
@@ -23,7 +25,7 @@ class RecordedTraining:
 
     def __init__(self, config: TrainConfig, store: RunStore, *, recipe: Recipe | None = None,
                  data: Dataset | None = None, run_id: str | None = None) -> None:
-        self.training = Training(config, data)
+        self.training = Training(config, data, start=resolve_start(config.from_run, store))
         self.store = store
         self.recipe = recipe
         self.run_id = run_id or store.new_run_id(config.model, config.dataset)
@@ -39,7 +41,7 @@ class RecordedTraining:
     def meta(self, status: str, finished: Finished | None = None, epochs: int | None = None) -> dict[str, Any]:
         """The run's metadata as it stands now (with `epochs`: as it stood after that many epochs)."""
         training, config = self.training, self.training.config
-        history = [asdict(event) for event in training.history[:epochs]]
+        history = [self._epoch_row(event) for event in training.history[:epochs]]
         last = history[-1] if history else {}
         seconds = finished.elapsed_seconds if finished else (last.get("elapsed_seconds") or 0.0)
         return {
@@ -50,15 +52,35 @@ class RecordedTraining:
             "recipe": self.recipe.name if self.recipe else None,
             "reported_accuracy": self.recipe.reported_accuracy if self.recipe else None,
             "status": status, "reason": finished.reason if finished else "", "history": history,
-            "epochs_completed": len(history), "final": {k: last.get(k) for k in
-                                                         ("train_loss", "train_accuracy", "test_loss", "test_accuracy")},
+            "epochs_completed": len(history), "final": {k: last.get(k) for k in FINAL_KEYS + (
+                FOLDER_FINAL_KEYS if training.folder is not None else ())},
             "parameters": training.parameters, "train_seconds": seconds,
             "images_per_second": finished.images_per_second if finished else last.get("images_per_second"),
             "train_size": training.train_size,
             "test_size": len(training.data.test_labels), "device": str(training.device),
             "created_at": self.created_at, "pid": os.getpid(),
             "pid_started": process_start_time(os.getpid()),  # tells this process from a later one reusing its id
+            **self._continued(),
         }
+
+    def _epoch_row(self, event: EpochEnd) -> dict[str, Any]:
+        """An epoch in the history; the held-out part's loss and accuracy only for runs with an image folder."""
+        row = asdict(event)
+        if self.training.folder is None:
+            for key in FOLDER_FINAL_KEYS:
+                del row[key]
+        return row
+
+    def _continued(self) -> dict[str, Any]:
+        """Where the weights started ("from_run"), the image folder trained on ("collection") and the start's
+        accuracies before training ("before"); "final" and "history" hold them after."""
+        training, folder = self.training, self.training.folder
+        collection = None if folder is None else {
+            "name": folder.name[:64], "images": folder.size, "train_images": folder.train_size,
+            "held_out_images": folder.held_out_size, "held_out_share": folder.held_out_share,
+            "share": training.config.collection_share if training.mixes_folder else 1.0,
+            "mixed_with": training.config.dataset if training.mixes_folder else None}
+        return {"from_run": training.config.from_run, "collection": collection, "before": training.before}
 
     def _save(self, status: str, finished: Finished | None = None) -> None:
         epochs = len(self.training.history)

@@ -279,6 +279,15 @@ EPOCH_SCHEMA: dict[str, Field] = {
     "epochs": Field(f"a whole number from 1 to {MAX_SAFE_INTEGER:,}", _whole(1, MAX_SAFE_INTEGER)),
     "step": COUNT, "train_loss": LOSS, "train_accuracy": FRACTION, "test_loss": LOSS, "test_accuracy": FRACTION,
     "elapsed_seconds": RATE, "images_per_second": RATE,
+    "collection_loss": Field("a finite number or null", _or_none(_finite_number)),  # runs with an image folder
+    "collection_accuracy": Field("a fraction from 0 to 1, or null", _or_none(_number_in(0, 1))),
+}
+COLLECTION_SCHEMA: dict[str, Field] = {  # the image folder a run trained on (core.record)
+    "name": Field("text of 1 to 64 characters", lambda v: _text(64)(v) and bool(v), required=True),
+    "images": COUNT, "train_images": COUNT, "held_out_images": COUNT,
+    "held_out_share": Field("a fraction from 0 to 1", _number_in(0, 1)),
+    "share": Field("a fraction from 0 to 1", _number_in(0, 1)),
+    "mixed_with": Field("a dataset name (text of at most 64 characters) or null", _or_none(_text(64))),
 }
 META_SCHEMA: dict[str, Field] = {
     "format_version": Field(f"a whole number from 1 to {MAX_SAFE_INTEGER:,}", _whole(1, MAX_SAFE_INTEGER)),
@@ -308,7 +317,12 @@ META_SCHEMA: dict[str, Field] = {
         "train_loss": Field("a finite number or null", _or_none(_finite_number)),
         "train_accuracy": Field("a fraction from 0 to 1, or null", _or_none(_number_in(0, 1))),
         "test_loss": Field("a finite number or null", _or_none(_finite_number)),
-        "test_accuracy": Field("a fraction from 0 to 1, or null", _or_none(_number_in(0, 1)))}),
+        "test_accuracy": Field("a fraction from 0 to 1, or null", _or_none(_number_in(0, 1))),
+        "collection_loss": EPOCH_SCHEMA["collection_loss"], "collection_accuracy": EPOCH_SCHEMA["collection_accuracy"]}),
+    "from_run": Field("a run id (text of at most 128 characters) or null", _or_none(_text(128))),
+    "collection": Field("an object naming the image folder, or null", _or_none(_is(dict)), fields=COLLECTION_SCHEMA),
+    "before": Field("an object with test_accuracy and collection_accuracy, or null", _or_none(_is(dict)), fields={
+        key: EPOCH_SCHEMA["collection_accuracy"] for key in ("test_accuracy", "collection_accuracy")}),
     "parameters": COUNT, "train_size": COUNT, "test_size": COUNT,
     "train_seconds": Field("a finite number of seconds, at least 0, or null", _or_none(_number_in(0, math.inf))),
     "images_per_second": Field("a finite number, at least 0, or null", _or_none(_number_in(0, math.inf))),
@@ -338,7 +352,7 @@ def _record_problem(record: dict[str, Any], schema: Mapping[str, Field], prefix:
 def _field_problem(value: Any, field: Field, where: str) -> str | None:
     if not field.check(value):
         return f"its {where} must be {field.must_be}"
-    if field.fields is not None:
+    if field.fields is not None and isinstance(value, dict):  # a null allowed in place of the object passes
         return _record_problem(value, field.fields, where + ".")
     for index, item in enumerate(value if field.items is not None else ()):
         if (problem := _field_problem(item, field.items, f"{where}[{index}]")) is not None:

@@ -6,17 +6,22 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Literal, Union
+from typing import TYPE_CHECKING, Iterator, Literal, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from core.augment import augment_batch
-from core.config import (LOSSES, MAX_EPOCHS, OPTIMIZERS, SCHEDULES, SETTING_BOUNDS, ConfigError, LossName,  # noqa: F401
-                         OptimizerName, ScheduleName, TrainConfig)  # re-exported: core.training stays the engine's entry point
+from core.config import (DEFAULT_MODEL_RUN, FOLDER_DATASET, FOLDER_MIXES_WITH, LOSSES, MAX_EPOCHS,  # noqa: F401
+                         OPTIMIZERS, SCHEDULES, SETTING_BOUNDS, ConfigError, LossName, OptimizerName, ScheduleName,
+                         TrainConfig)  # re-exported: core.training stays the engine's entry point
 from core.data import Dataset, dataset_spec, ensure_dataset, pixel_scale_for
 from core.models import Output, build_model, count_parameters, leading_resize, model_spec, to_log_probs, to_probs
+
+if TYPE_CHECKING:
+    from core.folder_data import FolderData
+    from core.store import LoadedRun, RunStore
 
 PROGRESS_INTERVAL_SECONDS = 0.2
 PREPARE_CHUNK = 4096  # images resized at a time when a dataset is prepared: bounds the temporary memory
@@ -48,7 +53,21 @@ def _range_errors(config: TrainConfig) -> list[str]:
         (_whole_in_bounds(config.seed, "seed"), f"seed must be {SETTING_BOUNDS['seed'].describe()}, not "
                                                 f"{str(config.seed)[:40]}"),  # torch's seeds are 64-bit
     ]
-    return [message for ok, message in checks if not ok]
+    return [message for ok, message in checks + _folder_checks(config) if not ok]
+
+
+def _folder_checks(config: TrainConfig) -> list[tuple[bool, str]]:
+    """The image folder's settings: its shares, and data it can be mixed with."""
+    share, held_out = SETTING_BOUNDS["collection_share"], SETTING_BOUNDS["held_out_share"]
+    return [
+        (share.problem(config.collection_share) is None, f"collection share must be {share.describe()}"),
+        (held_out.problem(config.held_out_share) is None, f"held-out share must be {held_out.describe()}"),
+        (config.image_folder is not None or config.dataset != FOLDER_DATASET,
+         f"dataset {FOLDER_DATASET!r} needs an image folder"),
+        (config.image_folder is None or config.dataset in (FOLDER_DATASET, *FOLDER_MIXES_WITH),
+         f"an image folder of digits trains alone or mixed with {', '.join(FOLDER_MIXES_WITH)}, not with "
+         f"{config.dataset!r}"),
+    ]
 
 
 def _whole_in_bounds(value: object, setting: str) -> bool:
@@ -63,7 +82,8 @@ def _choice_errors(config: TrainConfig) -> list[str]:
             errors.append(f"unknown {what} {value!r} (choose {', '.join(allowed)})")
     for lookup in (model_spec, dataset_spec):
         try:
-            lookup(config.model if lookup is model_spec else config.dataset)
+            if lookup is model_spec or config.dataset != FOLDER_DATASET:
+                lookup(config.model if lookup is model_spec else config.dataset)
         except ValueError as error:
             errors.append(str(error).rstrip("."))
     return errors
@@ -83,6 +103,34 @@ def validate(config: TrainConfig, data: Dataset | None = None) -> None:
 def _train_size(config: TrainConfig, data: Dataset) -> int:
     size = len(data.train_labels)
     return min(size, config.train_limit) if config.train_limit else size
+
+
+def resolve_start(from_run: str | None, store: RunStore | None = None) -> LoadedRun | None:
+    """The run whose weights training starts from: DEFAULT_MODEL_RUN is the shipped model, else a run id in `store`
+    (default: the runs folder); None for random weights. RunError says why a run cannot be used."""
+    if from_run is None:
+        return None
+    from core.inference import load_default_model  # core.inference imports this module
+    from core.store import RunStore
+
+    return load_default_model() if from_run == DEFAULT_MODEL_RUN else (store or RunStore()).load(from_run)
+
+
+def _check_start(start: LoadedRun | None, config: TrainConfig, data: Dataset | None = None) -> None:
+    """ConfigError when `config` cannot continue `start` (on `data`, when given): another model, input size or
+    classes."""
+    if start is None:
+        return
+    name = config.from_run
+    checks = [(start.meta["model"] == config.model, f"run {name} is a {start.meta['model']} model, not {config.model}")]
+    if data is not None:
+        checks += [
+            (start.input_format == data.input_format,
+             f"run {name} reads {start.input_format.size}x{start.input_format.size} images, the data is "
+             f"{data.input_format.size}x{data.input_format.size}"),
+            (start.class_names == data.class_names, f"run {name}'s classes are not the data's")]
+    if problems := [message for ok, message in checks if not ok]:
+        raise ConfigError("Cannot continue that run: " + "; ".join(problems) + ".")
 
 
 def resolve_device(requested: str = "auto") -> torch.device:
@@ -112,6 +160,9 @@ class Started:
     train_size: int
     test_size: int
     device: str
+    before_test_accuracy: float | None = None  # a run continued from saved weights: their accuracy before training
+    before_collection_accuracy: float | None = None  # ... on the image folder's held-out part
+    collection_size: int | None = None  # the image folder's held-out images, when there is one
 
 
 @dataclass(frozen=True)
@@ -142,6 +193,8 @@ class EpochEnd:
     test_accuracy: float
     elapsed_seconds: float
     images_per_second: float
+    collection_loss: float | None = None  # on the image folder's held-out part, when there is one
+    collection_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +208,7 @@ class Finished:
     test_loss: float | None
     elapsed_seconds: float
     images_per_second: float
+    collection_accuracy: float | None = None  # the last complete epoch's, on the image folder's held-out part
 
 
 TrainingEvent = Union[Started, BatchProgress, EpochEnd, Finished]
@@ -247,38 +301,99 @@ class Training:
 
     After an EpochEnd, `last_complete_state` holds that epoch's weights: a stop or failure
     mid-epoch keeps them, never a half-updated model.
+
+    With an image folder (config.image_folder, or `folder` already loaded), the folder's held-out part is evaluated
+    every epoch; dataset FOLDER_DATASET trains on the folder alone, "mnist" mixes each batch: config.collection_share
+    of it from the folder, the rest drawn at random from MNIST, one epoch being one pass over the folder's training
+    part. With config.from_run (or `start`), training continues that run's weights.
     """
 
-    def __init__(self, config: TrainConfig, data: Dataset | None = None) -> None:
+    def __init__(self, config: TrainConfig, data: Dataset | None = None, *, start: LoadedRun | None = None,
+                 folder: FolderData | None = None) -> None:
         validate(config)
         self.config = config
-        self.data = data or ensure_dataset(config.dataset, config.data_dir)
+        self.start = start or resolve_start(config.from_run)
+        _check_start(self.start, config)  # another model is refused before any data loads
+        self.folder = folder or _load_folder(config)
+        self.data = data or (self.folder.as_dataset() if config.dataset == FOLDER_DATASET else
+                             ensure_dataset(config.dataset, config.data_dir))
         validate(config, self.data)
+        _check_start(self.start, config, self.data)
         self.device = resolve_device(config.device)
         self.output: Output = model_spec(config.model).output
-        torch.manual_seed(config.seed)  # weight init and dropout
-        self.model = build_model(config.model, image_size=self.data.image_size,
-                                 num_classes=len(self.data.class_names)).to(self.device, memory_format=self._layout())
+        self.model = self._model()
         self.parameters = count_parameters(self.model)
-        self.mean = self.data.mean if config.normalize_mean is None else config.normalize_mean
-        self.std = self.data.std if config.normalize_std is None else config.normalize_std
+        self.mean, self.std = self._normalization()
         self.pixel_scale = pixel_scale_for(self.data.input_format)
         self.augmentation = config.augmentation
         self.last_complete_state: dict[str, torch.Tensor] | None = None
         self.history: list[EpochEnd] = []
+        self.before: dict[str, float | None] | None = None  # the start's accuracies, once measured
+
+    def _model(self) -> nn.Module:
+        torch.manual_seed(self.config.seed)  # weight init and dropout
+        model = build_model(self.config.model, image_size=self.data.image_size, num_classes=len(self.data.class_names))
+        if self.start is not None:
+            model.load_state_dict(self.start.model.state_dict())
+        return model.to(self.device, memory_format=self._layout())
+
+    def _normalization(self) -> tuple[float, float]:
+        """The config's, else the start run's (its weights expect it), else the dataset's."""
+        own = self.start if self.start is not None else self.data
+        mean, std = self.config.normalize_mean, self.config.normalize_std
+        return (own.mean if mean is None else mean), (own.std if std is None else std)
+
+    @property
+    def mixes_folder(self) -> bool:
+        return self.folder is not None and self.config.dataset != FOLDER_DATASET
+
+    @property
+    def folder_per_batch(self) -> int:
+        """Images of each mixed batch taken from the folder: the collection share of the batch, at least one."""
+        return max(1, min(self.config.batch_size, round(self.config.batch_size * self.config.collection_share)))
+
+    @property
+    def steps_per_epoch(self) -> int:
+        if self.mixes_folder:
+            return math.ceil(self.folder.train_size / self.folder_per_batch)
+        return math.ceil(_train_size(self.config, self.data) / self.config.batch_size)
 
     @property
     def train_size(self) -> int:
-        """How many training images this run uses."""
+        """How many training images this run uses in an epoch (mixed: the folder's plus those drawn from MNIST)."""
+        if self.mixes_folder:
+            return self.folder.train_size + self.steps_per_epoch * (self.config.batch_size - self.folder_per_batch)
         return _train_size(self.config, self.data)
 
     def _tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Training and test inputs prepared once; training ones stay unnormalised when augmented (zero background)."""
-        limit = self.train_size
-        train_x = self._inputs(self.data.train_images[:limit], normalize=not self.augmentation.active)
-        train_y = self.data.train_labels[:limit].to(self.device)
+        """Training and test inputs prepared once; training ones stay unnormalised when augmented (zero background).
+        Mixed, the folder's training images come first, then the dataset's."""
+        limit = _train_size(self.config, self.data)
+        images, labels = self.data.train_images[:limit], self.data.train_labels[:limit]
+        if self.mixes_folder:
+            own = self.folder.as_dataset()
+            images, labels = torch.cat([own.train_images, images]), torch.cat([own.train_labels, labels])
+        train_x = self._inputs(images, normalize=not self.augmentation.active)
         test_x = self._inputs(self.data.test_images, normalize=True)
-        return train_x, train_y, test_x, self.data.test_labels.to(self.device)
+        return train_x, labels.to(self.device), test_x, self.data.test_labels.to(self.device)
+
+    def _held_out(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The folder's held-out inputs and labels, evaluated apart from the test set; None without one, or when
+        the folder is the whole dataset (its held-out part is then the test set)."""
+        if not self.mixes_folder:
+            return None
+        own = self.folder.as_dataset()
+        return self._inputs(own.test_images, normalize=True), own.test_labels.to(self.device)
+
+    def _epoch_batches(self, count: int, generator: torch.Generator) -> list[torch.Tensor]:
+        """One epoch's batches of indices into the training tensors (`count` images)."""
+        size = self.config.batch_size
+        if not self.mixes_folder:
+            return list(torch.randperm(count, generator=generator).to(self.device).split(size))
+        own, per_batch = self.folder.train_size, self.folder_per_batch
+        chunks = torch.randperm(own, generator=generator).split(per_batch)
+        drawn = torch.randint(own, count, (len(chunks), size - per_batch), generator=generator)  # MNIST's share
+        return [torch.cat([chunk, extra]).to(self.device) for chunk, extra in zip(chunks, drawn)]
 
     def _inputs(self, images: torch.Tensor, normalize: bool) -> torch.Tensor:
         """uint8 images (N, H, W) scaled, resized to the model's own input size and normalised, for the whole run."""
@@ -308,22 +423,22 @@ class Training:
     def _loop(self, stop: threading.Event, clock: "_Clock") -> Iterator[TrainingEvent]:
         config = self.config
         train_x, train_y, test_x, test_y = self._tensors()
-        steps_per_epoch = math.ceil(len(train_y) / config.batch_size)
+        held_out = self._held_out()
+        steps_per_epoch = self.steps_per_epoch
         total_steps = steps_per_epoch * config.epochs
         optimizer = _make_optimizer(config, self.model, self.device)
         schedule, per_batch = _make_schedule(config, optimizer, steps_per_epoch)
         generator = torch.Generator().manual_seed(config.seed)
-        yield Started(config.model, config.dataset, self.parameters, config.epochs, steps_per_epoch, total_steps,
-                      len(train_y), len(test_y), str(self.device))
+        yield self._started(steps_per_epoch, test_x, test_y, held_out)
+        if self.before is not None:
+            clock.restart()  # measuring the start's accuracy took time that is not training's
         step = 0
         for epoch in range(1, config.epochs + 1):
             epoch_meter, recent = _Meter(), _Meter()
-            order = torch.randperm(len(train_y), generator=generator).to(self.device)
-            for start in range(0, len(train_y), config.batch_size):
+            for index in self._epoch_batches(len(train_y), generator):
                 if stop.is_set():
                     yield self._finished("stopped", "stopped by request", clock)
                     return
-                index = order[start:start + config.batch_size]
                 try:
                     loss, correct = self._step(train_x[index], train_y[index], optimizer, generator)
                 except RuntimeError:  # binary cross-entropy refuses the NaN probabilities of diverged weights
@@ -348,7 +463,7 @@ class Training:
                 return
             if schedule is not None and not per_batch:
                 schedule.step()
-            end = self._end_epoch(epoch, step, epoch_meter, test_x, test_y, clock)
+            end = self._end_epoch(epoch, step, epoch_meter, (test_x, test_y), held_out, clock)
             if end is None:
                 yield self._diverged(clock)
                 return
@@ -380,16 +495,35 @@ class Training:
         return BatchProgress(epoch, self.config.epochs, step, total_steps, recent.loss, epoch_meter.accuracy,
                              clock.images_per_second(), eta, elapsed)
 
-    def _end_epoch(self, epoch: int, step: int, meter: _Meter, test_x: torch.Tensor, test_y: torch.Tensor,
-                   clock: "_Clock") -> EpochEnd | None:
-        """The epoch's end with its test metrics; None when the test loss or any weight is NaN or infinite."""
-        test_loss, test_accuracy = evaluate(self.model, test_x, test_y, self.output, self.config.loss,
-                                            self.config.test_batch_size)
+    def _evaluate(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
+        return evaluate(self.model, *inputs, self.output, self.config.loss, self.config.test_batch_size)
+
+    def _started(self, steps_per_epoch: int, test_x: torch.Tensor, test_y: torch.Tensor,
+                 held_out: tuple[torch.Tensor, torch.Tensor] | None) -> Started:
+        """The Started event; continuing a run, with that run's accuracies before any training."""
+        config = self.config
+        if self.start is not None:
+            test = self._evaluate((test_x, test_y))[1]
+            own = self._evaluate(held_out)[1] if held_out is not None else (test if self.folder else None)
+            self.before = {"test_accuracy": test, "collection_accuracy": own}
+        before = self.before or {}
+        return Started(config.model, config.dataset, self.parameters, config.epochs, steps_per_epoch,
+                       steps_per_epoch * config.epochs, self.train_size, len(test_y), str(self.device),
+                       before.get("test_accuracy"), before.get("collection_accuracy"),
+                       self.folder.held_out_size if self.folder else None)
+
+    def _end_epoch(self, epoch: int, step: int, meter: _Meter, test: tuple[torch.Tensor, torch.Tensor],
+                   held_out: tuple[torch.Tensor, torch.Tensor] | None, clock: "_Clock") -> EpochEnd | None:
+        """The epoch's end with its test metrics (and the folder's held-out ones); None when the test loss or any
+        weight is NaN or infinite."""
+        test_loss, test_accuracy = self._evaluate(test)
         if not (math.isfinite(test_loss) and self._weights_finite()):  # e.g. BatchNorm's running variance at inf
             return None  # the previous epoch stays the last complete one: non-finite weights are never kept
+        own_loss, own_accuracy = self._evaluate(held_out) if held_out is not None else (
+            (test_loss, test_accuracy) if self.folder else (None, None))  # the folder alone: its test set is its own
         self.last_complete_state = self._snapshot()
         event = EpochEnd(epoch, self.config.epochs, step, meter.loss, meter.accuracy, test_loss, test_accuracy,
-                         clock.elapsed(), clock.images_per_second())
+                         clock.elapsed(), clock.images_per_second(), own_loss, own_accuracy)
         self.history.append(event)
         return event
 
@@ -405,7 +539,8 @@ class Training:
     def _finished(self, status: FinishedStatus, reason: str, clock: "_Clock") -> Finished:
         last = self.history[-1] if self.history else None
         return Finished(status, reason, len(self.history), last.test_accuracy if last else None,
-                        last.test_loss if last else None, clock.elapsed(), clock.images_per_second())
+                        last.test_loss if last else None, clock.elapsed(), clock.images_per_second(),
+                        last.collection_accuracy if last else None)
 
 
 @dataclass
@@ -418,6 +553,9 @@ class _Clock:
 
     def trained(self, count: int) -> None:
         self.images += count
+
+    def restart(self) -> None:
+        self.started = self.last_progress = time.perf_counter()
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
@@ -432,6 +570,15 @@ class _Clock:
         return self.images / max(self.elapsed(), 1e-9)
 
 
+def _load_folder(config: TrainConfig) -> FolderData | None:
+    if config.image_folder is None:
+        return None
+    from core.folder_data import load_image_folder  # decoding images: only runs that have a folder pay for it
+
+    return load_image_folder(config.image_folder, held_out_share=config.held_out_share, seed=config.seed)
+
+
 def train(config: TrainConfig, *, stop: threading.Event | None = None, data: Dataset | None = None) -> Iterator[TrainingEvent]:
-    """Train `config`'s model on its dataset, yielding events; ConfigError or DatasetUnavailable before the first."""
+    """Train `config`'s model on its dataset, yielding events; ConfigError, DatasetUnavailable (a CollectionError for
+    a bad image folder) or RunError (a run to continue that cannot be loaded) before the first."""
     return Training(config, data).events(stop)

@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 
 from core.cli import main
 from core.inference import DEFAULT_MODEL_DIR
+from tests.drawn_digits import png_declaring
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -228,3 +229,75 @@ def test_export_of_a_bad_or_unknown_run_is_one_line(tmp_path, capsys, monkeypatc
     assert main([*args, "--runs-dir", str(tmp_path / "runs")], out=io.StringIO()) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and words in err and list(tmp_path.iterdir()) == []
+
+
+# ---- training on a folder of digit images, fine-tuning a saved run ------------------------------------------------
+
+def digit_folder(folder: Path, per_class: int = 4, digits: range = range(10)) -> Path:
+    from tests.drawn_digits import drawn
+
+    for digit in digits:
+        (folder / str(digit)).mkdir(parents=True)
+        for index in range(per_class):
+            drawn(digit, width=12 + 3 * index).save(folder / str(digit) / f"{index}.png")
+    return folder
+
+
+def test_train_from_scratch_on_a_folder_of_digit_images(tmp_path):
+    folder = digit_folder(tmp_path / "my-digits")
+    (folder / "3" / "notes.txt").write_text("not a digit")
+    done = cli("train", "--dataset", str(folder), "--model", "mlp", "--epochs", "2", "--batch-size", "10",
+               "--runs-dir", str(tmp_path / "runs"), "--json")
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["dataset"] == "folder" and summary["from_run"] is None and summary["before"] is None
+    assert summary["collection"] == {"name": "my-digits", "images": 40, "held_out_images": 10}
+    assert summary["collection_accuracy"] == summary["test_accuracy"]  # the held-out part is its test set
+    assert "note: 1 file skipped in my-digits (not .png" in done.stderr and "3/notes.txt" in done.stderr
+
+
+def test_fine_tune_the_shipped_model_reports_before_and_after_on_both_test_sets(tmp_path, mnist_dir):
+    folder = digit_folder(tmp_path / "mine")
+    done = cli("train", "--dataset", str(folder), "--from-run", "default", "--epochs", "1", "--data-dir",
+               str(mnist_dir), "--runs-dir", str(tmp_path / "runs"))
+    line = done.stdout.strip().splitlines()[-1]
+    assert line.startswith("done: fast-cnn on mnist, 1 epochs") and "; held-out digits " in line
+    assert "mnist test set 99.15% -> " in line, line
+    done = cli("train", "--dataset", str(folder), "--from-run", "default", "--epochs", "1", "--mix-share", "0.25",
+               "--data-dir", str(mnist_dir), "--runs-dir", str(tmp_path / "runs"), "--json")
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["from_run"] == "default" and summary["dataset"] == "mnist"
+    assert summary["before"]["test_accuracy"] == 0.9915 and 0 <= summary["before"]["collection_accuracy"] <= 1
+    meta = json.loads((Path(summary["run_dir"]) / "meta.json").read_text())
+    assert meta["collection"]["share"] == 0.25 and meta["final"]["collection_accuracy"] == summary["collection_accuracy"]
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda d: d.mkdir(), "has no class folders"),
+    (lambda d: (d / "cats").mkdir(parents=True), "folder named 'cats': class folders must be named 0 to 9"),
+    (lambda d: (digit_folder(d, digits=range(2)), (d / "7").mkdir()), "has empty class folders (7)"),
+    (lambda d: (digit_folder(d, digits=range(2)), (d / "1" / "bomb.png").write_bytes(png_declaring(30_000, 30_000))),
+     "bad/1/bomb.png declares an enormous size"),
+])
+def test_a_bad_folder_exits_1_with_one_line_and_saves_nothing(tmp_path, capsys, make, words):
+    make(tmp_path / "bad")
+    code = main(["train", "--dataset", str(tmp_path / "bad"), "--runs-dir", str(tmp_path / "runs")], out=io.StringIO())
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and err.startswith("error:") and words in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--from-run", "nope"], "no run called 'nope'"),
+    (["--from-run", "../default"], "not a valid run id"),
+    (["--from-run", "default", "--recipe", "lenet5"], "leave --recipe out"),
+    (["--from-run", "default", "--model", "lenet5"], "run default is a fast-cnn model, not lenet5"),
+    (["--mix-share", "0"], "collection share must be a number, more than 0 and at most 1"),
+    (["--mix-share", "x"], "--mix-share: must be a number"),
+    (["--held-out-share", "0.9"], "held-out share must be a number, more than 0 and at most 0.5"),
+])
+def test_bad_fine_tune_arguments_exit_2_with_one_line(tmp_path, capsys, args, words):
+    folder = digit_folder(tmp_path / "mine", per_class=2, digits=range(2))
+    code = main(["train", "--dataset", str(folder), *args, "--runs-dir", str(tmp_path / "runs")], out=io.StringIO())
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error:") and words in err, err
+    assert not (tmp_path / "runs").exists()
