@@ -2,8 +2,10 @@
 
 Session state (keys the page owns, set once below):
     explore_aug_seed: seed of the augmentation preview's draw ("Draw again" adds one)
+    explore_tab: the open tab; only it is drawn, with the Samples tab always (its choices hold for the others)
 Widgets keep their own values under explore_* keys; explore_index (the sample shown large) is also set by a click on
-the grid, and is dropped whenever the view changes so that the view's first sample opens.
+the grid, and is dropped whenever the view changes so that the view's first sample opens. The lazily drawn tabs'
+widgets (KEPT_WIDGETS) are given their values each run: Streamlit forgets a widget's value when it is not drawn.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ui.explore import (CLASS_COLORS, ModelChoice, both_class_counts, class_coun
 from ui.predict_samples import open_in_predict
 from ui.shared import available_datasets, data_dir, run_inside_the_frame
 from ui.text import escape_markdown
+from ui.train_format import count, duration, percent
 
 run_inside_the_frame()
 GRID_COLUMNS = 10
@@ -36,8 +39,13 @@ SELECTION_SHOWN = 100
 NO_MODEL = "none"
 GRID_KEY = "explore_grid"  # its selection is read only in the click callback, so one key serves every view
 
+KEPT_WIDGETS = {"explore_embed_method": "PCA", "explore_embed_color": "label", "explore_aug_shift": 0.1,
+                "explore_aug_rotation": 15, "explore_aug_scale": 0.1}
+
 if "explore_aug_seed" not in st.session_state:
     st.session_state.explore_aug_seed = 0
+for kept, initial in KEPT_WIDGETS.items():  # kept while their tab is closed (not drawn)
+    st.session_state[kept] = st.session_state.get(kept, initial)
 
 
 def forget_sample() -> None:
@@ -104,7 +112,7 @@ def describe(index: int) -> str:
     if probabilities is not None:
         guess = int(predictions[index])  # type: ignore[index]
         verdict = "right" if guess == labels[index] else "wrong"
-        text += f", predicted {class_names[guess]} ({probabilities[index, guess]:.0%}, {verdict})"
+        text += f", predicted {class_names[guess]} ({percent(probabilities[index, guess], 0)}, {verdict})"
     return text
 
 
@@ -135,23 +143,24 @@ def open_tile() -> None:
 @st.fragment
 @guarded("The sample grid")
 def samples_section() -> None:
-    controls = st.columns([3, 1.7, 1.4, 0.9, 0.9])
+    controls = st.columns([4.4, 1.5, 0.9, 0.9])  # the class pills wrap rather than clip their last ones
     chosen_classes = controls[0].pills("Classes", list(range(len(class_names))), selection_mode="multi",
                                        format_func=lambda i: class_names[i], key="explore_classes", on_change=forget_sample,
-                                       help="Pick one or more classes; none picked shows all.")
-    only_wrong = controls[1].toggle("Only misclassified", key="explore_only_wrong", on_change=forget_sample, disabled=predictions is None,
-                                    help="Needs a model: pick one above." if predictions is None else None)
-    order = controls[2].segmented_control("Order", ["index", "shuffled"], default="index", required=True,
+                                       help="Pick one or more classes; none picked shows all.", wrap=True)
+    order = controls[1].segmented_control("Order", ["index", "shuffled"], default="index", required=True,
                                           format_func=str.capitalize, key="explore_order", on_change=forget_sample)
-    seed = controls[3].number_input("Seed", 0, 1_000_000, 0, key="explore_seed", on_change=forget_sample, disabled=order != "shuffled")
-    per_page = controls[4].selectbox("Per page", PER_PAGE_CHOICES, key="explore_per_page", on_change=forget_sample)
+    seed = controls[2].number_input("Seed", 0, 1_000_000, 0, key="explore_seed", on_change=forget_sample, disabled=order != "shuffled")
+    per_page = controls[3].selectbox("Per page", PER_PAGE_CHOICES, key="explore_per_page", on_change=forget_sample)
+    grid_column, detail_column = st.columns([3, 2], gap="medium")
+    page_place, wrong_place = grid_column.columns([1.4, 1], vertical_alignment="bottom")
+    only_wrong = wrong_place.toggle("Only misclassified", key="explore_only_wrong", on_change=forget_sample, disabled=predictions is None,
+                                    help="Needs a model: pick one above." if predictions is None else None)
     within = misclassified(labels, predictions) if only_wrong and predictions is not None else None
     view = ordered(filtered_indices(labels, chosen_classes, within), order, int(seed))
     pages = page_count(len(view), per_page)
     if st.session_state.get("explore_page", 1) > pages:
         st.session_state.explore_page = pages
-    grid_column, detail_column = st.columns([3, 2], gap="medium")
-    page = grid_column.number_input(f"Page (of {pages:,})", 1, pages, key="explore_page", on_change=forget_sample)
+    page = page_place.number_input(f"Page (of {pages:,})", 1, pages, key="explore_page", on_change=forget_sample)
     shown = page_of(view, int(page), per_page)
     with detail_column:  # first: a typed index must be highlighted in this very run's grid
         sample_detail(int(shown[0]) if len(shown) else 0)
@@ -221,8 +230,8 @@ def statistics_section() -> None:
     metrics = st.columns(4)
     metrics[0].metric("Mean pixel value", f"{stats.mean:.1f} of {max_value}")
     metrics[1].metric("Standard deviation", f"{stats.std:.1f}")
-    metrics[2].metric("Background (value 0)", f"{stats.background_share:.1%}")
-    metrics[3].metric(f"Full ink (value {max_value})", f"{stats.saturated_share:.1%}")
+    metrics[2].metric("Background (value 0)", percent(stats.background_share, 1))
+    metrics[3].metric(f"Full ink (value {max_value})", percent(stats.saturated_share, 1))
     charts = st.columns([2, 2, 1, 1])
     charts[0].plotly_chart(histogram_figure(stats), key="explore_histogram")
     charts[1].plotly_chart(ink_figure(stats.ink_per_image), key="explore_ink")
@@ -241,7 +250,7 @@ def statistics_section() -> None:
 @guarded("The embedding")
 def embedding_section() -> None:
     controls = st.columns([1.4, 1.4, 2])
-    method = controls[0].segmented_control("Map", ["PCA", "t-SNE"], default="PCA", required=True,
+    method = controls[0].segmented_control("Map", ["PCA", "t-SNE"], required=True,
                                            key="explore_embed_method",
                                            help="PCA: the two directions of largest variance, instant. t-SNE: keeps "
                                                 "neighbours together, so classes form islands; takes a while.")
@@ -251,15 +260,20 @@ def embedding_section() -> None:
     size = controls[1].selectbox("Samples", sizes, index=min(1, len(sizes) - 1), format_func=lambda n: f"{n:,}",
                                  key=f"explore_embed_size_{method}")
     color_options = ["label"] + (["correctness"] if predictions is not None else [])
-    color_by = controls[2].segmented_control("Colour by", color_options, default="label", required=True,
-                                             key="explore_embed_color")
+    if st.session_state["explore_embed_color"] not in color_options:  # kept from a model no longer picked
+        st.session_state["explore_embed_color"] = "label"
+    if predictions is None:  # one choice is no choice: said, not offered
+        controls[2].caption("Coloured by label. Pick a model at the top to colour by right and wrong instead.")
+        color_by = "label"
+    else:
+        color_by = controls[2].segmented_control("Colour by", color_options, required=True, key="explore_embed_color")
     subset, coordinates, explained = pca_layout(dataset_name, root, split, size, 0)
     if method == "t-SNE":
         coordinates = tsne_coordinates(subset, size)
         if coordinates is None:
             return
     else:
-        st.caption(f"The first two principal components explain {explained.sum():.0%} of the pixel variance.")
+        st.caption(f"The first two principal components explain {percent(explained.sum(), 0)} of the pixel variance.")
     if color_by == "correctness" and predictions is not None:
         groups = (predictions[subset] != labels[subset]).astype(np.int64)
         names, colors = ["right", "wrong"], ["#9bb7d4", "#d62728"]
@@ -272,7 +286,7 @@ def embedding_section() -> None:
     if picked:
         shown = np.asarray(picked[:SELECTION_SHOWN])
         more = f" (the first {SELECTION_SHOWN} shown)" if len(picked) > SELECTION_SHOWN else ""
-        st.markdown(f"**{len(picked):,} selected samples**{more}")
+        st.markdown(f"**{count(len(picked), 'selected sample')}**{more}")
         show_mosaic(shown)
     else:
         st.caption("Draw a lasso (or a box: see the chart's toolbar) around points to see their images; "
@@ -286,15 +300,17 @@ def tsne_coordinates(subset: np.ndarray, size: int) -> np.ndarray | None:
     if job is None or job.error is not None:
         if job is not None:
             st.error(f"The t-SNE map could not be computed: {escape_markdown(job.error)}", icon=":material/error:")
-        st.info(f"t-SNE places similar images near each other. It takes about {max(5, size // 100)} s "
-                f"for {size:,} samples on a laptop; the rest of the page stays usable meanwhile.",
-                icon=":material/scatter_plot:")
+        st.info(f"t-SNE places similar images near each other, so classes form islands. For {size:,} samples it "
+                f"takes about {duration(tsne_jobs().estimate(size))} on this machine; a bar shows its progress, and "
+                "the other tabs stay usable meanwhile.", icon=":material/scatter_plot:")
         st.button("Compute the t-SNE map", type="primary", key="explore_tsne_start", on_click=start_tsne,
                   args=(key, subset))
         return None
     if job.layout is None:
         tsne_progress(key)
         return None
+    st.caption(f"t-SNE map of {size:,} samples, computed in {duration(job.seconds)}. Points close together are "
+               "images that look alike; distances between islands mean little.")
     return job.layout
 
 
@@ -307,7 +323,7 @@ def tsne_progress(key: tuple) -> None:
     job = tsne_jobs().get(key)
     if job is None or job.done.is_set():
         st.rerun()  # the map is ready (or gone): draw the section again
-    st.progress(job.fraction, text=f"Computing the t-SNE map: {job.message}...")
+    st.progress(job.fraction, text=f"Computing the t-SNE map of {job.size:,} samples: {job.progress_words()}")
 
 
 # ---- 4. with a model ---------------------------------------------------------------------------------------------
@@ -323,9 +339,9 @@ def model_section() -> None:
     accuracy = per_class_accuracy(confusion)
     wrong = int(len(labels) - np.trace(confusion))
     metrics = st.columns(3)
-    metrics[0].metric(f"Accuracy on {split}", f"{np.trace(confusion) / max(1, len(labels)):.2%}")
+    metrics[0].metric(f"Accuracy on {split}", percent(np.trace(confusion) / max(1, len(labels))))
     metrics[1].metric("Misclassified", f"{wrong:,} of {len(labels):,}")
-    metrics[2].metric("Hardest class", f"{class_names[int(accuracy.argmin())]} ({accuracy.min():.1%})")
+    metrics[2].metric("Hardest class", f"{class_names[int(accuracy.argmin())]} ({percent(accuracy.min(), 1)})")
     left, right = st.columns([3, 2], gap="large")
     with left:
         st.markdown("**Confusion matrix** (click a cell to see its samples)")
@@ -353,7 +369,7 @@ def cell_samples(confusion: np.ndarray, clicked: tuple[int, int] | None) -> None
     indices = cell_indices(labels, predictions, true_class, predicted_class)  # type: ignore[arg-type]
     pair = escape_markdown(f"{class_names[true_class]} predicted as {class_names[predicted_class]}")
     st.markdown(f"**{heading}: {pair}**, "
-                f"{len(indices):,} samples" + (f" (the first {SELECTION_SHOWN} shown)" if len(indices) > SELECTION_SHOWN else ""))
+                f"{count(len(indices), 'sample')}" + (f" (the first {SELECTION_SHOWN} shown)" if len(indices) > SELECTION_SHOWN else ""))
     show_mosaic(indices[:SELECTION_SHOWN])
 
 
@@ -367,9 +383,9 @@ def augmentation_section() -> None:
     chosen_sample = st.session_state.get("explore_index", 0)
     index = controls[0].number_input("Sample index", 0, len(labels) - 1, value=chosen_sample,
                                      key=f"explore_aug_index_{chosen_sample}", help="Follows the sample shown large.")
-    shift = controls[1].slider("Shift (share of the side)", 0.0, 0.3, 0.1, 0.01, key="explore_aug_shift")
-    rotation = controls[2].slider("Rotation (degrees)", 0, 45, 15, key="explore_aug_rotation")
-    scale = controls[3].slider("Zoom (+-)", 0.0, 0.3, 0.1, 0.01, key="explore_aug_scale")
+    shift = controls[1].slider("Shift (share of the side)", 0.0, 0.3, step=0.01, key="explore_aug_shift")
+    rotation = controls[2].slider("Rotation (degrees)", 0, 45, key="explore_aug_rotation")
+    scale = controls[3].slider("Zoom (±, share of the size)", 0.0, 0.3, step=0.01, key="explore_aug_scale")
     with controls[4]:
         st.write("")
         if st.button("Draw again", icon=":material/casino:", key="explore_aug_redraw"):
@@ -390,15 +406,11 @@ def augmentation_section() -> None:
     st.caption(f"Sample {escape_markdown(describe(int(index)))}.")
 
 
-samples_tab, stats_tab, embed_tab, model_tab, aug_tab = st.tabs(
-    ["Samples", "Statistics", "Embedding", "Model", "Augmentation"])
-with samples_tab:
-    samples_section()
-with stats_tab:
-    statistics_section()
-with embed_tab:
-    embedding_section()
-with model_tab:
-    model_section()
-with aug_tab:
-    augmentation_section()
+# Only the open tab is drawn (Streamlit's lazy tabs): drawing every tab's charts at once kept a first visit's grid
+# waiting 3 s in the browser (bench/bench_page_load.py), and a tab drawn on opening shows the sample chosen now.
+SECTIONS = {"Samples": samples_section, "Statistics": statistics_section, "Embedding": embedding_section,
+            "Model": model_section, "Augmentation": augmentation_section}
+for tab, section in zip(st.tabs(list(SECTIONS), key="explore_tab", on_change="rerun"), SECTIONS.values()):
+    if tab.open or section is samples_section:  # the samples' widgets (and the chosen sample) must stay drawn
+        with tab:
+            section()

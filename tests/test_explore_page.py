@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core.data import load_dataset, missing_message
+from core.data import default_data_dir, load_dataset, missing_message
 from core.evaluation import predict_split
 from core.record import RecordedTraining
 from core.store import RunStore, default_runs_dir
@@ -73,6 +73,12 @@ def metric(app: AppTest, label: str) -> str:
     return next(m.value for m in app.metric if m.label == label)
 
 
+def open_tab(app: AppTest, name: str) -> AppTest:
+    """Open one of the page's tabs, as a click on it does: only the open tab is drawn (and Samples always)."""
+    app.session_state["explore_tab"] = name
+    return rerun(app)
+
+
 @pytest.fixture(scope="module")
 def trained_digits_run(tmp_path_factory) -> Path:
     recorded = RecordedTraining(QUICK, RunStore(tmp_path_factory.mktemp("trained")))
@@ -104,19 +110,23 @@ def test_digits_opens_with_every_section_and_explains_the_missing_mnist(tmp_path
     data = load_dataset("digits")
     assert view_size(app) == len(data.train_labels) == 1347
     assert "Sample #0: " + data.class_names[int(data.train_labels[0])] in texts(app)
+    assert len(app.tabs) == 5 and len(charts(app)) == 2  # a first visit draws the grid and the sample, nothing hidden
+    assert app.toggle(key="explore_only_wrong").disabled  # needs a model
+    open_tab(app, "Statistics")
     for heading in ("Samples per class", "Mean image of each class", "Pixel intensities"):
         assert heading in texts(app)
+    open_tab(app, "Embedding")
     assert "principal components explain" in texts(app)  # the PCA map is drawn at once
+    open_tab(app, "Model")
     assert "Pick a model at the top of the page" in texts(app)
-    assert len(app.tabs) == 5 and len(app.get("image")) >= 2  # mean images and the augmentation preview
-    assert len(charts(app)) >= 8
-    assert app.toggle(key="explore_only_wrong").disabled  # needs a model
+    open_tab(app, "Augmentation")
+    assert len(app.get("image")) == 1 and "Sample #0:" in texts(app)
 
 
 def test_pixel_statistics_shown_are_the_datasets(tmp_path):
-    app = page()
+    app = open_tab(page(), "Statistics")
     images = load_dataset("digits").train_images.numpy()
-    assert metric(app, "Background (value 0)") == f"{(images == 0).mean():.1%}"
+    assert metric(app, "Background (value 0)") == f"{(images == 0).mean() * 100:.1f} %"
     assert metric(app, "Mean pixel value") == f"{images.mean():.1f} of 16"
     app.button_group(key="explore_split").set_value("test")
     rerun(app)
@@ -162,7 +172,10 @@ def test_typing_an_index_opens_that_sample_large_with_its_pixels():
     assert str(int(data.train_images[42].max())) in pixels.proto.spec
     rerun(app)
     assert app.number_input(key="explore_index").value == 42  # stays open on the next run
+    open_tab(app, "Augmentation")
     assert app.number_input(key="explore_aug_index_42").value == 42  # the augmentation preview follows it
+    open_tab(app, "Samples")
+    assert app.number_input(key="explore_index").value == 42  # and another tab did not forget it
     app.button_group(key="explore_classes").set_value([5])
     rerun(app)
     first_five = int(np.flatnonzero(data.train_labels.numpy() == 5)[0])
@@ -177,7 +190,7 @@ def test_grid_and_embedding_selections_read_the_sample_ids():
 
 
 def test_augmentation_preview_draws_again_and_follows_the_sample():
-    app = page()
+    app = open_tab(page(), "Augmentation")
     before = app.get("image")[-1].value[0]
     app.button(key="explore_aug_redraw").click()
     rerun(app)
@@ -186,10 +199,13 @@ def test_augmentation_preview_draws_again_and_follows_the_sample():
     app.slider(key="explore_aug_rotation").set_value(40)
     rerun(app)
     assert "Sample #0:" in texts(app)
+    open_tab(app, "Statistics")
+    open_tab(app, "Augmentation")
+    assert app.slider(key="explore_aug_rotation").value == 40  # kept while its tab was closed
 
 
 def test_tsne_runs_in_the_background_with_progress_and_then_shows_the_map():
-    app = page()
+    app = open_tab(page(), "Embedding")
     app.button_group(key="explore_embed_method").set_value("t-SNE")
     rerun(app)
     assert "t-SNE places similar images near each other" in texts(app)
@@ -231,11 +247,13 @@ def test_a_digits_model_marks_mistakes_and_shows_its_confusion(digits_run):
     assert 0 < wrong.sum() < 200  # the fixture's model must make some mistakes for this test to mean anything
     app = page()
     model_box = app.selectbox(key="explore_model_digits")
-    assert len(model_box.options) == 2 and Path(digits_run).name in model_box.options[1]
-    assert "Digits CNN" in model_box.options[1] and "test accuracy" in model_box.options[1]
+    assert len(model_box.options) == 2 and Path(digits_run).name not in model_box.options[1]  # named, not an id
+    assert re.fullmatch(r"Digits CNN \(recipe\) · digits · 3 epochs · \d+ \w{3} \d\d:\d\d: \d+\.\d\d % test accuracy",
+                        model_box.options[1]), model_box.options[1]
     model_box.set_value(digits_run)
     rerun(app)
-    assert metric(app, "Accuracy on train") == f"{(~wrong).mean():.2%}"
+    open_tab(app, "Model")
+    assert metric(app, "Accuracy on train") == f"{(~wrong).mean() * 100:.2f} %"
     assert metric(app, "Misclassified") == f"{wrong.sum():,} of 1,347"
     assert "Red: the model is wrong." in texts(app)
     assert grid_marks(app, 100)[1:] == list(wrong[1:100])  # the first tile is the one shown large: blue
@@ -246,7 +264,7 @@ def test_a_digits_model_marks_mistakes_and_shows_its_confusion(digits_run):
     assert (f"The most frequent mistake: {true_class} predicted as {predicted_class}**, "
             f"{confusion.max():,} samples") in texts(app)
     accuracy = [(predictions[labels == c] == c).mean() for c in range(10)]
-    assert metric(app, "Hardest class") == f"{int(np.argmin(accuracy))} ({min(accuracy):.1%})"
+    assert metric(app, "Hardest class") == f"{int(np.argmin(accuracy))} ({min(accuracy) * 100:.1f} %)"
     app.toggle(key="explore_only_wrong").set_value(True)
     rerun(app)
     assert view_size(app) == wrong.sum() and all(grid_marks(app, min(100, wrong.sum()))[1:])
@@ -257,6 +275,7 @@ def test_colouring_the_map_by_correctness(digits_run):
     app = page()
     app.selectbox(key="explore_model_digits").set_value(digits_run)
     rerun(app)
+    open_tab(app, "Embedding")
     app.button_group(key="explore_embed_color").set_value("correctness")
     rerun(app)
     scatter = next(json.loads(c.proto.spec) for c in charts(app) if '"scattergl"' in c.proto.spec)
@@ -283,7 +302,7 @@ def test_unfinished_and_damaged_runs_are_not_offered(digits_run):
     (damaged / "meta.json").write_text("{not json")
     app = page()
     options = app.selectbox(key="explore_model_digits").options
-    assert len(options) == 2 and Path(digits_run).name in options[1]
+    assert len(options) == 2 and options[1].startswith("Digits CNN (recipe) · digits · 3 epochs")
 
 
 def test_text_from_folders_and_faults_is_shown_as_text(tmp_path, monkeypatch):
@@ -298,6 +317,8 @@ def test_text_from_folders_and_faults_is_shown_as_text(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ui.explore, "both_class_counts", broken)
     app = page()
+    app.session_state["explore_tab"] = "Statistics"
+    app.run()
     assert missing_message("mnist", folder) in texts(app)
     assert f"The statistics could not be shown: ValueError: {fault}" in texts(app)
     for raw in (str(folder), fault, "![x](x.png)", "<img", "**data**", "_it_"):
@@ -312,7 +333,9 @@ def test_mnist_subset_with_the_shipped_model(with_mnist):
     rerun(app)
     train_size = len(load_dataset("mnist", with_mnist).train_labels)  # 14,262 in ../shared/data, 60,000 downloaded
     assert view_size(app) == train_size
+    open_tab(app, "Statistics")
     assert f"Pixel intensities** (train, {train_size:,} images)" in texts(app)
+    open_tab(app, "Model")
     from core.inference import DEFAULT_MODEL_DIR
 
     box = app.selectbox(key="explore_model_mnist")
@@ -321,7 +344,7 @@ def test_mnist_subset_with_the_shipped_model(with_mnist):
     box.set_value(str(DEFAULT_MODEL_DIR))
     rerun(app)
     assert view_size(app) == 10_000
-    accuracy = float(metric(app, "Accuracy on test").rstrip("%")) / 100
+    accuracy = float(metric(app, "Accuracy on test").rstrip(" %")) / 100
     assert accuracy > 0.98
     app.button_group(key="explore_classes").set_value([9])
     app.toggle(key="explore_only_wrong").set_value(True)
@@ -381,3 +404,35 @@ def test_damaged_mnist_files_give_a_sentence(tmp_path, mnist_dir, monkeypatch):
     app.run()
     assert not app.exception
     assert any("could not be read" in e.value and "truncated" in e.value for e in app.error)
+
+
+def test_the_tsne_wait_is_estimated_from_measured_maps_and_its_progress_says_time_so_far_and_left():
+    from ui.explore import TsneJob, TsneJobs
+    from ui.train_format import duration
+
+    jobs = TsneJobs()
+    assert duration(jobs.estimate(2000)) == "32 s"  # the benchmark's 2,000 samples in 31.7 s (the page said 20 s)
+    assert 65 < jobs.estimate(3000) < 80
+    job = TsneJob(size=400, fraction=0.25, message="iteration 125 of 500", started=time.monotonic() - 10)
+    assert job.progress_words() == "iteration 125 of 500 · 10 s so far, about 30 s left"
+    assert TsneJob(size=400).progress_words() == "starting"
+    features = np.random.default_rng(0).random((60, 8)).astype(np.float32)
+    done = jobs.start(("test", 60), features)
+    assert done.done.wait(60) and done.error is None and done.seconds > 0
+    assert jobs.estimate(60) == pytest.approx(done.seconds)  # the next estimate is this machine's own rate
+
+
+def test_the_tsne_tab_says_its_wait_and_then_how_long_the_map_took():
+    from ui.train_format import duration
+
+    app = open_tab(page(), "Embedding")
+    app.button_group(key="explore_embed_method").set_value("t-SNE")
+    app.button_group(key="explore_split").set_value("test")
+    rerun(app)
+    assert f"For 450 samples it takes about {duration(tsne_jobs().estimate(450))} on this machine" in texts(app)
+    app.button(key="explore_tsne_start").click()
+    rerun(app)
+    job = tsne_jobs().get(("digits", str(default_data_dir()), "test", 450, 0))  # this test's (the jobs are shared)
+    assert job.done.wait(240) and job.error is None
+    rerun(app)
+    assert f"t-SNE map of 450 samples, computed in {duration(job.seconds)}." in texts(app)

@@ -599,12 +599,13 @@ def test_the_results_compare_with_the_reported_accuracy_and_call_a_tie_a_tie():
 # ---- how numbers, durations and runs are written ---------------------------------------------------------------
 
 def test_percentages_durations_and_missing_values_are_written_one_way():
-    from ui.train_format import duration, percent, signed_percent
+    from ui.train_format import count, duration, percent, signed_percent
 
     assert [duration(s) for s in (0, 42, 185, 3725, None, float("nan"))] == [
         "0 s", "42 s", "3 min 05 s", "1 h 02 min", "–", "–"]
     assert [percent(v) for v in (0.99123, 1, None, "0.5")] == ["99.12 %", "100.00 %", "–", "–"]
     assert signed_percent(-0.0378) == "-3.78 %"
+    assert [count(n, "sample") for n in (0, 1, 2, 1200)] == ["0 samples", "1 sample", "2 samples", "1,200 samples"]
 
 
 def test_the_runs_table_names_runs_by_what_they_are_and_shows_no_none(tiny_run):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
@@ -16,8 +17,9 @@ import streamlit as st
 from core.data import Dataset, DatasetUnavailable, load_dataset
 from core.explore import class_counts, class_mean_images, embedding_subset, pca, pixel_features, pixel_statistics, tsne
 from core.store import RunError, RunInfo, load_run_dir
-from ui.shared import accuracy_text, run_store
+from ui.shared import run_store
 from ui.text import escape_markdown
+from ui.train_format import duration, percent, run_names
 
 if TYPE_CHECKING:
     from core.explore import PixelStatistics
@@ -127,16 +129,17 @@ def model_choices(dataset: str) -> list[ModelChoice]:
 
     runs = [info for info in run_store().list_runs()
             if info.get("dataset") == dataset and info.status in USABLE_STATUSES and info.has_weights]
-    choices = [ModelChoice(str(info.path), _run_label(info)) for info in runs]
+    names = run_names(runs)
+    choices = [ModelChoice(str(info.path), _run_label(info, names[info.run_id])) for info in runs]
     if dataset == "mnist" and DEFAULT_MODEL_DIR.is_dir():
         choices.append(ModelChoice(str(DEFAULT_MODEL_DIR), "Default model shipped with the app (Fast CNN)"))
     return choices
 
 
-def _run_label(info: RunInfo) -> str:
-    title = info.get("model_title") or info.get("model")
+def _run_label(info: RunInfo, name: str) -> str:
+    """"Digits CNN · digits · 3 epochs · 2 Dec 14:05: 98.22 % test accuracy": what it is, not its folder's id."""
     stopped = ", stopped early" if info.status == "stopped" else ""
-    return f"{title}, {accuracy_text(info)} test accuracy{stopped} ({info.run_id})"
+    return f"{name}: {percent((info.get('final') or {}).get('test_accuracy'))} test accuracy{stopped}"
 
 
 def run_or_error(choice: ModelChoice | None) -> "LoadedRun | None":
@@ -197,15 +200,34 @@ def pca_layout(dataset: str, root: str, split: str, size: int, seed: int) -> tup
 
 # ---- t-SNE in the background: the page polls, the server stays responsive ------------------------------------------
 
+# Seconds per squared sample of a whole t-SNE map (its repulsion is quadratic), measured on the shared 2-core machine
+# of bench/README.md: 1,000 MNIST samples in 7.6 s, 2,000 in 18.5 to 31.7 s, 3,000 in 77 s, as busy as it was.
+# Replaced by this process's own figure once it has made a map.
+TSNE_SECONDS_PER_SQUARED_SAMPLE = 31.7 / 2000**2
+
+
 @dataclass
 class TsneJob:
-    """One t-SNE computation: its progress, then its layout or its error."""
+    """One t-SNE computation: its progress, then its layout or its error, and when it started and ended."""
 
+    size: int = 0
     fraction: float = 0.0
-    message: str = "waiting for the previous map to finish"
+    message: str = "starting"
     layout: np.ndarray | None = None
     error: str | None = None
+    started: float | None = None  # time.monotonic() when computing began (after any map before it)
+    seconds: float | None = None  # how long computing took, once done
     done: threading.Event = field(default_factory=threading.Event)
+
+    def progress_words(self) -> str:
+        """"iteration 250 of 500 · 8 s so far, about 24 s left", from the time this map has taken so far."""
+        if self.started is None:
+            return self.message
+        elapsed = time.monotonic() - self.started
+        words = f"{self.message} · {duration(elapsed)} so far"
+        if self.fraction >= 0.1:  # before that, the neighbour search makes the rate a poor guide
+            words += f", about {duration(elapsed / self.fraction * (1 - self.fraction))} left"
+        return words
 
 
 class TsneJobs:
@@ -213,6 +235,7 @@ class TsneJobs:
 
     def __init__(self, keep: int = 8) -> None:
         self.jobs: dict[tuple, TsneJob] = {}
+        self.seconds_per_squared_sample = TSNE_SECONDS_PER_SQUARED_SAMPLE  # this machine's, after its first map
         self.keep = keep
         self.lock = threading.Lock()
         self.one_at_a_time = threading.Lock()  # two maps at once would only halve each one's speed on 2 cores
@@ -226,7 +249,7 @@ class TsneJobs:
         with self.lock:
             if key in self.jobs and self.jobs[key].error is None:
                 return self.jobs[key]
-            job = self.jobs[key] = TsneJob()
+            job = self.jobs[key] = TsneJob(size=len(features))
             while len(self.jobs) > self.keep:
                 self.jobs.pop(next(iter(self.jobs)))
         threading.Thread(target=self._work, args=(job, features), name="tsne", daemon=True).start()
@@ -236,13 +259,23 @@ class TsneJobs:
         def report(fraction: float, message: str) -> None:
             job.fraction, job.message = fraction, message
 
-        with self.one_at_a_time:
-            try:
-                job.layout = tsne(features, progress=report)
-            except Exception as error:  # shown on the page as a sentence, never as a traceback
-                job.error = f"{type(error).__name__}: {error}"
-            finally:
-                job.done.set()
+        if not self.one_at_a_time.acquire(blocking=False):
+            job.message = "waiting for the map being computed to finish"
+            self.one_at_a_time.acquire()
+        try:
+            job.started = time.monotonic()
+            job.layout = tsne(features, progress=report)
+            job.seconds = time.monotonic() - job.started
+            self.seconds_per_squared_sample = job.seconds / max(1, job.size) ** 2
+        except Exception as error:  # shown on the page as a sentence, never as a traceback
+            job.error = f"{type(error).__name__}: {error}"
+        finally:
+            self.one_at_a_time.release()
+            job.done.set()
+
+    def estimate(self, size: int) -> float:
+        """Seconds a map of `size` samples should take here: the last map's rate, else the benchmark's."""
+        return self.seconds_per_squared_sample * size**2
 
 
 @st.cache_resource
@@ -293,11 +326,11 @@ def histogram_figure(stats: "PixelStatistics") -> go.Figure:
 
 def ink_figure(ink_per_image: np.ndarray) -> go.Figure:
     """How much ink each image carries: thin or small digits on the left, bold ones on the right."""
-    figure = go.Figure(go.Histogram(x=ink_per_image, nbinsx=40, marker_color="#2ca02c",
-                                    hovertemplate="%{x:.0%}: %{y} images<extra></extra>"))
+    figure = go.Figure(go.Histogram(x=np.asarray(ink_per_image) * 100, nbinsx=40, marker_color="#2ca02c",
+                                    hovertemplate="%{x:.0f} %: %{y} images<extra></extra>"))
     figure.update_layout(height=280, margin={"l": 10, "r": 10, "t": 10, "b": 10}, bargap=0.05,
                          xaxis_title="mean intensity of an image", yaxis_title="images")
-    figure.update_xaxes(tickformat=".0%")
+    figure.update_xaxes(ticksuffix=" %")
     return figure
 
 
@@ -330,10 +363,10 @@ def probability_figure(probabilities: np.ndarray, class_names: Sequence[str], la
     """The model's probability for each class; the true class in green, a wrong top answer in red."""
     top = int(np.argmax(probabilities))
     colors = ["#2ca02c" if i == label else "#d62728" if i == top else "#aab4c3" for i in range(len(class_names))]
-    figure = go.Figure(go.Bar(x=list(class_names), y=probabilities, marker_color=colors,
-                              text=[f"{p:.0%}" if p >= 0.01 else "" for p in probabilities], textposition="outside",
-                              hovertemplate="%{x}: %{y:.2%}<extra></extra>"))
-    figure.update_layout(height=220, margin={"l": 10, "r": 10, "t": 10, "b": 10}, yaxis={"range": [0, 1.15],
-                         "tickformat": ".0%", "tickvals": [0, 0.5, 1]})
+    figure = go.Figure(go.Bar(x=list(class_names), y=np.asarray(probabilities) * 100, marker_color=colors,
+                              text=[f"{p * 100:.0f} %" if p >= 0.01 else "" for p in probabilities],
+                              textposition="outside", hovertemplate="%{x}: %{y:.2f} %<extra></extra>"))
+    figure.update_layout(height=220, margin={"l": 10, "r": 10, "t": 10, "b": 10}, yaxis={"range": [0, 115],
+                         "ticksuffix": " %", "tickvals": [0, 50, 100]})
     figure.update_xaxes(type="category")
     return figure

@@ -120,3 +120,40 @@ def test_show_results_opens_them_under_the_table_in_view(page, app_url, no_train
     assert on_screen(opened.get_by_role("heading", name=re.compile("^Results:")))
     assert_no_error(page)
     screenshot(page, "glance-train-table-results")
+
+
+# ---- Explore ------------------------------------------------------------------------------------------------------
+
+def open_explore(page, app_url: str) -> None:
+    page.goto(f"{app_url}/explore")
+    wait_for_app(page, timeout=120_000)
+    page.get_by_text("in this view").first.wait_for(timeout=60_000)
+
+
+def test_every_class_filter_is_whole_on_screen_at_1400_px(page, app_url):
+    open_explore(page, app_url)
+    pills = page.locator(".st-key-explore_classes")
+    frame = pills.bounding_box()
+    for name in map(str, range(10)):
+        box = pills.get_by_role("button", name=name, exact=True).bounding_box()
+        assert box["x"] >= frame["x"] and box["x"] + box["width"] <= frame["x"] + frame["width"] + 0.5, name
+        assert on_screen(pills.get_by_role("button", name=name, exact=True)), name
+    assert_no_error(page)
+    screenshot(page, "glance-explore-first-screen")
+
+
+def test_the_augmentation_tab_shows_the_sample_clicked_in_the_grid(page, app_url):
+    open_explore(page, app_url)
+    mosaic = page.locator(".st-key-explore_grid .imagelayer image").first
+    box = mosaic.bounding_box()
+    tile, columns, rows = 23, 10, 10  # third row, fourth column of the first page: sample #23 in index order
+    page.mouse.click(box["x"] + (tile % columns + 0.5) / columns * box["width"],
+                     box["y"] + (tile // columns + 0.4) / rows * box["height"])
+    page.get_by_text(re.compile(r"^Sample #23: ")).first.wait_for(timeout=30_000)
+    page.get_by_role("tab", name="Augmentation").click()
+    wait_for_app(page)
+    panel = page.locator('[role="tabpanel"]:visible')
+    expect(panel.get_by_text(re.compile(r"^Sample #23: "))).to_be_visible(timeout=30_000)
+    expect(panel.get_by_role("spinbutton", name="Sample index")).to_have_value("23")
+    assert_no_error(page)
+    screenshot(page, "glance-explore-augmentation")
