@@ -637,3 +637,17 @@ def test_the_difference_from_the_reported_accuracy_is_red_only_after_as_many_epo
 
     same_length = versus_reported(0.95, 0.9867, 1000, 1000)
     assert same_length["delta"] == "-3.67 % vs reported" and "delta_color" not in same_length  # red: a real shortfall
+
+
+def test_a_fresh_visit_after_a_run_draws_start_and_the_headline_first_and_the_charts_on_the_next_run():
+    trainer = open_page()
+    quick_run(trainer)
+    button(trainer, "Start training").click().run()
+    assert job_manager().wait_idle(120)
+    visitor = open_page()  # a new session: its first run of the page
+    assert not button(visitor, "Start training").disabled and any(m.label == "Test accuracy" for m in visitor.metric)
+    assert "Drawing the curves, the confusion matrix and the mistakes..." in every_text(visitor)
+    assert not visitor.get("plotly_chart") and not visitor.get("image")  # plotly.js waits: Start comes first
+    visitor.run()  # what the fragment's tick asks for, a moment later
+    assert any(trace["type"] == "heatmap" for figure in figures(visitor) for trace in figure["data"])
+    assert "Drawing the curves" not in every_text(visitor)

@@ -1,7 +1,8 @@
 """The Train page's live panel: the running job's progress, curves and queue, redrawn in place; the same place shows
 the run's results once it ends, and is brought into view when a run starts or ends.
 
-Session state: `train_loss_log` (the loss chart's log scale), `train_stop_refused` (a Stop the job manager refused).
+Session state: `train_loss_log` (the loss chart's log scale), `train_stop_refused` (a Stop the job manager refused),
+`train_painted` (the page has run once in this session), `train_rest_armed` (the deferred charts' rerun is due).
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from core.store import RunError, RunInfo
 from ui import train as ui
 from ui.jobs import job_manager, may_stop, stop_job
 from ui.live_chart import live_charts
-from ui.results import run_results
+from ui.results import headline, run_results
 from ui.shared import run_store
 from ui.text import escape_markdown
 from ui.train_format import percent, run_name
 
 CORES = ui.usable_cores()
 LIVE_REFRESH_SECONDS = ui.live_refresh_seconds(CORES)
+FIRST_PAINT = "train_painted"  # set by the session's first run of the page
+DRAW_THE_REST_SECONDS = 0.3
 SLOT_KEY = "train_live"  # the live panel's container: its CSS class is st-key-train_live
 TARGETS = {"live": SLOT_KEY, "results": SLOT_KEY, "table_results": "train_table_results"}
 # Brings a part of the page under the app's header. "if_seen": only when some of it is on screen already (the end of
@@ -102,13 +105,20 @@ def queue_panel(jobs: list[JobSnapshot]) -> None:
 
 # ---- the slot: live while a job runs or waits, results once it has ended with weights -------------------------------
 
-def live_slot() -> None:
+def first_paint() -> bool:
+    """Whether this is the session's first run of the Train page (a fresh visit: nothing of the page loaded yet)."""
+    first = FIRST_PAINT not in st.session_state
+    st.session_state[FIRST_PAINT] = True
+    return first
+
+
+def live_slot(first: bool = False) -> None:
     """The live panel, or the results of the job that just ended, in one place on the page (st-key-train_live)."""
     with st.container(key=SLOT_KEY):
         snapshot = job_manager().latest()
         info = ended_run(snapshot)
         if snapshot is not None and info is not None:
-            ended_view(snapshot, info)
+            ended_view(snapshot, info, first)
             return
         # The bar's slide animation after each update tripled its cost in the browser (bench/bench_live_chart.py).
         st.html("<style>[data-testid='stProgress'] * { transition: none !important; }</style>")
@@ -142,12 +152,27 @@ def live_view() -> None:
         st.caption(note)
 
 
-def ended_view(snapshot: JobSnapshot, info: RunInfo) -> None:
-    """Where the live panel was: the run's results, its status first and its final curves among them."""
+def ended_view(snapshot: JobSnapshot, info: RunInfo, first_paint: bool) -> None:
+    """Where the live panel was: the run's results, its status first and its final curves among them.
+
+    On a session's first run of the page only the headline is drawn, and the charts a moment later: plotly.js's
+    first load kept Start from being clickable for 2 s more (bench/bench_page_load.py --after-a-run)."""
     st.subheader(f"Results: {job_title(snapshot)}")
     status_line(snapshot, st.session_state["train_job"])
     queue_panel(job_manager().jobs())
+    if first_paint:
+        headline(info)
+        st.caption("Drawing the curves, the confusion matrix and the mistakes...")
+        st.fragment(run_every=DRAW_THE_REST_SECONDS)(draw_the_rest)()
+        return
     run_results(info, curves=lambda: st.fragment(curves)(snapshot), key="train_live")
+
+
+def draw_the_rest() -> None:
+    """Rerun the page once the first paint is on screen (this fragment's first tick after the run that drew it)."""
+    if st.session_state.pop("train_rest_armed", False):
+        st.rerun(scope="app")
+    st.session_state["train_rest_armed"] = True
 
 
 def curves(snapshot: JobSnapshot) -> None:

@@ -1,0 +1,174 @@
+"""Page load: seconds from opening a page in a fresh browser session until it can be used, Train and Explore against
+Home, measured in the same run.
+
+    python bench/bench_page_load.py [--rounds 7] [--runs 4] [--data-dir ../shared/data] [--after-a-run]
+
+One `streamlit run streamlit_app.py` serves every load (warmed by one load of each page, not counted), with a runs
+folder holding `--runs` small digits runs trained at the start (the Train page lists them, Explore offers them).
+Each load is a new Chromium context (a new visitor: no cached files, a new Streamlit session) going to the page's
+address; rounds interleave Home, Train and Explore, and the figures are medians.
+"Ready" is when the page's main control can be used: Home's last link ("Predict"), Train's enabled Start button,
+Explore's sample grid drawn (a plotly chart with its points). "Done" is when the script run is over (no running
+indicator). The ratio is against Home's "ready" of the same round.
+
+With --after-a-run, a short run (digits, 3 epochs) is first trained from the Train page, as a person would before
+coming back to it: every later visit to Train then shows that run's results (charts, confusion matrix, mistakes).
+
+Two floors, served by a second `streamlit run` and measured in the same rounds, say what Streamlit and Chromium cost
+here before the app does anything: a page with a title and a button (ready: the button), and the same with one
+two-point plotly chart (ready: the chart drawn). Explore's grid is a plotly chart, so the second is its floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, SHARED_DATA, serve_app, stop_app, wait_for_app  # noqa: E402
+
+GOAL_SECONDS = 2.5
+GRID_DRAWN = ("() => { const plot = document.querySelector('.st-key-explore_grid .js-plotly-plot');"
+              " return !!(plot && plot.data && plot.data.length > 1); }")
+
+
+def ready_home(page) -> None:
+    page.get_by_role("link", name="Predict").last.wait_for(timeout=60_000)
+
+
+def ready_train(page) -> None:
+    page.locator("button:enabled", has_text="Start training").first.wait_for(timeout=60_000)
+
+
+def ready_explore(page) -> None:
+    page.wait_for_function(GRID_DRAWN, timeout=60_000, polling="raf")
+
+
+PAGES = {"home": ("", ready_home), "train": ("/train", ready_train), "explore": ("/explore", ready_explore)}
+FLOOR_PAGE = """import streamlit as st
+st.title("Floor")
+st.button("Go")
+if st.query_params.get("plotly"):
+    import plotly.graph_objects as go
+    st.plotly_chart(go.Figure(go.Scatter(x=[1, 2], y=[1, 2])), key="floor")
+"""
+PLOTLY_DRAWN = "() => { const plot = document.querySelector('.js-plotly-plot'); return !!(plot && plot.data); }"
+
+
+def ready_floor(page) -> None:
+    page.get_by_role("button", name="Go").wait_for(timeout=60_000)
+
+
+def ready_plotly_floor(page) -> None:
+    page.wait_for_function(PLOTLY_DRAWN, timeout=60_000, polling="raf")
+
+
+FLOORS = {"floor": ("/", ready_floor), "plotly floor": ("/?plotly=1", ready_plotly_floor)}
+
+
+def load(browser, url: str, ready) -> tuple[float, float]:
+    """(seconds until ready, seconds until the script run is over) for one fresh visit."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    try:
+        start = time.perf_counter()
+        page.goto(url, wait_until="commit")
+        ready(page)
+        usable = time.perf_counter() - start
+        wait_for_app(page, timeout=60_000)
+        return usable, time.perf_counter() - start
+    finally:
+        context.close()
+
+
+def train_from_the_page(browser, url: str) -> None:
+    """Train a 3-epoch digits run from the Train page and wait for its results, so the app has a finished job."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    try:
+        page.goto(url + "/train")
+        wait_for_app(page, timeout=60_000)
+        epochs = page.get_by_label("Epochs", exact=True)
+        epochs.fill("3")
+        epochs.press("Enter")
+        wait_for_app(page)
+        page.get_by_role("button", name="Start training").click()
+        page.get_by_text("Finished.").wait_for(timeout=300_000)
+        wait_for_app(page, timeout=60_000)
+    finally:
+        context.close()
+
+
+def trained_runs(folder: Path, count: int) -> None:
+    """`count` small digits runs in `folder`, as a person's runs folder would hold after a few tries."""
+    from core.record import RecordedTraining
+    from core.store import RunStore
+    from core.training import TrainConfig
+
+    for seed in range(count):
+        config = TrainConfig(model="digits-cnn", dataset="digits", epochs=2, train_limit=300, seed=seed)
+        list(RecordedTraining(config, RunStore(folder)).events())
+
+
+def measure(browser, urls: dict[str, str], rounds: int) -> dict[str, list[tuple[float, float]]]:
+    """Every page of PAGES (at urls["app"]) and of FLOORS (at urls["floor"]), `rounds` times, interleaved."""
+    pages = {name: (urls["app"] + path, ready) for name, (path, ready) in PAGES.items()}
+    pages.update({name: (urls["floor"] + path, ready) for name, (path, ready) in FLOORS.items()})
+    for address, ready in pages.values():  # warm-up: imports, caches and the first dataset load, not counted
+        load(browser, address, ready)
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in pages}
+    for round_number in range(rounds):
+        for name, (address, ready) in pages.items():
+            results[name].append(load(browser, address, ready))
+        print(f"  round {round_number + 1}: " + ", ".join(f"{name} {times[-1][0]:.2f}" for name, times in
+                                                          results.items()) + " s", flush=True)
+    return results
+
+
+def report(results: dict[str, list[tuple[float, float]]]) -> None:
+    home = statistics.median(ready for ready, _ in results["home"])
+    for name, times in results.items():
+        ready, done = (statistics.median(column) for column in zip(*times))
+        goal = f", goal under {GOAL_SECONDS} s" if name in ("train", "explore") else ""
+        print(f"{name:13s} ready {ready:.2f} s (x{ready / home:.2f} Home){goal}; script done {done:.2f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=4, help="small runs in the runs folder")
+    parser.add_argument("--data-dir", type=Path, default=SHARED_DATA)
+    parser.add_argument("--after-a-run", action="store_true", help="train a short run from the Train page first")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as scratch, sync_playwright() as playwright:
+        runs = Path(scratch) / "runs"
+        os.environ["DIGIT_STUDIO_DATA"] = str(args.data_dir)
+        trained_runs(runs, args.runs)
+        floor_script = Path(scratch) / "floor.py"
+        floor_script.write_text(FLOOR_PAGE)
+        served = serve_app(runs, args.data_dir, output=subprocess.DEVNULL)
+        floor = serve_app(runs, args.data_dir, output=subprocess.DEVNULL, script=str(floor_script))
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            if args.after_a_run:
+                load(browser, served.url, ready_home)  # the frame first: a first request for /train runs it alone
+                train_from_the_page(browser, served.url)
+            report(measure(browser, {"app": served.url, "floor": floor.url}, args.rounds))
+        finally:
+            browser.close()
+            stop_app(served)
+            stop_app(floor)
+
+
+if __name__ == "__main__":
+    main()
