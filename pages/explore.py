@@ -62,7 +62,7 @@ def forget_view() -> None:
 # ---- the frame: dataset, split, model -------------------------------------------------------------------------
 
 st.title("Explore")
-st.markdown("See the data the models learn from: browse samples, compare classes, map the whole set in 2-D, "
+st.markdown("See the data the models learn from: browse samples, compare classes, map thousands of them in 2-D, "
             "and pick a trained model to see exactly where it fails.")
 
 missing = {name: why for name, why in available_datasets().items() if why}
@@ -145,15 +145,18 @@ def open_tile() -> None:
 def samples_section() -> None:
     controls = st.columns([4.4, 1.5, 0.9, 0.9])  # the class pills wrap rather than clip their last ones
     chosen_classes = controls[0].pills("Classes", list(range(len(class_names))), selection_mode="multi",
-                                       format_func=lambda i: class_names[i], key="explore_classes", on_change=forget_sample,
-                                       help="Pick one or more classes; none picked shows all.", wrap=True)
+                                       format_func=lambda i: class_names[i], key="explore_classes",
+                                       on_change=forget_sample, help="Pick one or more classes; none picked shows all.",
+                                       wrap=True)
     order = controls[1].segmented_control("Order", ["index", "shuffled"], default="index", required=True,
                                           format_func=str.capitalize, key="explore_order", on_change=forget_sample)
-    seed = controls[2].number_input("Seed", 0, 1_000_000, 0, key="explore_seed", on_change=forget_sample, disabled=order != "shuffled")
+    seed = controls[2].number_input("Seed", 0, 1_000_000, 0, key="explore_seed", on_change=forget_sample,
+                                    disabled=order != "shuffled")
     per_page = controls[3].selectbox("Per page", PER_PAGE_CHOICES, key="explore_per_page", on_change=forget_sample)
     grid_column, detail_column = st.columns([3, 2], gap="medium")
     page_place, wrong_place = grid_column.columns([1.4, 1], vertical_alignment="bottom")
-    only_wrong = wrong_place.toggle("Only misclassified", key="explore_only_wrong", on_change=forget_sample, disabled=predictions is None,
+    only_wrong = wrong_place.toggle("Only misclassified", key="explore_only_wrong", on_change=forget_sample,
+                                    disabled=predictions is None,
                                     help="Needs a model: pick one above." if predictions is None else None)
     within = misclassified(labels, predictions) if only_wrong and predictions is not None else None
     view = ordered(filtered_indices(labels, chosen_classes, within), order, int(seed))
@@ -202,8 +205,9 @@ def sample_detail(default: int) -> None:
         open_in_predict(dataset_name, split, int(index))
     st.plotly_chart(pixel_heatmap(images[index].astype(np.int64), max_value), key="explore_pixels",
                     config={"displayModeBar": False})
-    st.caption(f"Pixel values 0..{max_value} ({data.image_size}x{data.image_size}): "
-               + ("the 8x8 digits count ink in 4x4 blocks." if max_value == 16 else "255 is full ink."))
+    st.caption(f"Pixel values from 0 to {max_value} ({data.image_size}x{data.image_size} pixels): "
+               + ("each counts the ink in a 4x4 block of the scanned digit." if max_value == 16 else
+                  f"{max_value} is full ink."))
     if probabilities is not None:
         st.plotly_chart(probability_figure(probabilities[index], class_names, int(labels[index])),
                         key="explore_probabilities", config={"displayModeBar": False})
@@ -220,7 +224,7 @@ def statistics_section() -> None:
         st.markdown("**Samples per class**")
         st.plotly_chart(class_counts_figure(counts, class_names), key="explore_counts")
         balance = counts[split].max() / max(1, counts[split].min())
-        st.caption(f"The largest class of the {split} split has {balance:.2f}x the samples of the smallest.")
+        st.caption(f"The largest class of the {split} split has {balance:.2f} times as many samples as the smallest.")
     with right:
         st.markdown(f"**Mean image of each class** ({split})")
         scaled = np.clip(np.rint(means), 0, max_value).astype(np.uint8)

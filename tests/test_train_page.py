@@ -290,7 +290,8 @@ def test_a_second_start_is_queued_and_a_full_queue_is_refused(monkeypatch):
     button(app, "Start training").click().run()
     for _ in range(2):
         button(app, "Queue training").click().run()
-    assert "Waiting: number" not in " ".join(str(p.text) for p in app.get("progress"))  # the page shows the running one
+    bars = " ".join(str(p.text) for p in app.get("progress"))
+    assert "Waiting in the queue" not in bars  # the page shows the running one
     assert len([job for job in job_manager().jobs() if job.status == "queued"]) == 2
     button(app, "Queue training").click().run()
     assert any("already waiting" in text for text in errors(app)), errors(app)
@@ -394,7 +395,7 @@ def test_delete_removes_exactly_the_picked_run_after_one_confirmation_and_clears
     assert listed() == [ALPHA, CHARLIE]
     assert runs_table(app).value["Run id"].tolist() == [ALPHA, CHARLIE]  # charlie now sits in bravo's row
     assert not [label for label in labels(app) if label.startswith("Delete")]  # nothing is picked any more
-    assert any(caption.value.startswith("Select runs in the table") for caption in app.caption)
+    assert any(caption.value.startswith("Tick runs in the table") for caption in app.caption)
     pick(app, [1], key=old_table)  # the browser repeating the old table's selection picks nothing
     assert not [label for label in labels(app) if label.startswith("Delete")]
     assert listed() == [ALPHA, CHARLIE]
@@ -590,7 +591,7 @@ def test_the_results_compare_with_the_reported_accuracy_and_call_a_tie_a_tie():
     from ui.results import versus_reported
 
     assert versus_reported(0.98671, 0.9867) == {"delta": "same as reported", "delta_color": "off",
-                                                "delta_arrow": "off", "help": "The recipe reports 98.67 %."}  # no red -0.00
+                                                "delta_arrow": "off", "help": "The recipe reports 98.67 %."}  # not red
     assert versus_reported(0.99, 0.9867, 1000, 1000) == {
         "delta": "+0.33 % vs reported", "help": "The recipe reports 98.67 % after the same number of epochs."}
     assert versus_reported(0.95, None) == {"delta": None} and versus_reported(None, 0.99) == {"delta": None}

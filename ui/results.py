@@ -22,6 +22,7 @@ from ui.text import escape_markdown
 from ui.train import STATUS_WORDS
 from ui.train_format import MISSING, count, duration, is_number, percent, signed_percent
 
+DEVICE_WORDS = {"cpu": "the CPU", "cuda": "a GPU", "mps": "Apple's GPU"}
 GALLERY_SIZE = 60
 GALLERY_TILE = 64  # px: an image and its caption under it
 
@@ -114,7 +115,8 @@ def run_facts(info: RunInfo) -> list[str]:
         facts.append(f"{parameters:,} parameters")
     if is_number(images):
         facts.append(f"{images:,} training images")
-    return [*facts, f"trained on {info.get('device') or 'an unknown device'}"]
+    device = str(info.get("device") or "")
+    return [*facts, f"trained on {DEVICE_WORDS.get(device.split(':')[0], device or 'an unknown device')}"]
 
 
 def mistakes_view(info: RunInfo, labels: np.ndarray, predicted: np.ndarray, class_names: list[str], key: str) -> None:
@@ -148,7 +150,7 @@ def gallery(info: RunInfo, indices: np.ndarray, labels: np.ndarray, predicted: n
     shown_part = f", the first {GALLERY_SIZE} shown" if len(indices) > GALLERY_SIZE else ""
     st.markdown(f"**{escape_markdown(title)}:** {len(indices):,}{shown_part}")
     if len(indices) == 0:
-        st.caption("None.")
+        st.caption("Not one: the model gets every one of these right.")
         return
     shown = indices[:GALLERY_SIZE]
     data = load_dataset(info.get("dataset"), data_dir())

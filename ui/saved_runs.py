@@ -5,8 +5,8 @@ st.dataframe reports its selection as row positions, which stay put when the row
 the next run slid into the deleted one's row and was still selected. So the picked run ids are kept here, and the
 table's key changes with its list of runs (and after every delete): a stale row selection never meets another run.
 
-Runs are named by what they are (model · dataset · epochs · when), every value is text (a table shows a missing number
-as "None"), and the picked run's results open under the table, where the eye already is.
+Runs are named by what they are (model · dataset · epochs · when), every value is text (a table shows a missing
+number as "None"), and the picked run's results open under the table, where the eye already is.
 
 Session state: `train_selected` (run ids picked), `train_delete_pending` (run ids a Delete click asks to confirm),
 `train_table_version` (bumped by each delete), `train_download` (run id, zip bytes or None, refusal or None),
@@ -74,7 +74,8 @@ def runs_section() -> None:
     if message := st.session_state.pop("train_delete_message", None):
         st.warning(message, icon=":material/block:")
     if not chosen:
-        st.caption("Select runs in the table to compare their curves, see one's results, download or delete them.")
+        st.caption("Tick runs in the table's first column to compare their curves; tick one to see its results, "
+                   "download it or delete it.")
         return
     run_actions(chosen)
     table_results(chosen)

@@ -68,10 +68,12 @@ def progress_text(snapshot: JobSnapshot) -> str:
     """"Epoch 3/10 · step 450/2,230 · 5,120 images/s · 12 s so far · about 42 s left" for the progress bar."""
     progress = snapshot.progress
     if snapshot.status == "queued":
-        return f"Waiting: number {snapshot.queue_position} in the queue"
+        place = "next to start" if snapshot.queue_position == 1 else f"number {snapshot.queue_position}"
+        return f"Waiting in the queue: {place}"
     if progress is None:
         return "Loading the data and building the model..."
-    parts = [f"Epoch {max(progress.epoch, 1):,}/{progress.epochs:,}", f"step {progress.step:,}/{progress.total_steps:,}",
+    parts = [f"Epoch {max(progress.epoch, 1):,}/{progress.epochs:,}",
+             f"step {progress.step:,}/{progress.total_steps:,}",
              f"{progress.images_per_second:,.0f} images/s", f"{duration(progress.elapsed_seconds)} so far"]
     if snapshot.active:
         parts.append(f"about {duration(progress.eta_seconds)} left")

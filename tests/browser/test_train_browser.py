@@ -183,7 +183,7 @@ def test_saved_runs_download_the_picked_one_and_delete_exactly_it(page, app_url,
     page.get_by_role("button", name="Delete 1 run", exact=True).click()
     expect(page.get_by_text(re.compile("Delete 1 run for good: zz-2-bravo"))).to_be_visible(timeout=30_000)
     page.get_by_role("button", name="Delete 1 run for good").click()
-    expect(page.get_by_text(re.compile("^Select runs in the table"))).to_be_visible(timeout=30_000)
+    expect(page.get_by_text(re.compile("^Tick runs in the table"))).to_be_visible(timeout=30_000)
     expect(page.get_by_role("button", name=re.compile("^Delete"))).to_have_count(0)  # charlie, in bravo's row: unpicked
     assert_no_error(page)
     screenshot(page, "train-after-delete")
