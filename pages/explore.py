@@ -345,7 +345,9 @@ def model_section() -> None:
     metrics = st.columns(3)
     metrics[0].metric(f"Accuracy on {split}", percent(np.trace(confusion) / max(1, len(labels))))
     metrics[1].metric("Misclassified", f"{wrong:,} of {len(labels):,}")
-    metrics[2].metric("Hardest class", f"{class_names[int(accuracy.argmin())]} ({percent(accuracy.min(), 1)})")
+    hardest = f"{class_names[int(accuracy.argmin())]} ({percent(accuracy.min(), 1)})" \
+        if accuracy.min() < accuracy.max() else f"none: all {percent(accuracy.min(), 1)}"  # a tie has no hardest
+    metrics[2].metric("Hardest class", hardest)
     left, right = st.columns([3, 2], gap="large")
     with left:
         st.markdown("**Confusion matrix** (click a cell to see its samples)")
@@ -364,7 +366,7 @@ def cell_samples(confusion: np.ndarray, clicked: tuple[int, int] | None) -> None
     if clicked is None:
         off_diagonal = confusion - np.diag(np.diag(confusion))
         true_class, predicted_class = (int(i) for i in np.unravel_index(np.argmax(off_diagonal), confusion.shape))
-        if confusion[true_class, predicted_class] == 0:
+        if off_diagonal[true_class, predicted_class] == 0:  # not one mistake: argmax fell on the diagonal
             st.success("No mistakes at all on this split.", icon=":material/check_circle:")
             return
         heading = "The most frequent mistake"

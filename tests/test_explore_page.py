@@ -256,6 +256,7 @@ def test_a_digits_model_marks_mistakes_and_shows_its_confusion(digits_run):
     assert metric(app, "Accuracy on train") == f"{(~wrong).mean() * 100:.2f} %"
     assert metric(app, "Misclassified") == f"{wrong.sum():,} of 1,347"
     assert "Red: the model is wrong." in texts(app)
+    assert re.search(r"Sample #0: \d, predicted \d \(\d+ %, (right|wrong)\)", texts(app)), texts(app)
     assert grid_marks(app, 100)[1:] == list(wrong[1:100])  # the first tile is the one shown large: blue
     confusion = np.zeros((10, 10), dtype=int)
     np.add.at(confusion, (labels, predictions), 1)
@@ -436,3 +437,21 @@ def test_the_tsne_tab_says_its_wait_and_then_how_long_the_map_took():
     assert job.done.wait(240) and job.error is None
     rerun(app)
     assert f"t-SNE map of 450 samples, computed in {duration(job.seconds)}." in texts(app)
+
+
+def test_a_model_without_a_mistake_is_said_to_make_none_and_no_class_is_called_hardest(digits_run, monkeypatch):
+    import ui.explore
+    from ui.charts import per_class_accuracy_figure
+
+    def perfect(run_path, stamp, dataset, root, split):  # a model that is right about every sample
+        labels = load_dataset(dataset, root).train_labels.numpy() if split == "train" else \
+            load_dataset(dataset, root).test_labels.numpy()
+        return np.eye(10, dtype=np.float32)[labels]
+
+    monkeypatch.setattr(ui.explore, "split_probabilities", perfect)
+    app = page()
+    app.selectbox(key="explore_model_digits").set_value(digits_run)
+    open_tab(rerun(app), "Model")
+    assert metric(app, "Misclassified") == "0 of 1,347" and metric(app, "Hardest class") == "none: all 100.0 %"
+    assert "No mistakes at all on this split." in texts(app) and "most frequent mistake" not in texts(app)
+    assert "#d62728" not in per_class_accuracy_figure(np.ones(10), [str(c) for c in range(10)]).data[0].marker.color

@@ -184,12 +184,13 @@ def per_class_accuracy_figure(accuracy: np.ndarray, class_names: list[str]) -> g
     """Per-class accuracy as bars (0 to 100 %), the worst class in red."""
     accuracy = np.asarray(accuracy, dtype=np.float64)
     colors = ["#1f77b4"] * len(accuracy)
-    if len(accuracy):
+    if len(accuracy) and accuracy.min() < accuracy.max():  # all alike: none is the worst
         colors[int(accuracy.argmin())] = "#d62728"
     figure = go.Figure(go.Bar(x=list(class_names), y=accuracy * 100, marker_color=colors,
                               text=[f"{a * 100:.1f} %" for a in accuracy], textposition="outside",
                               hovertemplate="%{x}: %{y:.2f} %<extra></extra>"))
     figure.update_xaxes(title="true class", type="category")
-    figure.update_yaxes(title="accuracy", ticksuffix=" %", range=[0, 112], tickvals=[0, 25, 50, 75, 100])
+    figure.update_yaxes(title="accuracy", range=[0, 112], tickvals=[0, 25, 50, 75, 100],
+                        ticktext=["0 %", "25 %", "50 %", "75 %", "100 %"])
     figure.update_layout(height=320, margin={"l": 10, "r": 10, "t": 10, "b": 10})
     return figure

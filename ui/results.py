@@ -126,8 +126,10 @@ def mistakes_view(info: RunInfo, labels: np.ndarray, predicted: np.ndarray, clas
     chart_names = [html.escape(name) for name in class_names]  # plotly.js decodes the entities back to the text
     left, right = st.columns([3, 2])
     with left:
+        st.markdown("**Confusion matrix** of the test set (click a cell to see its images)")
         event = st.plotly_chart(confusion_figure(confusion, chart_names), on_select="rerun", selection_mode="points",
                                 key=f"{key}_confusion_{info.run_id}")
+    right.markdown("**Accuracy per class** (the hardest in red)")
     right.plotly_chart(per_class_accuracy_figure(per_class_accuracy(confusion), chart_names),
                        key=f"{key}_per_class_{info.run_id}")
     cell = clicked_cell(event)

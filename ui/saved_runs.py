@@ -32,7 +32,7 @@ SELECTED, PENDING, VERSION, DOWNLOAD = "train_selected", "train_delete_pending",
 RESULTS = "train_results"
 NUMBERS = st.column_config.TextColumn(alignment="right")
 COLUMNS = {"Run": st.column_config.TextColumn(width="large"), "Epochs": NUMBERS, "Test accuracy": NUMBERS,
-           "Test loss": NUMBERS, "Training time": NUMBERS, "Parameters": NUMBERS}
+           "Test loss": NUMBERS, "Training time": NUMBERS}
 
 
 def table_key(run_ids: list[str]) -> str:

@@ -145,8 +145,9 @@ def accuracy_figure(snapshot: JobSnapshot, reference: float | None) -> dict[str,
     if reference is not None:
         layout["shapes"] = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": reference * 100,
                              "y1": reference * 100, "line": {"color": REFERENCE_COLOR, "dash": "dash"}}]
-        layout["annotations"] = [{"xref": "paper", "x": 1, "y": reference * 100, "yanchor": "top", "xanchor": "right",
-                                  "showarrow": False, "text": f"reported {percent(reference)}"}]
+        layout["annotations"] = [{"xref": "paper", "x": 0.01, "y": reference * 100, "yanchor": "bottom",
+                                  "xanchor": "left", "showarrow": False,  # above the line, left: the curve still climbs
+                                  "text": f"reported {percent(reference)}", "font": {"color": REFERENCE_COLOR}}]
     floor = followed_floor(data[1]["y"], data[0]["y"])
     if floor is not None:  # autorange within bounds: a double-click (reset) comes back to this view
         layout["yaxis"].update(autorange=True, autorangeoptions={"clipmin": floor, "clipmax": 100.5})
@@ -196,10 +197,8 @@ def run_row(info: RunInfo, name: str) -> dict[str, Any]:
     epochs_text = MISSING if training or not is_number(epochs) else \
         f"{epochs:,} of {planned:,}" if is_number(planned) and planned != epochs else f"{epochs:,}"
     loss = final.get("test_loss")
-    parameters = info.get("parameters")
     return {"Run": name, "Status": "training (see above)" if training else STATUS_WORDS.get(info.status, info.status),
             "Epochs": epochs_text, "Test accuracy": MISSING if training else percent(final.get("test_accuracy")),
             "Test loss": f"{loss:.4f}" if is_number(loss) and not training else MISSING,
             "Training time": MISSING if training or not info.meta else duration(info.get("train_seconds")),
-            "Parameters": f"{parameters:,}" if is_number(parameters) else MISSING,
             "Run id": info.run_id, "Problem": info.error or ""}

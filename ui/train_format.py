@@ -7,6 +7,7 @@ Percentages read "99.12 %", durations "3 min 05 s", and a run is named by what i
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections import Counter
 from datetime import datetime
@@ -20,8 +21,8 @@ _GLUED_PERCENT = re.compile(r"(\d)%")
 
 
 def is_number(value: object) -> bool:
-    """A finite int or float (not a bool): something a table or a metric can show as a number."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite real number, numpy's included (not a bool): something a table or a metric can show as a number."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def percent(fraction: object, digits: int = 2) -> str:

@@ -15,6 +15,8 @@ from ui.live_chart import COMPONENT_NAME
 
 HEIGHT = 1000  # the page fixture's viewport: 1400x1000
 CHARTS = f'iframe[title$="{COMPONENT_NAME}"]'
+GRID_DRAWN = ("() => { const plot = document.querySelector('.st-key-explore_grid .js-plotly-plot');"
+              " return !!(plot && plot.data && plot.data.length > 1); }")
 SCROLLED = "() => document.querySelector('[data-testid=\"stMain\"]').scrollTop"
 
 
@@ -132,8 +134,9 @@ def open_explore(page, app_url: str) -> None:
 
 def test_every_class_filter_is_whole_on_screen_at_1400_px(page, app_url):
     open_explore(page, app_url)
+    page.wait_for_function(GRID_DRAWN, timeout=60_000)  # the page has settled: the grid is drawn
     pills = page.locator(".st-key-explore_classes")
-    frame = pills.bounding_box()
+    frame = page.locator('[data-testid="stColumn"]').filter(has=pills).last.bounding_box()  # the pills' column
     for name in map(str, range(10)):
         box = pills.get_by_role("button", name=name, exact=True).bounding_box()
         assert box["x"] >= frame["x"] and box["x"] + box["width"] <= frame["x"] + frame["width"] + 0.5, name

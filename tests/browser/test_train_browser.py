@@ -43,7 +43,7 @@ def set_number(page, label: str, value: int | str) -> None:
 def start_training(page, epochs: int) -> None:
     set_number(page, "Epochs", epochs)
     page.get_by_role("button", name=re.compile("Start training|Queue training")).click()
-    page.get_by_text(re.compile(r"Epoch \d+/" + str(epochs))).first.wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"Epoch [\d,]+/" + f"{epochs:,}")).first.wait_for(timeout=60_000)  # "Epoch 3/5,000"
 
 
 def chart_points(page) -> int:
@@ -98,7 +98,7 @@ def test_stop_ends_the_run_and_keeps_it_saved_as_stopped(page, app_url, app_fold
     start_training(page, epochs=5000)
     wait_for_more_points(page, 0)
     # an epoch has ended once the bar counts the second (on a busy machine the first points come before that)
-    page.get_by_text(re.compile(r"Epoch ([2-9]|\d{2,})/5000")).first.wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"Epoch ([2-9]|\d{2,})/5,000")).first.wait_for(timeout=60_000)
     page.get_by_role("button", name="Stop").click()
     page.get_by_text("Stopped.").wait_for(timeout=30_000)
     assert_no_error(page)
