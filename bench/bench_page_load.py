@@ -2,6 +2,7 @@
 Home, measured in the same run.
 
     python bench/bench_page_load.py [--rounds 7] [--runs 4] [--data-dir ../shared/data] [--after-a-run]
+                                    [--before DIR]
 
 One `streamlit run streamlit_app.py` serves every load (warmed by one load of each page, not counted), with a runs
 folder holding `--runs` small digits runs trained at the start (the Train page lists them, Explore offers them).
@@ -13,6 +14,10 @@ indicator). The ratio is against Home's "ready" of the same round.
 
 With --after-a-run, a short run (digits, 3 epochs) is first trained from the Train page, as a person would before
 coming back to it: every later visit to Train then shows that run's results (charts, confusion matrix, mistakes).
+
+With --before DIR (another checkout, e.g. `git worktree add /tmp/before <commit>`), that checkout's app is served
+too and its Train and Explore are measured in the same rounds ("train, before"...), against the same Home: a
+before/after comparison on a machine whose load varies.
 
 Two floors, served by a second `streamlit run` and measured in the same rounds, say what Streamlit and Chromium cost
 here before the app does anything: a page with a title and a button (ready: the button), and the same with one
@@ -36,6 +41,7 @@ sys.path.insert(0, str(REPO))
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, SHARED_DATA, serve_app, stop_app, wait_for_app  # noqa: E402
 
 GOAL_SECONDS = 2.5
+GOALS = ("train", "explore")
 GRID_DRAWN = ("() => { const plot = document.querySelector('.st-key-explore_grid .js-plotly-plot');"
               " return !!(plot && plot.data && plot.data.length > 1); }")
 
@@ -119,8 +125,11 @@ def trained_runs(folder: Path, count: int) -> None:
 
 
 def measure(browser, urls: dict[str, str], rounds: int) -> dict[str, list[tuple[float, float]]]:
-    """Every page of PAGES (at urls["app"]) and of FLOORS (at urls["floor"]), `rounds` times, interleaved."""
+    """Every page of PAGES (at urls["app"]), of FLOORS (at urls["floor"]) and, with urls["before"], that app's Train
+    and Explore, `rounds` times, interleaved."""
     pages = {name: (urls["app"] + path, ready) for name, (path, ready) in PAGES.items()}
+    if "before" in urls:
+        pages.update({f"{name}, before": (urls["before"] + PAGES[name][0], PAGES[name][1]) for name in GOALS})
     pages.update({name: (urls["floor"] + path, ready) for name, (path, ready) in FLOORS.items()})
     for address, ready in pages.values():  # warm-up: imports, caches and the first dataset load, not counted
         load(browser, address, ready)
@@ -137,8 +146,8 @@ def report(results: dict[str, list[tuple[float, float]]]) -> None:
     home = statistics.median(ready for ready, _ in results["home"])
     for name, times in results.items():
         ready, done = (statistics.median(column) for column in zip(*times))
-        goal = f", goal under {GOAL_SECONDS} s" if name in ("train", "explore") else ""
-        print(f"{name:13s} ready {ready:.2f} s (x{ready / home:.2f} Home){goal}; script done {done:.2f} s")
+        goal = f", goal under {GOAL_SECONDS} s" if name in GOALS else ""
+        print(f"{name:16s} ready {ready:.2f} s (x{ready / home:.2f} Home){goal}; script done {done:.2f} s")
 
 
 def main() -> None:
@@ -147,6 +156,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=4, help="small runs in the runs folder")
     parser.add_argument("--data-dir", type=Path, default=SHARED_DATA)
     parser.add_argument("--after-a-run", action="store_true", help="train a short run from the Train page first")
+    parser.add_argument("--before", type=Path, help="another checkout whose Train and Explore to measure alongside")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -156,18 +166,22 @@ def main() -> None:
         trained_runs(runs, args.runs)
         floor_script = Path(scratch) / "floor.py"
         floor_script.write_text(FLOOR_PAGE)
-        served = serve_app(runs, args.data_dir, output=subprocess.DEVNULL)
-        floor = serve_app(runs, args.data_dir, output=subprocess.DEVNULL, script=str(floor_script))
+        apps = {"app": serve_app(runs, args.data_dir, output=subprocess.DEVNULL),
+                "floor": serve_app(runs, args.data_dir, output=subprocess.DEVNULL, script=str(floor_script))}
+        if args.before:
+            apps["before"] = serve_app(runs, args.data_dir, output=subprocess.DEVNULL,
+                                       script=str(args.before.resolve() / "streamlit_app.py"))
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            if args.after_a_run:
-                load(browser, served.url, ready_home)  # the frame first: a first request for /train runs it alone
-                train_from_the_page(browser, served.url)
-            report(measure(browser, {"app": served.url, "floor": floor.url}, args.rounds))
+            for name in ("app", "before") if args.after_a_run else ():
+                if name in apps:
+                    load(browser, apps[name].url, ready_home)  # the frame first: /train first would run alone
+                    train_from_the_page(browser, apps[name].url)
+            report(measure(browser, {name: served.url for name, served in apps.items()}, args.rounds))
         finally:
             browser.close()
-            stop_app(served)
-            stop_app(floor)
+            for served in apps.values():
+                stop_app(served)
 
 
 if __name__ == "__main__":

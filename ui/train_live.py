@@ -24,7 +24,7 @@ from ui.train_format import percent, run_name
 CORES = ui.usable_cores()
 LIVE_REFRESH_SECONDS = ui.live_refresh_seconds(CORES)
 FIRST_PAINT = "train_painted"  # set by the session's first run of the page
-DRAW_THE_REST_SECONDS = 0.3
+DRAW_THE_REST_SECONDS = 1.0  # after the first paint has had time to draw Start (plotly.js would hold it up)
 SLOT_KEY = "train_live"  # the live panel's container: its CSS class is st-key-train_live
 TARGETS = {"live": SLOT_KEY, "results": SLOT_KEY, "table_results": "train_table_results"}
 # Brings a part of the page under the app's header. "if_seen": only when some of it is on screen already (the end of
@@ -152,7 +152,7 @@ def live_view() -> None:
         st.caption(note)
 
 
-def ended_view(snapshot: JobSnapshot, info: RunInfo, first_paint: bool) -> None:
+def ended_view(snapshot: JobSnapshot, info: RunInfo, quick: bool) -> None:
     """Where the live panel was: the run's results, its status first and its final curves among them.
 
     On a session's first run of the page only the headline is drawn, and the charts a moment later: plotly.js's
@@ -160,7 +160,7 @@ def ended_view(snapshot: JobSnapshot, info: RunInfo, first_paint: bool) -> None:
     st.subheader(f"Results: {job_title(snapshot)}")
     status_line(snapshot, st.session_state["train_job"])
     queue_panel(job_manager().jobs())
-    if first_paint:
+    if quick:
         headline(info)
         st.caption("Drawing the curves, the confusion matrix and the mistakes...")
         st.fragment(run_every=DRAW_THE_REST_SECONDS)(draw_the_rest)()
