@@ -34,7 +34,13 @@ def runs_folder() -> Path:
 
 
 def listed_runs(app: AppTest) -> dict[str, dict]:
-    (table,) = [table.value for table in app.dataframe if "run" in table.value.columns]
+    """Rows by run id; the Train page's table (written for people: "Run id", "finished", "99.15 %") read as Home's."""
+    (table,) = [table.value for table in app.dataframe if {"run", "Run id"} & set(table.value.columns)]
+    if "Run id" in table.columns:
+        table = table.rename(columns={"Run id": "run", "Status": "status", "Problem": "problem"})
+        table["status"] = table["status"].replace("finished", "done")
+        table["test accuracy"] = [float(text.rstrip(" %")) / 100 if text[0].isdigit() else None
+                                  for text in table["Test accuracy"]]
     return {row["run"]: row for row in table.to_dict("records")}
 
 
