@@ -28,6 +28,7 @@ from core.store import RunError, RunStore, default_runs_dir
 from core.training import EpochEnd, TrainConfig
 from ui.jobs import job_manager
 from ui.train import live_refresh_seconds, redraw_note, run_label, usable_cores
+from ui.train_format import run_names
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "train.py")
 ALPHA, BRAVO, CHARLIE = "2026-03-alpha", "2026-02-bravo", "2026-01-charlie"  # listed newest first: in this order
@@ -382,15 +383,26 @@ def test_a_run_whose_save_fails_ends_failed_and_nothing_says_it_was_saved(monkey
 
 # ---- saved runs ------------------------------------------------------------------------------------------------
 
+STARTED = {ALPHA: "2026-03-01T10:15:00+00:00", BRAVO: "2026-02-01T09:05:00+00:00",
+           CHARLIE: "2026-01-01T08:00:00+00:00"}  # each copy its own time, so each its own name
+
+
+def names_of(run_ids: list[str]) -> dict[str, str]:
+    """The runs' names as the page writes them."""
+    return run_names(RunStore(default_runs_dir()).info(run_id) for run_id in run_ids)
+
+
 def test_delete_removes_exactly_the_picked_run_after_one_confirmation_and_clears_the_selection(tiny_run):
-    saved_runs(tiny_run, [ALPHA, BRAVO, CHARLIE])
+    saved_runs(tiny_run, [ALPHA, BRAVO, CHARLIE], {run_id: {"created_at": at} for run_id, at in STARTED.items()})
     app = open_page()
     assert runs_table(app).value["Run id"].tolist() == [ALPHA, BRAVO, CHARLIE]
+    names = names_of([ALPHA, BRAVO, CHARLIE])
     old_table = pick(app, [1])
     button(app, "Delete 1 run").click().run()
     assert listed() == [ALPHA, BRAVO, CHARLIE]  # asked, not done
-    (question,) = [text for text in warnings(app) if "for good" in text]
-    assert BRAVO in question.replace("\\", "") and ALPHA not in question and CHARLIE not in question
+    (question,) = [text.replace("\\", "") for text in warnings(app) if "for good" in text]
+    assert f"- {names[BRAVO]} (run id {BRAVO})" in question  # named as in the table, its id after
+    assert names[ALPHA] not in question and names[CHARLIE] not in question and ALPHA not in question
     button(app, "Delete 1 run for good").click().run()
     assert listed() == [ALPHA, CHARLIE]
     assert runs_table(app).value["Run id"].tolist() == [ALPHA, CHARLIE]  # charlie now sits in bravo's row
@@ -458,7 +470,9 @@ def test_download_builds_the_picked_runs_zip_only_when_asked(tiny_run, monkeypat
     assert built == [] and offered == []  # picking a run, and reruns, build nothing
     button(app, "Prepare download (.zip)").click().run()
     assert built == [BRAVO]
-    assert [b.label.replace("\\", "") for b in app.download_button] == [f"Download {BRAVO}.zip"]
+    bravo = names_of([ALPHA, BRAVO, CHARLIE])[BRAVO]  # the three started alike: each name ends with its id's end
+    assert [b.label for b in app.download_button] == ["Download the .zip"]
+    assert f"{bravo}, saved as {BRAVO}.zip" in [caption.value.replace("\\", "") for caption in app.caption]
     data, name = offered[-1]
     assert name == f"{BRAVO}.zip"
     weights = RunStore(default_runs_dir()).info(BRAVO).get("weights_file")

@@ -45,12 +45,11 @@ def plural(count: int, word: str = "run") -> str:
     return f"{count} {word}{'s' if count != 1 else ''}"
 
 
-def picked_runs(runs: list[RunInfo]) -> list[RunInfo]:
+def picked_runs(runs: list[RunInfo], names: dict[str, str]) -> list[RunInfo]:
     """The runs table, returning the runs picked in it (by id, whatever rows they now take)."""
     run_ids = [info.run_id for info in runs]
     picked = [run_id for run_id in st.session_state.get(SELECTED, []) if run_id in run_ids]
     default = {"selection": {"rows": [run_ids.index(run_id) for run_id in picked]}} if picked else None
-    names = run_names(runs)
     table = pd.DataFrame([ui.run_row(info, names[info.run_id]) for info in runs])
     if not table["Problem"].any():
         table = table.drop(columns="Problem")
@@ -70,19 +69,20 @@ def runs_section() -> None:
     if not runs:
         st.info("Runs you train are saved here, with their curves and weights.", icon=":material/folder_open:")
         return
-    chosen = picked_runs(runs)
+    names = run_names(runs)  # one name a run, here and in the table, made unique among them all
+    chosen = picked_runs(runs, names)
     if message := st.session_state.pop("train_delete_message", None):
         st.warning(message, icon=":material/block:")
     if not chosen:
         st.caption("Tick runs in the table's first column to compare their curves; tick one to see its results, "
                    "download it or delete it.")
         return
-    run_actions(chosen)
-    table_results(chosen)
+    run_actions(chosen, names)
+    table_results(chosen, names)
     compare_runs(chosen)
 
 
-def run_actions(chosen: list[RunInfo]) -> None:
+def run_actions(chosen: list[RunInfo], names: dict[str, str]) -> None:
     columns = st.columns(3)
     single = chosen[0] if len(chosen) == 1 and chosen[0].has_weights else None
     if single is not None:
@@ -90,7 +90,7 @@ def run_actions(chosen: list[RunInfo]) -> None:
                           on_click=st.session_state.update,
                           kwargs={RESULTS: single.run_id, "train_scroll": "table_results"})
         with columns[1]:
-            download(single)
+            download(single, names[single.run_id])
     if (prepared := st.session_state.get(DOWNLOAD)) and (single is None or prepared[0] != single.run_id):
         del st.session_state[DOWNLOAD]  # a zip is kept only while its run stays the one picked
     if public_demo() is not None:
@@ -98,11 +98,13 @@ def run_actions(chosen: list[RunInfo]) -> None:
     else:
         columns[2].button(f"Delete {plural(len(chosen))}", icon=":material/delete:", width="stretch",
                           on_click=st.session_state.update, kwargs={PENDING: [info.run_id for info in chosen]})
-        confirm_delete([info.run_id for info in chosen])
+        confirm_delete({info.run_id: names[info.run_id] for info in chosen})
 
 
-def download(info: RunInfo) -> None:
-    """"Prepare download" builds the run's zip (never on a mere rerun); then the download button offers it."""
+def download(info: RunInfo, name: str) -> None:
+    """"Prepare download" builds the run's zip (never on a mere rerun); then the download button offers it, with the
+    run's name (as the table names it: too long for a button) and its file name (the run's id, as the command line's
+    export names it) under it."""
     prepared = st.session_state.get(DOWNLOAD)
     if prepared is None or prepared[0] != info.run_id:
         st.button("Prepare download (.zip)", icon=":material/folder_zip:", width="stretch", on_click=prepare_download,
@@ -110,9 +112,9 @@ def download(info: RunInfo) -> None:
     elif prepared[2] is not None:
         st.error(escape_markdown(prepared[2]), icon=":material/error:")
     else:
-        label = f"Download {escape_markdown(info.run_id)}.zip"  # a button's label reads Markdown
-        st.download_button(label, prepared[1], file_name=f"{info.run_id}.zip", mime="application/zip",
+        st.download_button("Download the .zip", prepared[1], file_name=f"{info.run_id}.zip", mime="application/zip",
                            icon=":material/download:", width="stretch", on_click="ignore")
+        st.caption(f"{escape_markdown(name)}, saved as {escape_markdown(info.run_id)}.zip")  # the name whole, wrapped
 
 
 def prepare_download(run_id: str) -> None:
@@ -127,16 +129,18 @@ def prepare_download(run_id: str) -> None:
         st.session_state[DOWNLOAD] = (run_id, None, f"Run {run_id} cannot be read: {error.strerror or error}.")
 
 
-def confirm_delete(chosen_ids: list[str]) -> None:
-    """The one question before deleting: it names the runs, and Delete removes exactly those."""
+def confirm_delete(chosen: dict[str, str]) -> None:
+    """The one question before deleting: it lists the runs by name (their ids after), and Delete removes exactly
+    those. `chosen` maps each picked run's id to its name."""
     pending = st.session_state.get(PENDING)
     if not pending:
         return
-    if pending != chosen_ids:  # the selection moved on since Delete was pressed: ask again for the new one
+    if pending != list(chosen):  # the selection moved on since Delete was pressed: ask again for the new one
         del st.session_state[PENDING]
         return
-    names = ", ".join(escape_markdown(run_id) for run_id in pending)
-    st.warning(f"Delete {plural(len(pending))} for good: {names}? The folder and weights are removed.",
+    listed = "\n".join(f"- {escape_markdown(chosen[run_id])} (run id {escape_markdown(run_id)})" for run_id in pending)
+    whose = "Their folders" if len(pending) > 1 else "Its folder"
+    st.warning(f"Delete {plural(len(pending))} for good? {whose} and weights are removed:\n\n{listed}",
                icon=":material/delete_forever:")
     yes, no = st.columns(2)
     yes.button(f"Delete {plural(len(pending))} for good", type="primary", key="train_delete_confirm",
@@ -168,13 +172,13 @@ def delete_runs(run_ids: list[str]) -> None:
         st.session_state["train_delete_message"] = escape_markdown(" ".join(problems))
 
 
-def table_results(chosen: list[RunInfo]) -> None:
+def table_results(chosen: list[RunInfo], names: dict[str, str]) -> None:
     """The results of the run "Show results" opened, under the buttons, while that run stays the one picked."""
     shown = st.session_state.get(RESULTS)
     if len(chosen) != 1 or chosen[0].run_id != shown:
         return
     with st.container(key="train_table_results", border=True):
-        st.subheader(f"Results: {escape_markdown(run_names(chosen)[shown])}")
+        st.subheader(f"Results: {escape_markdown(names[shown])}")
         run_results(chosen[0], key="train_table")
 
 

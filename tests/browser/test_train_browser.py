@@ -17,6 +17,7 @@ from core.store import RunStore
 from core.training import TrainConfig
 from tests.browser.conftest import assert_no_error, cpu_seconds, screenshot, wait_for_app
 from ui.live_chart import COMPONENT_NAME
+from ui.train_format import run_name
 
 POINTS_JS = """() => {
     const plot = document.getElementById('accuracy');
@@ -166,22 +167,26 @@ def test_saved_runs_download_the_picked_one_and_delete_exactly_it(page, app_url,
     recorded = RecordedTraining(TrainConfig(model="digits-cnn", dataset="digits", epochs=1, train_limit=200),
                                 RunStore(tmp_path))
     assert list(recorded.events())[-1].status == "done"
-    for name in names:
+    for day, name in enumerate(names, start=1):  # each its own start time, so each its own name
         shutil.copytree(recorded.run_dir, app_folders["runs"] / name)
         meta_file = app_folders["runs"] / name / "meta.json"
-        meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "run_id": name}))
+        meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "run_id": name,
+                                         "created_at": f"2026-0{day}-0{day}T1{day}:00:00+00:00"}))
+    bravo = run_name(RunStore(app_folders["runs"]).info("zz-2-bravo"))  # "Digits CNN (recipe) · digits · 1 epoch · ..."
     open_train_page(page, app_url)
     table = page.locator('[data-testid="stDataFrame"]').last
     table.scroll_into_view_if_needed()
     click_row(page, table, 1)
     page.get_by_role("button", name="Prepare download (.zip)").click()
     with page.expect_download() as download:
-        page.get_by_role("button", name="Download zz-2-bravo.zip").click()
+        page.get_by_role("button", name="Download the .zip").click()
     with zipfile.ZipFile(io.BytesIO(download.value.path().read_bytes())) as zipped:
         assert json.loads(zipped.read("zz-2-bravo/meta.json"))["run_id"] == "zz-2-bravo"
 
     page.get_by_role("button", name="Delete 1 run", exact=True).click()
-    expect(page.get_by_text(re.compile("Delete 1 run for good: zz-2-bravo"))).to_be_visible(timeout=30_000)
+    expect(page.get_by_text(f"{bravo} (run id zz-2-bravo)")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text(f"{bravo}, saved as zz-2-bravo.zip")).to_be_visible()
+    screenshot(page, "train-delete-question")
     page.get_by_role("button", name="Delete 1 run for good").click()
     expect(page.get_by_text(re.compile("^Tick runs in the table"))).to_be_visible(timeout=30_000)
     expect(page.get_by_role("button", name=re.compile("^Delete"))).to_have_count(0)  # charlie, in bravo's row: unpicked
