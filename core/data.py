@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-import numpy as np
+from core.formats import DIGITS_FORMAT, MNIST_FORMAT, InputFormat
 
-from core.preprocess import DIGITS_FORMAT, MNIST_FORMAT, InputFormat
-
-if TYPE_CHECKING:  # torch is imported where tensors are made: the home page lists datasets without it
+if TYPE_CHECKING:  # torch and numpy are imported where arrays are made: the home page lists datasets without them
+    import numpy as np
     import torch
 
 DATA_DIR_ENV = "DIGIT_STUDIO_DATA"
@@ -87,13 +86,15 @@ def _load_digits(_: Path) -> Dataset:
     from sklearn.model_selection import train_test_split
 
     bunch = load_digits()
-    images = bunch.images.astype(np.uint8)  # values are whole numbers 0..16
+    images = bunch.images.astype("uint8")  # values are whole numbers 0..16
     x_train, x_test, y_train, y_test = train_test_split(images, bunch.target, random_state=0)
     return _dataset("digits", (x_train, y_train, x_test, y_test))
 
 
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (MNIST's format), gzipped or not, without unpickling anything."""
+    import numpy as np  # here: the home page lists datasets without numpy's import
+
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as stream:
         raw = stream.read()
@@ -140,6 +141,7 @@ def _load_idx_dataset(name: str, folder: Path) -> Dataset:
 
 
 def _dataset(name: str, arrays: tuple[np.ndarray, ...]) -> Dataset:
+    import numpy as np
     import torch
 
     x_train, y_train, x_test, y_test = arrays

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Literal
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
+
+from core.formats import DIGITS_FORMAT, MNIST_FORMAT, InputFormat  # noqa: F401  (this module's API since it began)
 
 WORKING_SIDE = 512  # larger inputs (phone photos) are shrunk first: the answer does not need 12 megapixels
 MIN_CONTRAST = 40.0  # of 255: less than this between ink and background is a blank image
@@ -34,17 +35,6 @@ DIGITS_STROKE = 4.5  # px in the 32x32 bitmap: one 4x4 block, as upscaled scikit
 EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
 
 
-@dataclass(frozen=True)
-class InputFormat:
-    """What a model eats: square images of `size`, values 0..max_value, made in MNIST's or the digits' style."""
-
-    size: int  # 28 for MNIST-style data, 8 for scikit-learn digits
-    max_value: int  # 255 for MNIST-style, 16 for digits
-    style: Literal["mnist", "digits"]
-
-
-MNIST_FORMAT = InputFormat(28, 255, "mnist")
-DIGITS_FORMAT = InputFormat(8, 16, "digits")
 
 
 TOO_LITTLE_INK = "Too little ink to be a digit: please draw or write the digit bigger."

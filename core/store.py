@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from safetensors import SafetensorError
 
-from core.preprocess import InputFormat
+from core.formats import InputFormat
 
 if TYPE_CHECKING:  # torch is imported by the functions that need it: listing runs must not cost its 2 s import
     import torch

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from core.data import DATASETS
@@ -45,6 +44,8 @@ def runs_section() -> None:
                 "train your own on the **Train** page.",
                 icon=":material/info:")
         return
+    import pandas as pd  # here, not at the top: its ~0.4 s import would delay a first visit with no runs yet
+
     rows = [{"run": info.run_id, "model": info.get("model_title") or info.get("model"), "dataset": info.get("dataset"),
              "status": info.status, "epochs": info.get("epochs_completed"),
              "test accuracy": (info.get("final") or {}).get("test_accuracy"),

@@ -1,6 +1,8 @@
-"""The home page must not pay torch's ~2 s import: the modules it imports load torch only when a function needs it."""
+"""The home page must not pay torch's ~2 s import, nor numpy's, scipy's and pandas' (~0.8 s together, more on a busy
+machine, all before the first page shows): the modules it imports load them only when a function needs them."""
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,9 +11,10 @@ REPO = Path(__file__).resolve().parents[1]
 TORCH_FREE = ["core.config", "core.data", "core.store", "core.recipes", "ui.shared"]
 
 
-def _imported_modules(code: str) -> list[str]:
-    """Names of the project modules a fresh interpreter imported, and whether torch came with them."""
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+def _imported_modules(code: str, env: dict[str, str] | None = None) -> list[str]:
+    """What `code`, run by a fresh interpreter in the repository, printed (names of modules it found imported)."""
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env=env)
     assert done.returncode == 0, done.stderr
     return done.stdout.split()
 
@@ -53,3 +56,25 @@ def test_the_home_page_runs_without_importing_torch():
             "assert not app.exception, app.exception\n"
             "print(*sorted(name for name in ('torch', 'torchvision') if name in sys.modules))")
     assert _imported_modules(code) == [], "the home page imported torch: its first visit pays for the import"
+
+
+HEAVY = ("numpy", "pandas", "pyarrow", "scipy", "torch", "torchvision")  # what Streamlit's own first page does without
+
+
+def test_a_first_visit_with_no_runs_imports_no_numeric_library(tmp_path):
+    code = ("import sys\n"
+            "from streamlit.testing.v1 import AppTest\n"
+            "for script in ('streamlit_app.py', 'pages/home.py'):\n"
+            "    app = AppTest.from_file(script, default_timeout=60).run()\n"
+            "    assert not app.exception, app.exception\n"
+            "    assert app.title[0].value == 'Digit Studio', [title.value for title in app.title]\n"
+            f"print(*sorted(name for name in {HEAVY!r} if name in sys.modules))")
+    env = {**os.environ, "DIGIT_STUDIO_RUNS": str(tmp_path / "runs")}  # no runs yet: no table, so no pandas
+    assert _imported_modules(code, env) == [], "the first visit paid for numeric imports the home page does not use"
+
+
+def test_the_modules_the_frame_and_home_page_import_are_numpy_free():
+    code = ("import sys\n"
+            "import core.data, core.formats, core.recipes, core.store, ui.jobs, ui.shared\n"
+            f"print(*sorted(name for name in {HEAVY!r} if name in sys.modules))")
+    assert _imported_modules(code) == []
