@@ -106,3 +106,38 @@ def load_image_folder(folder: Path | str, *, held_out_share: float = HELD_OUT_SH
                               "it needs at least two of some digit.")
     stacked = np.stack(pixels) if pixels else np.zeros((0, fmt.size, fmt.size), dtype=np.uint8)
     return FolderData(scan.folder.name, stacked, labels, files, held_out, held_out_share, seed, notices)
+
+
+@dataclass(frozen=True)
+class FolderPreview:
+    """Every image of a folder as a model sees it, for browsing: the unreadable ones are kept (blank) and said, so
+    that one bad file never hides the others and can be found and deleted."""
+
+    samples: tuple[Sample, ...]
+    pixels: np.ndarray  # uint8 (N, size, size) in fmt's range; zeros where nothing could be read
+    readable: np.ndarray  # bool (N,): a digit was read, so training uses it and a model can be asked about it
+    problems: tuple[str | None, ...]  # per sample: why it is not readable, one sentence; None when it is
+    fmt: InputFormat  # the input format the pixels are in
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([sample.label for sample in self.samples], dtype=np.int64)
+
+
+def preview_samples(samples: tuple[Sample, ...] | list[Sample], fmt: InputFormat = MNIST_FORMAT) -> FolderPreview:
+    """Each sample decoded safely and preprocessed exactly as Predict does in `fmt` (a run's input format)."""
+    pixels = np.zeros((len(samples), fmt.size, fmt.size), dtype=np.uint8)
+    readable = np.zeros(len(samples), dtype=bool)
+    problems: list[str | None] = []
+    for index, sample in enumerate(samples):
+        try:
+            processed = preprocess(read_sample(sample), fmt)
+        except CollectionError as error:  # damaged, oversized or not an image after all
+            problems.append(str(error))
+            continue
+        if processed.blank:
+            problems.append(processed.refusal or "No digit could be read in it.")
+            continue
+        pixels[index], readable[index] = processed.pixels, True
+        problems.append(None)
+    return FolderPreview(tuple(samples), pixels, readable, tuple(problems), fmt)

@@ -6,6 +6,7 @@ Nothing here needs a running app: every function returns a plotly Figure or a PI
 from __future__ import annotations
 
 import base64
+import importlib
 import io
 from functools import lru_cache
 from typing import Sequence
@@ -27,6 +28,18 @@ CLICK_TARGET = "rgba(0,0,0,0)"  # invisible markers that make tiles and cells cl
 
 
 @lru_cache(maxsize=4)
+def settle_pandas() -> None:
+    """Import pandas now, waiting for it when another thread is importing it.
+
+    Plotly looks pandas up in sys.modules without importing it, so while the previous run of a page (Streamlit
+    starts a rerun before the old run has stopped) was still importing pandas (scikit-learn's digits load it),
+    building a figure failed with "partially initialized module 'pandas' has no attribute 'Series'". An import
+    statement waits for the other thread's import to finish. Explore imports pandas anyway (its first dataset,
+    the 8x8 digits, comes through scikit-learn), so this costs nothing more there.
+    """
+    importlib.import_module("pandas")
+
+
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)  # Pillow's bundled font: no system font needed
 
