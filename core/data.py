@@ -163,12 +163,12 @@ def _idx_loader(name: str) -> Callable[[Path], Dataset]:
 
 DATASETS: dict[str, DatasetSpec] = {
     "digits": DatasetSpec("digits", "scikit-learn digits (8x8)",
-                          "1,797 small 8x8 digits that ship inside scikit-learn: always available.",
+                          "1,797 handwritten digits of 8x8 pixels that come with scikit-learn: always available.",
                           DIGIT_NAMES, 0.0, 1.0, DIGITS_FORMAT, _load_digits, lambda root: Path("sklearn")),
-    "mnist": DatasetSpec("mnist", "MNIST (28x28)", "The classic 70,000 handwritten digits.",
+    "mnist": DatasetSpec("mnist", "MNIST (28x28)", "The classic set: 70,000 handwritten digits, 60,000 to train on and 10,000 to test.",
                          DIGIT_NAMES, 0.1307, 0.3081, MNIST_FORMAT, _idx_loader("mnist"), _locate_mnist),
     "fashion-mnist": DatasetSpec("fashion-mnist", "Fashion-MNIST (28x28)",
-                                 "70,000 clothing images in MNIST's format: a harder drop-in.",
+                                 "70,000 pictures of clothes in MNIST's format: harder to tell apart than digits.",
                                  FASHION_NAMES, 0.2860, 0.3530, MNIST_FORMAT, _idx_loader("fashion-mnist"),
                                  _locate_fashion),
 }

@@ -6,8 +6,15 @@ import streamlit as st
 
 from core.data import DATASETS
 from core.recipes import RECIPES
-from ui.shared import (accuracy_text, available_datasets, data_dir, public_demo, run_inside_the_frame, run_store,
-                       shown_path)
+from core.store import RunInfo
+from ui.shared import (RUNS_COLUMNS, available_datasets, data_dir, public_demo, run_inside_the_frame, run_store,
+                       runs_frame, shown_path)
+from ui.text import escape_markdown
+from ui.train_format import is_number, percent, run_names
+
+NEXT_STEPS = {"train": "Pick a preset, press Start and watch a network learn, live.",
+              "explore": "Browse the digits, see how augmentation changes them and map them in 2-D.",
+              "predict": "Draw or upload a digit and see what each model answers, and why."}
 
 run_inside_the_frame()
 st.title("Digit Studio")
@@ -32,7 +39,7 @@ def datasets_section() -> None:
                 st.success("Ready", icon=":material/check_circle:")
             else:
                 st.warning(status[name], icon=":material/cloud_download:")
-    st.caption(f"Data folder: `{shown_path(data_dir())}` (set `DIGIT_STUDIO_DATA` to use another).")
+    st.caption(f"Datasets are read from `{shown_path(data_dir())}` (set `DIGIT_STUDIO_DATA` to use another folder).")
 
 
 def runs_section() -> None:
@@ -44,33 +51,33 @@ def runs_section() -> None:
                 "train your own on the **Train** page.",
                 icon=":material/info:")
         return
-    import pandas as pd  # here, not at the top: its ~0.4 s import would delay a first visit with no runs yet
+    names = run_names(runs)
+    st.dataframe(runs_frame(runs, names, running="training (see the Train page)"), hide_index=True, width="stretch",
+                 column_config=RUNS_COLUMNS)
+    scored = [info for info in runs if info.status == "done" and is_number(test_accuracy(info))]
+    best = max(scored, key=test_accuracy, default=None)
+    said = (f"The best finished run is {escape_markdown(names[best.run_id])}, with {percent(test_accuracy(best))} test "
+            "accuracy. ") if best else ""
+    st.caption(f"{said}Runs are saved in `{shown_path(store.root)}`.")
 
-    rows = [{"run": info.run_id, "model": info.get("model_title") or info.get("model"), "dataset": info.get("dataset"),
-             "status": info.status, "epochs": info.get("epochs_completed"),
-             "test accuracy": (info.get("final") or {}).get("test_accuracy"),
-             "seconds": info.get("train_seconds"), "error": info.error or ""} for info in runs]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
-        "test accuracy": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0),
-        "seconds": st.column_config.NumberColumn(format="%.1f")})
-    best = max((info for info in runs if info.status == "done"), key=lambda i: (i.get("final") or {}).get("test_accuracy") or 0,
-               default=None)
-    if best is not None:
-        st.caption(f"Best finished run: {best.run_id} ({accuracy_text(best)}). Runs live in `{shown_path(store.root)}`.")
+
+def test_accuracy(info: RunInfo) -> object:
+    """A run's final test accuracy as its metadata has it (maybe missing, maybe not a number)."""
+    return (info.get("final") or {}).get("test_accuracy")
 
 
 def next_steps_section() -> None:
     st.subheader("Where to go next")
+    pages = st.session_state.get("nav_pages", {})
+    for key, what in NEXT_STEPS.items():
+        if key in pages:  # a link's label stays on one line: what the page does goes under it, where it wraps
+            st.page_link(pages[key])
+            st.caption(what)
     published = sum(1 for item in RECIPES.values() if item.published)
     ours = len(RECIPES) - published
-    st.markdown(f"- Presets reproduce {published} published recipes, from the 8x8 digits CNN to LeNet-5, plus "
-                f"{'our fast one' if ours == 1 else f'{ours} of our own'}; "
-                "`python -m core recipes` lists them with their reported accuracies.\n"
-                "- `python -m core predict photo.png` reads a digit from a photo or a drawing.")
-    pages = st.session_state.get("nav_pages", {})
-    for key in ("train", "explore", "predict"):
-        if key in pages:
-            st.page_link(pages[key])
+    st.caption(f"From a terminal: `python -m core recipes` lists the presets ({published} published recipes, from the "
+               f"scikit-learn digits CNN to LeNet-5, and {'one' if ours == 1 else ours} of our own) with what "
+               "each reports; `python -m core predict photo.png` reads the digit in a photo or a drawing.")
 
 
 datasets_section()

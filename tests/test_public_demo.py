@@ -61,7 +61,7 @@ def test_home_shows_the_default_folders_relative_to_the_app(monkeypatch):
     monkeypatch.chdir(REPO)
     monkeypatch.delenv("DIGIT_STUDIO_DATA")
     text = page_text(home())
-    assert "Data folder: `data`" in text
+    assert "Datasets are read from `data`" in text
     assert str(REPO) not in text
 
 
@@ -70,5 +70,5 @@ def test_a_public_demo_shows_a_folder_outside_the_app_by_its_name_only(monkeypat
     monkeypatch.setenv("DIGIT_STUDIO_DATA", str(data))
     monkeypatch.setenv(DEMO_ENV, "1")
     text = page_text(home())
-    assert "Data folder: `datasets`" in text
+    assert "Datasets are read from `datasets`" in text
     assert str(tmp_path) not in text  # nor in the missing-dataset notes, which name the folder to put files in

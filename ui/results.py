@@ -19,8 +19,7 @@ from ui.charts import confusion_figure, framed_tiles, per_class_accuracy_figure
 from ui.explore import clicked_cell
 from ui.shared import data_dir, run_store
 from ui.text import escape_markdown
-from ui.train import STATUS_WORDS
-from ui.train_format import MISSING, count, duration, is_number, percent, signed_percent
+from ui.train_format import MISSING, STATUS_WORDS, count, duration, is_number, percent, signed_percent
 
 DEVICE_WORDS = {"cpu": "the CPU", "cuda": "a GPU", "mps": "Apple's GPU"}
 GALLERY_SIZE = 60

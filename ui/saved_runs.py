@@ -17,22 +17,18 @@ from __future__ import annotations
 
 import hashlib
 
-import pandas as pd
 import streamlit as st
 
 from core.store import RunError, RunInfo
 from ui import train as ui
 from ui.jobs import job_manager
 from ui.results import run_results
-from ui.shared import public_demo, run_store
+from ui.shared import RUNS_COLUMNS, public_demo, run_store, runs_frame
 from ui.text import escape_markdown
 from ui.train_format import run_names
 
 SELECTED, PENDING, VERSION, DOWNLOAD = "train_selected", "train_delete_pending", "train_table_version", "train_download"
 RESULTS = "train_results"
-NUMBERS = st.column_config.TextColumn(alignment="right")
-COLUMNS = {"Run": st.column_config.TextColumn(width="large"), "Epochs": NUMBERS, "Test accuracy": NUMBERS,
-           "Test loss": NUMBERS, "Training time": NUMBERS}
 
 
 def table_key(run_ids: list[str]) -> str:
@@ -50,11 +46,8 @@ def picked_runs(runs: list[RunInfo], names: dict[str, str]) -> list[RunInfo]:
     run_ids = [info.run_id for info in runs]
     picked = [run_id for run_id in st.session_state.get(SELECTED, []) if run_id in run_ids]
     default = {"selection": {"rows": [run_ids.index(run_id) for run_id in picked]}} if picked else None
-    table = pd.DataFrame([ui.run_row(info, names[info.run_id]) for info in runs])
-    if not table["Problem"].any():
-        table = table.drop(columns="Problem")
-    event = st.dataframe(table, hide_index=True, width="stretch",
-                         on_select="rerun", selection_mode="multi-row", key=table_key(run_ids), column_config=COLUMNS,
+    event = st.dataframe(runs_frame(runs, names), hide_index=True, width="stretch",
+                         on_select="rerun", selection_mode="multi-row", key=table_key(run_ids), column_config=RUNS_COLUMNS,
                          selection_default=default)
     rows = sorted({row for row in event.selection.rows if 0 <= row < len(runs)})
     st.session_state[SELECTED] = [run_ids[row] for row in rows]

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from core.data import DATASETS, default_data_dir, is_available, missing_message
 from core.demo import DemoPolicy, demo_policy
 from core.store import RunInfo, RunStore, default_runs_dir
+from ui.train_format import RUNNING, run_row
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+NUMBERS = st.column_config.TextColumn(alignment="right")
+RUNS_COLUMNS = {"Run": st.column_config.TextColumn(width="large"), "Epochs": NUMBERS, "Test accuracy": NUMBERS,
+                "Test loss": NUMBERS, "Training time": NUMBERS}  # st.dataframe's column_config for runs_frame
 
 APP_FOLDER = Path(__file__).resolve().parents[1]
 
@@ -76,10 +85,13 @@ def device_description() -> str:
     return f"CPU, {torch.get_num_threads()} threads"
 
 
-def accuracy_text(info: RunInfo) -> str:
-    """A run's final test accuracy as a percentage, or a dash."""
-    accuracy = (info.get("final") or {}).get("test_accuracy")
-    return f"{accuracy:.2%}" if isinstance(accuracy, (int, float)) else "-"
+def runs_frame(runs: list[RunInfo], names: dict[str, str], running: str = RUNNING) -> pd.DataFrame:
+    """The runs table as Home and Train show it, a row a run (ui.train_format.run_row, a run in training said as
+    `running`), with a "Problem" column only when a run has one."""
+    import pandas as pd  # here, not at the top: its ~0.4 s import would delay a first visit with no runs yet
+
+    table = pd.DataFrame([run_row(info, names[info.run_id], running) for info in runs])
+    return table if table["Problem"].any() else table.drop(columns="Problem")
 
 
 @st.cache_resource(show_spinner=False)

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 
 from core.jobs import MAX_TRAIN_POINTS, EpochPoint, JobSnapshot
 from core.store import RunInfo
-from ui.train_format import MISSING, duration, is_number, percent, run_name
+from ui.train_format import duration, is_number, percent, run_name
 
 # Okabe and Ito's colour-blind-safe palette: blue and vermilion stay apart for every kind of colour vision.
 RUN_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#7F7F7F")
@@ -19,7 +19,6 @@ TRAIN_COLOR = "rgba(0, 114, 178, 0.6)"  # the palette's blue, lighter: many nois
 TEST_COLOR = "#D55E00"  # vermilion, thicker and with markers: the figure that counts
 REFERENCE_COLOR = "#009E73"
 FOLLOW_ABOVE_PERCENT = 90.0
-STATUS_WORDS = {"done": "finished", "interrupted": "interrupted (the app stopped)"}
 CHART_HEIGHT = 320
 MARKED_EPOCHS = 60  # beyond this many epochs a marker each is clutter, and costs the browser a shape each
 SHARED_CORES = 2  # at most this many cores, the browser's redraws take them from training
@@ -188,17 +187,3 @@ def run_style(position: int) -> tuple[str, str]:
     rounds, index = divmod(position, len(RUN_COLORS))
     return RUN_COLORS[index], ("solid", "dash", "dot", "dashdot")[rounds % 4]
 
-
-def run_row(info: RunInfo, name: str) -> dict[str, Any]:
-    """One row of the runs table, every value as text (a missing one a dash: a table shows None as "None")."""
-    final = info.get("final") or {}
-    training = info.status == "running"  # the table is drawn once; the live panel above follows the run
-    epochs, planned = info.get("epochs_completed"), (info.get("settings") or {}).get("epochs")
-    epochs_text = MISSING if training or not is_number(epochs) else \
-        f"{epochs:,} of {planned:,}" if is_number(planned) and planned != epochs else f"{epochs:,}"
-    loss = final.get("test_loss")
-    return {"Run": name, "Status": "training (see above)" if training else STATUS_WORDS.get(info.status, info.status),
-            "Epochs": epochs_text, "Test accuracy": MISSING if training else percent(final.get("test_accuracy")),
-            "Test loss": f"{loss:.4f}" if is_number(loss) and not training else MISSING,
-            "Training time": MISSING if training or not info.meta else duration(info.get("train_seconds")),
-            "Run id": info.run_id, "Problem": info.error or ""}

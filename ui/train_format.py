@@ -1,4 +1,4 @@
-"""How the Train and Explore pages write numbers, durations and run names: one way each, everywhere.
+"""How the pages write numbers, durations, run names and rows of runs tables: one way each, everywhere.
 
 Percentages read "99.12 %", durations "3 min 05 s", and a run is named by what it is, "Digits CNN · digits ·
 200 epochs · 2 Dec 14:05", rather than by its folder's id. A missing value is a dash, never "None".
@@ -11,11 +11,13 @@ import numbers
 import re
 from collections import Counter
 from datetime import datetime
-from typing import Iterable
+from typing import Any, Iterable
 
 from core.store import RunInfo
 
 MISSING = "–"
+RUNNING = "training (see above)"
+STATUS_WORDS = {"done": "finished", "interrupted": "interrupted (the app stopped)"}
 SHORT_DATASET_NAMES = {"digits": "digits", "mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 _GLUED_PERCENT = re.compile(r"(\d)%")
 
@@ -83,3 +85,19 @@ def run_names(runs: Iterable[RunInfo]) -> dict[str, str]:
     names = {info.run_id: run_name(info) for info in runs}
     repeated = Counter(names.values())
     return {run_id: f"{name} ({run_id[-4:]})" if repeated[name] > 1 else name for run_id, name in names.items()}
+
+
+def run_row(info: RunInfo, name: str, running: str = RUNNING) -> dict[str, Any]:
+    """One row of the runs table, every value as text (a missing one a dash: a table shows None as "None"); a run
+    still training has the status `running` (the Train page's own table: its live panel above follows the run)."""
+    final = info.get("final") or {}
+    training = info.status == "running"  # the table is drawn once; the live panel above follows the run
+    epochs, planned = info.get("epochs_completed"), (info.get("settings") or {}).get("epochs")
+    epochs_text = MISSING if training or not is_number(epochs) else \
+        f"{epochs:,} of {planned:,}" if is_number(planned) and planned != epochs else f"{epochs:,}"
+    loss = final.get("test_loss")
+    return {"Run": name, "Status": running if training else STATUS_WORDS.get(info.status, info.status),
+            "Epochs": epochs_text, "Test accuracy": MISSING if training else percent(final.get("test_accuracy")),
+            "Test loss": f"{loss:.4f}" if is_number(loss) and not training else MISSING,
+            "Training time": MISSING if training or not info.meta else duration(info.get("train_seconds")),
+            "Run id": info.run_id, "Problem": info.error or ""}
