@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-dir", type=Path)
     train.add_argument("--runs-dir", type=Path)
     train.add_argument("--json", action="store_true", help="end with one JSON line describing the run")
+    train.add_argument("--processes", type=_positive_int, help="train on N processes of this machine with "
+                       "torch.distributed (DDP), started by torch.distributed.run as torchrun would; --batch-size "
+                       "stays the global batch")
+    train.add_argument("--run-id", help="the new run's id (default: a fresh one); an existing run is refused")
+    train.add_argument("--settings", help="every training setting as one JSON object (the Train page's), under "
+                       "the other options")
     predict = commands.add_parser("predict", help="read digits from image files")
     predict.add_argument("images", nargs="+", type=Path)
     predict.add_argument("--run", help="a run id from `runs` (default: the model shipped with the app)")
@@ -133,7 +139,22 @@ def _start_meta(run_id: str, store: RunStore) -> dict:
     return info.meta
 
 
+def _settings_argument(text: str):
+    """--settings: a JSON object of TrainConfig's fields (unknown ones ignored, as for a saved run's settings)."""
+    from core.config import TrainConfig
+
+    try:
+        settings = json.loads(text)
+        if not isinstance(settings, dict):
+            raise TypeError("not a JSON object")
+        return TrainConfig.from_dict(settings)
+    except (ValueError, TypeError, RecursionError) as error:
+        raise UsageError(f"--settings must be a JSON object of training settings ({str(error)[:120]})") from None
+
+
 def _train_config(args: argparse.Namespace, store: RunStore):
+    from dataclasses import replace
+
     from core.config import fine_tune_config
     from core.recipes import recipe
     from core.training import TrainConfig
@@ -143,6 +164,9 @@ def _train_config(args: argparse.Namespace, store: RunStore):
                      learning_rate=args.lr, optimizer=args.optimizer, schedule=args.schedule, seed=args.seed,
                      train_limit=args.train_limit, data_dir=str(args.data_dir) if args.data_dir else None,
                      image_folder=folder, collection_share=args.mix_share, held_out_share=args.held_out_share)
+    if args.settings is not None:  # already whole (a fine-tune's included): the other options only change it
+        base = recipe(args.recipe) if args.recipe else None
+        return base, replace(_settings_argument(args.settings), **{k: v for k, v in overrides.items() if v is not None})
     if args.from_run:
         if args.recipe:
             raise UsageError("--from-run continues a saved run with its own settings: leave --recipe out.")
@@ -164,33 +188,135 @@ def _sweep(store: RunStore) -> None:
 
 
 def cmd_train(args: argparse.Namespace, out: TextIO) -> int:
-    """Train with progress on stderr; the run is saved as it goes."""
-    from core.record import RecordedTraining
+    """Train with progress on stderr; the run is saved as it goes. With --processes N, start N workers through
+    torch.distributed.run; started by it (or torchrun), train as one of them."""
+    from core.distributed import LaunchError, from_environment, leave
     from core.store import RunStore
-    from core.training import ConfigError, Finished
-    from core.progress import ProgressPrinter
 
     try:
-        store = RunStore(args.runs_dir)
+        group = from_environment()
+    except LaunchError as error:
+        raise UsageError(str(error)) from None
+    if group is not None and args.processes:
+        raise UsageError("--processes starts its own processes: under torchrun, leave it out "
+                         "(torchrun's --nproc-per-node says how many).")
+    store = RunStore(args.runs_dir)
+    if args.processes and args.processes > 1:
+        return _launch(args, store)
+    try:
+        return _train_here(args, out, store, group)
+    finally:
+        if group is not None:
+            leave()
+
+
+def _new_run_id(args: argparse.Namespace, store: RunStore) -> str | None:
+    """--run-id, checked: a valid id of a run that does not exist yet."""
+    from core.store import RunError
+
+    if args.run_id is None:
+        return None
+    try:
+        exists = store.run_dir(args.run_id).exists()
+    except RunError as error:
+        raise UsageError(str(error)) from None
+    if exists:
+        raise UsageError(f"run {args.run_id} already exists: choose another --run-id.")
+    return args.run_id
+
+
+def _launch(args: argparse.Namespace, store: RunStore) -> int:
+    """Check the settings here, once, then start --processes workers through torch.distributed.run; they train
+    the settings resolved here (a fine-tune's included) into one run that rank 0 writes."""
+    from core.distributed import launch
+    from core.training import ConfigError, validate
+
+    try:
         preset, config = _train_config(args, store)
+        validate(config)
+    except (ValueError, ConfigError) as error:
+        raise UsageError(str(error)) from None
+    run_id = _new_run_id(args, store) or store.new_run_id(config.model, config.dataset)
+    _sweep(store)
+    worker = ["train", "--settings", json.dumps(config.to_dict()), "--runs-dir", str(store.root.resolve()),
+              "--run-id", run_id, *(["--recipe", preset.name] if preset else []), *(["--json"] if args.json else [])]
+    return launch(args.processes, worker, run_id)
+
+
+def _train_here(args: argparse.Namespace, out: TextIO, store: RunStore, group) -> int:
+    """Train in this process, alone or as one of a group's; rank 0 (or the only process) writes the run."""
+    from core.record import RecordedTraining
+    from core.training import ConfigError, Training, resolve_start
+
+    leader = group is None or group.leader
+    try:
+        preset, config = _train_config(args, store)
+        run_id = _new_run_id(args, store)
+        if not leader:
+            training = Training(config, start=resolve_start(config.from_run, store), group=group)
+            return _follow_leader(training, group)
         _sweep(store)
-        recorded = RecordedTraining(config, store, recipe=preset)
+        recorded = RecordedTraining(config, store, recipe=preset, run_id=run_id, group=group)
     except (ValueError, ConfigError) as error:
         raise UsageError(str(error)) from None
     for notice in recorded.training.folder.notices if recorded.training.folder else ():
         sys.stderr.write(f"note: {notice}\n")  # files left out of the folder: said, never silent
+    finished, printer = _record(recorded, group)
+    summary = _train_summary(recorded, finished)
+    out.write((json.dumps(summary) if args.json else _summary_text(printer, summary)) + "\n")
+    return 0 if finished and finished.status == "done" else EXIT_FAILURE
+
+
+def _stop_on_signals(stop: threading.Event, group) -> dict:
+    """Ctrl-C (and, for a worker, torchrun's SIGTERM) stops cleanly and keeps the run; the previous handlers."""
+    signals = (signal.SIGINT, signal.SIGTERM) if group is not None else (signal.SIGINT,)
+    return {number: signal.signal(number, lambda *_: stop.set()) for number in signals}
+
+
+def _restore(handlers: dict, group) -> None:
+    """The signal handlers before training; a worker keeps its own to the end (torchrun's SIGTERM to the others
+    when one fails would otherwise kill it while it closes, and its exit code would no longer say how it ended)."""
+    if group is None:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+
+
+def _record(recorded, group):
+    """Train and save, progress on stderr; the Finished event (None if training ended without one) and the printer."""
+    from core.distributed import barrier
+    from core.progress import ProgressPrinter
+    from core.training import Finished
+
     stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C stops cleanly and keeps the run
+    previous = _stop_on_signals(stop, group)
     printer = ProgressPrinter(sys.stderr)
     try:
         for event in recorded.events(stop):
             printer.show(event)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        _restore(previous, group)
     finished = event if isinstance(event, Finished) else None
-    summary = _train_summary(recorded, finished)
-    out.write((json.dumps(summary) if args.json else _summary_text(printer, summary)) + "\n")
-    return 0 if finished and finished.status == "done" else EXIT_FAILURE
+    if group is not None and finished is not None and finished.status != "failed":
+        barrier()  # the others exit once the run is saved: torchrun ends a group whose first process has exited
+    return finished, printer
+
+
+def _follow_leader(training, group) -> int:
+    """A worker other than rank 0: train its share in silence (rank 0 reports), ending when the group does."""
+    from core.distributed import barrier
+    from core.training import Finished
+
+    stop = threading.Event()
+    previous = _stop_on_signals(stop, group)
+    try:
+        for event in training.events(stop):
+            pass
+    finally:
+        _restore(previous, group)
+    if isinstance(event, Finished) and event.status != "failed":
+        barrier()
+        return 0
+    return EXIT_FAILURE
 
 
 def _train_summary(recorded, finished) -> dict:
@@ -202,6 +328,8 @@ def _train_summary(recorded, finished) -> dict:
             "test_accuracy": finished.test_accuracy, "test_loss": finished.test_loss,
             "train_seconds": round(finished.elapsed_seconds, 3),
             "images_per_second": round(finished.images_per_second, 1), "parameters": recorded.training.parameters,
+            "processes": recorded.training.processes, "backend": recorded.training.backend,
+            "batch_size": recorded.training.config.batch_size, "learning_rate": recorded.training.config.learning_rate,
             **_fine_tune_summary(recorded.training, finished)}
 
 

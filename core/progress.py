@@ -26,6 +26,16 @@ def progress_line(event: BatchProgress) -> str:
             f"acc {event.accuracy:.1%} {event.images_per_second:,.0f} img/s ETA {format_duration(event.eta_seconds)}")
 
 
+def processes_note(event: Started) -> str:
+    """"; 2 processes (gloo): global batch 100 (50 per process), learning rate 0.5" with several, else ""."""
+    if event.processes <= 1:
+        return ""
+    share = event.batch_size / event.processes
+    per = f"{share:g}" if share.is_integer() else f"{int(share)} or {int(share) + 1}"
+    return (f"; {event.processes} processes ({event.backend}): global batch {event.batch_size:,} ({per} per process), "
+            f"learning rate {event.learning_rate:g} (the gradients are averaged over the global batch)")
+
+
 class ProgressPrinter:
     """Redraws one status line on a terminal; on a pipe or log, prints a line per epoch only."""
 
@@ -37,7 +47,7 @@ class ProgressPrinter:
         """Render one event."""
         if isinstance(event, Started):
             self._line(f"training {event.model} ({event.parameters:,} parameters) on {event.dataset}: "
-                       f"{event.train_size:,} images, {event.epochs} epochs, {event.device}")
+                       f"{event.train_size:,} images, {event.epochs} epochs, {event.device}{processes_note(event)}")
         elif isinstance(event, BatchProgress) and self.live:
             self.stream.write("\r\033[K" + progress_line(event))
             self.stream.flush()

@@ -7,13 +7,16 @@ import os
 import threading
 import time
 from dataclasses import asdict
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from core.data import Dataset
 from core.models import model_spec
 from core.recipes import Recipe
 from core.store import RunStore, process_start_time, utc_now
 from core.training import EpochEnd, Finished, Started, TrainConfig, Training, TrainingEvent, resolve_start
+
+if TYPE_CHECKING:
+    from core.distributed import Group
 
 FINAL_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
 FOLDER_FINAL_KEYS = ("collection_loss", "collection_accuracy")  # on the image folder's held-out part
@@ -24,8 +27,8 @@ class RecordedTraining:
     """A Training whose run folder is written at the first epoch, then at most every second, and at the end."""
 
     def __init__(self, config: TrainConfig, store: RunStore, *, recipe: Recipe | None = None,
-                 data: Dataset | None = None, run_id: str | None = None) -> None:
-        self.training = Training(config, data, start=resolve_start(config.from_run, store))
+                 data: Dataset | None = None, run_id: str | None = None, group: Group | None = None) -> None:
+        self.training = Training(config, data, start=resolve_start(config.from_run, store), group=group)
         self.store = store
         self.recipe = recipe
         self.run_id = run_id or store.new_run_id(config.model, config.dataset)
@@ -58,6 +61,7 @@ class RecordedTraining:
             "images_per_second": finished.images_per_second if finished else last.get("images_per_second"),
             "train_size": training.train_size,
             "test_size": len(training.data.test_labels), "device": str(training.device),
+            "world_size": training.processes, "backend": training.backend, "devices": training.devices,
             "created_at": self.created_at, "pid": os.getpid(),
             "pid_started": process_start_time(os.getpid()),  # tells this process from a later one reusing its id
             **self._continued(),

@@ -35,6 +35,7 @@ MAX_CLASSES = 1000  # more would only make loading build a huge output layer
 MAX_CLASS_NAME_CHARS = 32  # a label under a digit, not a paragraph
 MAX_SAFE_INTEGER = 2**53 - 1  # what a browser's numbers (and pages' tables) carry exactly
 PID_MAX = 2**31 - 1  # pid_t is a signed 32-bit number on Linux and macOS: os.kill overflows past it
+MAX_WORLD_SIZE = 65_536  # processes of one distributed run, as its metadata records them
 RUN_STATUSES = ("running", "done", "stopped", "failed", "diverged")  # as written; "interrupted", "damaged" are read
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")  # \Z, not $: "$" lets a trailing newline through
 WEIGHTS_PATTERN = re.compile(r"^weights-\d{6}\.safetensors\Z")
@@ -327,6 +328,11 @@ META_SCHEMA: dict[str, Field] = {
     "train_seconds": Field("a finite number of seconds, at least 0, or null", _or_none(_number_in(0, math.inf))),
     "images_per_second": Field("a finite number, at least 0, or null", _or_none(_number_in(0, math.inf))),
     "device": Field("text of at most 64 characters", _text(64)),
+    # Runs trained on several processes (torch.distributed); runs saved before these fields load without them.
+    "world_size": Field(f"a whole number from 1 to {MAX_WORLD_SIZE:,}", _whole(1, MAX_WORLD_SIZE)),
+    "backend": Field("a torch.distributed backend (text of at most 16 characters) or null", _or_none(_text(16))),
+    "devices": Field(f"a list of at most {MAX_WORLD_SIZE:,} device names", lambda v: isinstance(v, list) and
+                     len(v) <= MAX_WORLD_SIZE, items=Field("text of at most 128 characters", _text(128))),
     "created_at": Field("a time in ISO 8601 text", _iso_time),
     "updated_at": Field("a time in ISO 8601 text", _iso_time),
     "pid": Field(f"a process id (a whole number from 1 to {PID_MAX:,})", _whole(1, PID_MAX)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from core.data import Dataset, dataset_spec, ensure_dataset, pixel_scale_for
 from core.models import Output, build_model, count_parameters, leading_resize, model_spec, to_log_probs, to_probs
 
 if TYPE_CHECKING:
+    from core.distributed import Group
     from core.folder_data import FolderData
     from core.store import LoadedRun, RunStore
 
@@ -27,6 +29,9 @@ PROGRESS_INTERVAL_SECONDS = 0.2
 PREPARE_CHUNK = 4096  # images resized at a time when a dataset is prepared: bounds the temporary memory
 FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")  # one fused kernel updates every parameter: measured faster (bench/README)
 CHANNELS_LAST_DEVICES = ("cpu",)  # oneDNN's convolutions run faster on NHWC weights here, measured (bench/README)
+AUTOCAST_OUTPUTS = ("logits",)  # bfloat16 autocast on CUDA, for models whose loss reads logits (in float32):
+# a softmax or log-softmax computed in bfloat16 loses the small probabilities BCE and NLL train on. Unmeasured here.
+SYNC_STEPS = 16  # several processes agree every this many steps whether to stop (a request, or a NaN loss)
 
 
 def _range_errors(config: TrainConfig) -> list[str]:
@@ -163,6 +168,10 @@ class Started:
     before_test_accuracy: float | None = None  # a run continued from saved weights: their accuracy before training
     before_collection_accuracy: float | None = None  # ... on the image folder's held-out part
     collection_size: int | None = None  # the image folder's held-out images, when there is one
+    processes: int = 1  # training processes (torch.distributed): each takes its share of every batch
+    backend: str | None = None  # their torch.distributed backend, gloo or nccl; None for one process
+    batch_size: int = 0  # the global batch: every process's share together, as one process would take it
+    learning_rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -262,6 +271,14 @@ class _Meter:
 def evaluate(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, kind: Output, loss: str,
              batch_size: int = 1000) -> tuple[float, float]:
     """Mean loss and accuracy of `model` on already normalised inputs, in large batches."""
+    total_loss, correct = evaluation_sums(model, inputs, labels, kind, loss, batch_size)
+    return total_loss / max(len(labels), 1), correct / max(len(labels), 1)
+
+
+def evaluation_sums(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, kind: Output, loss: str,
+                    batch_size: int = 1000) -> tuple[float, int]:
+    """The summed loss and the count of right answers of `model` on already normalised inputs (sums: several
+    processes add theirs up)."""
     model.eval()
     total_loss, correct = 0.0, 0
     with torch.inference_mode():
@@ -271,7 +288,7 @@ def evaluate(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, kind:
             total_loss += float(compute_loss(output, y, kind, loss, 0.0)) * len(y)
             correct += int((output.argmax(1) == y).sum())
     model.train()
-    return total_loss / max(len(labels), 1), correct / max(len(labels), 1)
+    return total_loss, correct
 
 
 def _make_optimizer(config: TrainConfig, model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
@@ -306,12 +323,19 @@ class Training:
     every epoch; dataset FOLDER_DATASET trains on the folder alone, "mnist" mixes each batch: config.collection_share
     of it from the folder, the rest drawn at random from MNIST, one epoch being one pass over the folder's training
     part. With config.from_run (or `start`), training continues that run's weights.
+
+    With a `group` of several processes (core.distributed), every process builds the same Training: each global
+    batch of config.batch_size images is shared out over the processes (DistributedDataParallel averages their
+    gradients, weighted so that the step is the one a single process takes on the whole batch), they agree every
+    SYNC_STEPS steps whether to stop, and the evaluation is split over them and summed, so the test accuracy covers
+    the test set once. Only the group's leader (rank 0) reports progress and keeps the epoch's weights.
     """
 
     def __init__(self, config: TrainConfig, data: Dataset | None = None, *, start: LoadedRun | None = None,
-                 folder: FolderData | None = None) -> None:
+                 folder: FolderData | None = None, group: Group | None = None) -> None:
         validate(config)
         self.config = config
+        self.group = group
         self.start = start or resolve_start(config.from_run)
         _check_start(self.start, config)  # another model is refused before any data loads
         self.folder = folder or _load_folder(config)
@@ -319,9 +343,14 @@ class Training:
                              ensure_dataset(config.dataset, config.data_dir))
         validate(config, self.data)
         _check_start(self.start, config, self.data)
-        self.device = resolve_device(config.device)
+        self.device = resolve_device(config.device) if group is None else group.device(resolve_device(config.device))
+        self._check_shares()
+        self.backend = group.join(self.device) if group is not None else None
+        self.devices = self._device_names()
         self.output: Output = model_spec(config.model).output
+        self.autocast = self.device.type == "cuda" and self.output in AUTOCAST_OUTPUTS
         self.model = self._model()
+        self.trained_model = self._wrapped()  # what the steps run: DDP around the model with several processes
         self.parameters = count_parameters(self.model)
         self.mean, self.std = self._normalization()
         self.pixel_scale = pixel_scale_for(self.data.input_format)
@@ -336,6 +365,33 @@ class Training:
         if self.start is not None:
             model.load_state_dict(self.start.model.state_dict())
         return model.to(self.device, memory_format=self._layout())
+
+    def _wrapped(self) -> nn.Module:
+        if self.group is None:
+            return self.model
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    @property
+    def processes(self) -> int:
+        return self.group.world_size if self.group is not None else 1
+
+    def _check_shares(self) -> None:
+        """Every process needs a share of every batch: ConfigError for a batch smaller than the processes."""
+        if self.config.batch_size < self.processes:
+            raise ConfigError(f"Invalid settings: batch size {self.config.batch_size} is smaller than the "
+                              f"{self.processes} processes, each of which trains on its share of every batch.")
+
+    def _device_names(self) -> list[str]:
+        """Each process's device, in rank order ("cpu on host-a" with several)."""
+        if self.group is None:
+            return [str(self.device)]
+        import socket
+
+        from core.distributed import gather_device_names
+
+        return gather_device_names(f"{self.device} on {socket.gethostname()}", self.device)
 
     def _normalization(self) -> tuple[float, float]:
         """The config's, else the start run's (its weights expect it), else the dataset's."""
@@ -354,9 +410,16 @@ class Training:
 
     @property
     def steps_per_epoch(self) -> int:
+        """Batches in an epoch; with several processes, less a last batch too small to give each one image."""
         if self.mixes_folder:
-            return math.ceil(self.folder.train_size / self.folder_per_batch)
-        return math.ceil(_train_size(self.config, self.data) / self.config.batch_size)
+            steps = math.ceil(self.folder.train_size / self.folder_per_batch)
+            last = self.folder.train_size - (steps - 1) * self.folder_per_batch + \
+                self.config.batch_size - self.folder_per_batch
+        else:
+            size = _train_size(self.config, self.data)
+            steps = math.ceil(size / self.config.batch_size)
+            last = size - (steps - 1) * self.config.batch_size
+        return steps - 1 if last < self.processes else steps
 
     @property
     def train_size(self) -> int:
@@ -395,6 +458,23 @@ class Training:
         drawn = torch.randint(own, count, (len(chunks), size - per_batch), generator=generator)  # MNIST's share
         return [torch.cat([chunk, extra]).to(self.device) for chunk, extra in zip(chunks, drawn)]
 
+    def _shared_batches(self, count: int, generator: torch.Generator) -> list[tuple[torch.Tensor, int]]:
+        """This process's share of each of the epoch's batches, with the batch's whole size. Every process draws the
+        same batches (the same generator, seeded alike) and takes every world_size-th image of each, from its rank:
+        the shards of a DistributedSampler, shuffled anew every epoch, and together the batches of one process."""
+        batches = self._epoch_batches(count, generator)
+        if self.group is None:
+            return [(batch, len(batch)) for batch in batches]
+        rank, world = self.group.rank, self.group.world_size
+        return [(batch[rank::world], len(batch)) for batch in batches if len(batch) >= world]
+
+    def _augment_generator(self, generator: torch.Generator) -> torch.Generator:
+        """One process draws batches and augmentations from one generator, as before; several draw augmentations
+        from their own (a process's share differs in size, and the batch order must stay the same on all)."""
+        if self.group is None:
+            return generator
+        return torch.Generator().manual_seed((self.config.seed * 1_000_003 + self.group.rank + 1) % 2**63)
+
     def _inputs(self, images: torch.Tensor, normalize: bool) -> torch.Tensor:
         """uint8 images (N, H, W) scaled, resized to the model's own input size and normalised, for the whole run."""
         pixels = scaled_pixels(images, self.pixel_scale).to(self.device)
@@ -418,7 +498,17 @@ class Training:
         try:
             yield from self._loop(stop or threading.Event(), clock)
         except Exception as error:  # reported as an event: consumers must never see a traceback
-            yield self._finished("failed", f"{type(error).__name__}: {error}", clock)
+            yield self._finished("failed", self._failure(error), clock)
+
+    def _failure(self, error: Exception) -> str:
+        """The reason a run failed; with several processes, a lost peer is said as such, in one line."""
+        text = f"{type(error).__name__}: {error}"
+        if self.group is None or not isinstance(error, RuntimeError):
+            return text
+        kept = f"epoch {len(self.history)} is kept" if self.history else "no epoch was complete"
+        cause = re.search(r"connection [a-z ]+|timed out|timeout", text, re.IGNORECASE)
+        return (f"another training process ended or stopped answering"
+                f"{f' ({cause.group(0).strip()})' if cause else ''}; {kept}")
 
     def _loop(self, stop: threading.Event, clock: "_Clock") -> Iterator[TrainingEvent]:
         config = self.config
@@ -429,18 +519,21 @@ class Training:
         optimizer = _make_optimizer(config, self.model, self.device)
         schedule, per_batch = _make_schedule(config, optimizer, steps_per_epoch)
         generator = torch.Generator().manual_seed(config.seed)
+        augment_generator = self._augment_generator(generator)
         yield self._started(steps_per_epoch, test_x, test_y, held_out)
         if self.before is not None:
             clock.restart()  # measuring the start's accuracy took time that is not training's
         step = 0
         for epoch in range(1, config.epochs + 1):
             epoch_meter, recent = _Meter(), _Meter()
-            for index in self._epoch_batches(len(train_y), generator):
-                if stop.is_set():
-                    yield self._finished("stopped", "stopped by request", clock)
+            for index, whole in self._shared_batches(len(train_y), generator):
+                if halt := self._halt(stop, step, epoch_meter):
+                    yield self._diverged(clock) if halt == "diverged" else \
+                        self._finished("stopped", "stopped by request", clock)
                     return
                 try:
-                    loss, correct = self._step(train_x[index], train_y[index], optimizer, generator)
+                    loss, correct = self._step(train_x[index], train_y[index], optimizer, augment_generator,
+                                               len(index) * self.processes / whole)
                 except RuntimeError:  # binary cross-entropy refuses the NaN probabilities of diverged weights
                     if self._weights_finite():
                         raise
@@ -449,15 +542,16 @@ class Training:
                 if schedule is not None and per_batch:
                     schedule.step()
                 step += 1
-                clock.trained(len(index))
+                clock.trained(whole)
                 epoch_meter.add(loss, correct, len(index))
                 recent.add(loss, correct, len(index))
                 if self._progress_due(step, clock):
-                    if not math.isfinite(epoch_meter.loss):  # checked when read, not every step: reading waits
+                    if self.group is None and not math.isfinite(epoch_meter.loss):  # checked when read: reading waits
                         yield self._diverged(clock)
                         return
                     yield self._progress(epoch, step, total_steps, recent, epoch_meter, clock)
                     recent = _Meter()
+            epoch_meter = self._gathered(epoch_meter)
             if not math.isfinite(epoch_meter.loss):
                 yield self._diverged(clock)
                 return
@@ -470,19 +564,50 @@ class Training:
             yield end
         yield self._finished("done", "", clock)
 
+    def _halt(self, stop: threading.Event, step: int, meter: _Meter) -> str | None:
+        """"stopped" or "diverged" when training must end before this step, else None. Several processes decide
+        together every SYNC_STEPS steps: one that stopped alone would leave the others waiting for it."""
+        if self.group is None:
+            return "stopped" if stop.is_set() else None
+        if step % SYNC_STEPS:
+            return None
+        from core.distributed import any_true
+
+        stopping, diverging = any_true([stop.is_set(), not math.isfinite(meter.loss)], self.device)
+        return "diverged" if diverging else "stopped" if stopping else None
+
+    def _gathered(self, meter: _Meter) -> _Meter:
+        """The epoch's meter summed over the processes (the same on all: they take the same decisions from it)."""
+        if self.group is None:
+            return meter
+        from core.distributed import all_sum
+
+        loss_sum, correct, seen, batches = all_sum([float(meter.loss_sum), float(meter.correct), meter.seen,
+                                                    meter.batches], self.device)
+        return _Meter(loss_sum, int(correct), int(seen), int(batches))
+
     def _step(self, images: torch.Tensor, labels: torch.Tensor, optimizer: torch.optim.Optimizer,
-              generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step; the loss and the count of right answers stay tensors (no wait for the device)."""
+              generator: torch.Generator, weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step; the loss and the count of right answers stay tensors (no wait for the device).
+        `weight` scales this process's loss by its share of the batch (DDP averages the processes' gradients)."""
         if self.augmentation.active:  # augmented pixels are fresh tensors: normalise them in place
             images = augment_batch(images, self.augmentation, generator).sub_(self.mean).div_(self.std)
-        output = self.model(images)
+        output = self._forward(images)
         loss = compute_loss(output, labels, self.output, self.config.loss, self.config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if weight == 1.0 else loss * weight).backward()
         optimizer.step()
         return loss.detach(), (output.argmax(1) == labels).sum()
 
+    def _forward(self, images: torch.Tensor) -> torch.Tensor:
+        if not self.autocast:
+            return self.trained_model(images)
+        with torch.autocast("cuda", dtype=torch.bfloat16):  # the loss is computed in float32, outside
+            return self.trained_model(images).float()
+
     def _progress_due(self, step: int, clock: "_Clock") -> bool:
+        if self.group is not None and not self.group.leader:  # only rank 0 reports
+            return False
         if self.config.progress_every:
             return step % self.config.progress_every == 0
         return clock.since_progress() >= PROGRESS_INTERVAL_SECONDS
@@ -496,7 +621,19 @@ class Training:
                              clock.images_per_second(), eta, elapsed)
 
     def _evaluate(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
-        return evaluate(self.model, *inputs, self.output, self.config.loss, self.config.test_batch_size)
+        """Mean loss and accuracy; several processes each evaluate a slice with rank 0's weights and add them up."""
+        if self.group is None:
+            return evaluate(self.model, *inputs, self.output, self.config.loss, self.config.test_batch_size)
+        from core.distributed import all_sum, share_buffers
+
+        share_buffers(self.model)
+        images, labels = inputs
+        rank, world, count = self.group.rank, self.group.world_size, len(labels)
+        mine = slice(count * rank // world, count * (rank + 1) // world)
+        loss_sum, correct = evaluation_sums(self.model, images[mine], labels[mine], self.output, self.config.loss,
+                                            self.config.test_batch_size)
+        loss_sum, correct = all_sum([loss_sum, correct], self.device)
+        return loss_sum / max(count, 1), correct / max(count, 1)
 
     def _started(self, steps_per_epoch: int, test_x: torch.Tensor, test_y: torch.Tensor,
                  held_out: tuple[torch.Tensor, torch.Tensor] | None) -> Started:
@@ -510,7 +647,8 @@ class Training:
         return Started(config.model, config.dataset, self.parameters, config.epochs, steps_per_epoch,
                        steps_per_epoch * config.epochs, self.train_size, len(test_y), str(self.device),
                        before.get("test_accuracy"), before.get("collection_accuracy"),
-                       self.folder.held_out_size if self.folder else None)
+                       self.folder.held_out_size if self.folder else None, self.processes, self.backend,
+                       config.batch_size, config.learning_rate)
 
     def _end_epoch(self, epoch: int, step: int, meter: _Meter, test: tuple[torch.Tensor, torch.Tensor],
                    held_out: tuple[torch.Tensor, torch.Tensor] | None, clock: "_Clock") -> EpochEnd | None:
@@ -521,7 +659,8 @@ class Training:
             return None  # the previous epoch stays the last complete one: non-finite weights are never kept
         own_loss, own_accuracy = self._evaluate(held_out) if held_out is not None else (
             (test_loss, test_accuracy) if self.folder else (None, None))  # the folder alone: its test set is its own
-        self.last_complete_state = self._snapshot()
+        if self.group is None or self.group.leader:  # only rank 0 saves weights
+            self.last_complete_state = self._snapshot()
         event = EpochEnd(epoch, self.config.epochs, step, meter.loss, meter.accuracy, test_loss, test_accuracy,
                          clock.elapsed(), clock.images_per_second(), own_loss, own_accuracy)
         self.history.append(event)
