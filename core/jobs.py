@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import math
 import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol
 
 if TYPE_CHECKING:  # torch is imported by the worker, not by whoever merely looks at jobs
     from core.recipes import Recipe
@@ -86,6 +87,68 @@ class CurveBuffer:
         if len(self.points) >= self.capacity:
             self.points = self.points[::2]  # uniform coverage of the whole run, at half the density
             self.stride *= 2
+
+
+EVENT_KINDS = {"Started": "started", "BatchProgress": "batch", "EpochEnd": "epoch", "Finished": "finished"}
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """A training event as plain data: its kind (started, batch, epoch, finished) and its fields, as core.training's
+    event of that kind has them. What a run's event log holds, one a line (core.runlog)."""
+
+    kind: str
+    fields: dict[str, Any]
+
+
+def as_record(event: "TrainingEvent | EventRecord") -> EventRecord:
+    """The event as plain data (by class name: looking at an event must not import torch)."""
+    if isinstance(event, EventRecord):
+        return event
+    return EventRecord(EVENT_KINDS[type(event).__name__], asdict(event))
+
+
+class LiveState(Protocol):
+    """What a page draws of a training as it runs: a job here, or a run followed through its event log."""
+
+    progress: Progress | None
+    curve: CurveBuffer
+    epochs: list[EpochPoint]
+    message: str
+
+
+def fold_event(state: LiveState, record: EventRecord) -> None:
+    """Fold one event into what a page draws: progress, training curve, epoch ends, the final message."""
+    fields = record.fields
+    if record.kind == "started":
+        state.progress = Progress(0, fields["epochs"], 0, fields["total_steps"], 0.0, 0.0, 0.0)
+    elif record.kind == "batch":
+        _fold_batch(state, fields)
+    elif record.kind == "epoch":
+        _fold_epoch(state, fields)
+    elif record.kind == "finished":
+        state.message = fields["reason"]
+
+
+def _number(value: float | None) -> float:
+    return math.nan if value is None else value  # a diverged run's loss: a gap in the curve
+
+
+def _fold_batch(state: LiveState, fields: dict[str, Any]) -> None:
+    steps_per_epoch = fields["total_steps"] / max(fields["epochs"], 1)
+    state.curve.add(TrainPoint(fields["step"] / steps_per_epoch, _number(fields["loss"]), fields["accuracy"]))
+    state.progress = Progress(fields["epoch"], fields["epochs"], fields["step"], fields["total_steps"],
+                              fields["images_per_second"], fields["eta_seconds"], fields["elapsed_seconds"])
+
+
+def _fold_epoch(state: LiveState, fields: dict[str, Any]) -> None:
+    state.epochs.append(EpochPoint(fields["epoch"], fields["train_loss"], fields["train_accuracy"],
+                                   fields["test_loss"], fields["test_accuracy"]))
+    if state.progress is not None:
+        epoch, epochs, elapsed = fields["epoch"], state.progress.epochs, fields["elapsed_seconds"]
+        remaining = (epochs - epoch) * elapsed / max(epoch, 1)
+        state.progress = Progress(epoch, epochs, fields["step"], state.progress.total_steps,
+                                  fields["images_per_second"], remaining, elapsed)
 
 
 @dataclass(frozen=True)
@@ -243,33 +306,11 @@ class JobManager:
 
     # ---- called by the worker --------------------------------------------------------------------------------
 
-    def record(self, job: Job, event: "TrainingEvent") -> None:
-        """Fold one training event into the job's state."""
-        from core.training import BatchProgress, EpochEnd, Finished, Started
-
+    def record(self, job: Job, event: "TrainingEvent | EventRecord") -> None:
+        """Fold one training event into the job's state: an event of this process's training, or one read from a
+        run's event log (core.runlog), as a job that trains in another process follows its run."""
         with self._lock:
-            if isinstance(event, Started):
-                job.progress = Progress(0, event.epochs, 0, event.total_steps, 0.0, 0.0, 0.0)
-            elif isinstance(event, BatchProgress):
-                self._record_batch(job, event)
-            elif isinstance(event, EpochEnd):
-                self._record_epoch(job, event)
-            elif isinstance(event, Finished):
-                job.message = event.reason
-
-    def _record_batch(self, job: Job, event) -> None:
-        steps_per_epoch = event.total_steps / max(event.epochs, 1)
-        job.curve.add(TrainPoint(event.step / steps_per_epoch, event.loss, event.accuracy))
-        job.progress = Progress(event.epoch, event.epochs, event.step, event.total_steps, event.images_per_second,
-                                event.eta_seconds, event.elapsed_seconds)
-
-    def _record_epoch(self, job: Job, event) -> None:
-        job.epochs.append(EpochPoint(event.epoch, event.train_loss, event.train_accuracy, event.test_loss,
-                                     event.test_accuracy))
-        if job.progress is not None:
-            remaining = (event.epochs - event.epoch) * event.elapsed_seconds / max(event.epoch, 1)
-            job.progress = Progress(event.epoch, event.epochs, event.step, job.progress.total_steps,
-                                    event.images_per_second, remaining, event.elapsed_seconds)
+            fold_event(job, as_record(event))
 
     def set_run(self, job: Job, run_id: str) -> None:
         """The run folder the job writes to, known once its training is built."""
@@ -340,7 +381,7 @@ def _record_training(job: Job, manager: JobManager) -> None:
     from core.training import ConfigError, Finished
 
     try:
-        recorded = RecordedTraining(job.config, RunStore(manager.runs_dir), recipe=job.recipe)
+        recorded = RecordedTraining(job.config, RunStore(manager.runs_dir), recipe=job.recipe, origin="app")
     except (ConfigError, DatasetUnavailable) as error:
         manager.finish(job, "failed", str(error))
         return

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 from core.data import Dataset
 from core.models import model_spec
 from core.recipes import Recipe
-from core.store import RunStore, process_start_time, utc_now
+from core.runlog import EventLogWriter, launch_origin
+from core.store import RunStore, process_start_time, this_host, utc_now
 from core.training import EpochEnd, Finished, Started, TrainConfig, Training, TrainingEvent, resolve_start
 
 if TYPE_CHECKING:
@@ -27,7 +28,8 @@ class RecordedTraining:
     """A Training whose run folder is written at the first epoch, then at most every second, and at the end."""
 
     def __init__(self, config: TrainConfig, store: RunStore, *, recipe: Recipe | None = None,
-                 data: Dataset | None = None, run_id: str | None = None, group: Group | None = None) -> None:
+                 data: Dataset | None = None, run_id: str | None = None, group: Group | None = None,
+                 origin: str | None = None) -> None:
         self.training = Training(config, data, start=resolve_start(config.from_run, store), group=group)
         self.store = store
         self.recipe = recipe
@@ -36,6 +38,9 @@ class RecordedTraining:
         self._last_save = 0.0
         self.saved_epochs = 0  # epochs whose weights are on disk, referenced by the saved metadata
         self._weights_file: str | None = None
+        self.origin = origin or launch_origin()  # who started it, for pages that follow it from elsewhere
+        self._log: EventLogWriter | None = None  # the run's event log, opened once its folder exists
+        self._logged_end = False
 
     @property
     def run_dir(self):
@@ -62,7 +67,7 @@ class RecordedTraining:
             "train_size": training.train_size,
             "test_size": len(training.data.test_labels), "device": str(training.device),
             "world_size": training.processes, "backend": training.backend, "devices": training.devices,
-            "created_at": self.created_at, "pid": os.getpid(),
+            "created_at": self.created_at, "pid": os.getpid(), "host": this_host(),  # a pid means this machine's
             "pid_started": process_start_time(os.getpid()),  # tells this process from a later one reusing its id
             **self._continued(),
         }
@@ -95,16 +100,42 @@ class RecordedTraining:
         self._last_save = time.monotonic()
 
     def events(self, stop: threading.Event | None = None) -> Iterator[TrainingEvent]:
-        """The training's events, saving the run as they pass; a failed save ends training as failed."""
+        """The training's events, saving the run and appending them to its event log as they pass; a failed save ends
+        training as failed."""
         stop = stop or threading.Event()
-        for event in self.training.events(stop):
-            try:
-                self._save_for(event)
-            except OSError as error:  # disk full, read-only: the run must not pretend it was saved
-                stop.set()
-                yield self._save_failed(event, error)
+        try:
+            for event in self.training.events(stop):
+                try:
+                    self._save_for(event)
+                except OSError as error:  # disk full, read-only: the run must not pretend it was saved
+                    stop.set()
+                    event = self._save_failed(event, error)
+                    self._log_event(event)
+                    yield event
+                    return
+                self._log_event(event)
+                yield event
+        finally:  # an exception, or a consumer that let go: followers must not wait for an end that never comes
+            if self._log is not None and not self._logged_end:
+                self._log.write(Finished("failed", "the training ended before it finished", len(self.training.history),
+                                         None, None, 0.0, 0.0))
+                self._log.close()
+
+    def _reference(self) -> float | None:
+        """The recipe's published accuracy, when this run trains on the data it was published for."""
+        recipe, config = self.recipe, self.training.config
+        return recipe.reported_accuracy if recipe and recipe.config.dataset == config.dataset else None
+
+    def _log_event(self, event: TrainingEvent) -> None:
+        if self._log is None:
+            if not self.run_dir.is_dir():  # a run whose first save failed has no folder to log in
                 return
-            yield event
+            self._log = EventLogWriter(self.run_dir, {
+                "pid": os.getpid(), "pid_started": process_start_time(os.getpid()), "host": this_host(),
+                "origin": self.origin, "model_title": model_spec(self.training.config.model).title,
+                "reported_accuracy": self._reference()})
+        self._log.write(event)
+        self._logged_end = self._logged_end or isinstance(event, Finished)
 
     def _save_failed(self, event: TrainingEvent, error: OSError) -> Finished:
         """The end of a run whose save failed: the reason says what stays saved; a run without weights is removed."""

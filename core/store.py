@@ -9,6 +9,8 @@ import os
 import re
 import secrets
 import shutil
+import socket
+import time
 import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,6 +29,7 @@ if TYPE_CHECKING:  # torch is imported by the functions that need it: listing ru
 
 RUNS_ENV = "DIGIT_STUDIO_RUNS"
 META_FILE = "meta.json"
+EVENTS_FILE = "events.jsonl"  # the run's training events, appended as it trains (core.runlog)
 FORMAT_NAME = "digit-studio-run"
 FORMAT_VERSION = 1
 MAX_META_BYTES = 8 * 1024 * 1024
@@ -34,6 +37,8 @@ MAX_WEIGHTS_BYTES = 256 * 1024 * 1024
 MAX_CLASSES = 1000  # more would only make loading build a huge output layer
 MAX_CLASS_NAME_CHARS = 32  # a label under a digit, not a paragraph
 MAX_SAFE_INTEGER = 2**53 - 1  # what a browser's numbers (and pages' tables) carry exactly
+MAX_HOST_CHARS = 255  # a host name, as the system gives it
+SILENT_HOST_SECONDS = 120.0  # a run of another machine not heard from for this long is taken as interrupted
 PID_MAX = 2**31 - 1  # pid_t is a signed 32-bit number on Linux and macOS: os.kill overflows past it
 MAX_WORLD_SIZE = 65_536  # processes of one distributed run, as its metadata records them
 RUN_STATUSES = ("running", "done", "stopped", "failed", "diverged")  # as written; "interrupted", "damaged" are read
@@ -105,6 +110,30 @@ def process_running(pid: Any, started: Any = None) -> bool:
     return now is None or now == str(started)  # a different start time: the id was reused by a new process
 
 
+def this_host() -> str:
+    """This machine's name, recorded with a run's pid: a pid means something only on the machine that wrote it."""
+    return socket.gethostname()[:MAX_HOST_CHARS]
+
+
+def last_heard(run_dir: Path) -> float | None:
+    """When the run folder's metadata or event log last changed (seconds since the epoch), links not followed."""
+    times = []
+    for name in (META_FILE, EVENTS_FILE):
+        with contextlib.suppress(OSError):
+            times.append((run_dir / name).lstat().st_mtime)
+    return max(times, default=None)
+
+
+def run_alive(meta: Mapping[str, Any], run_dir: Path) -> bool:
+    """Whether the process that writes a "running" run is still at it: on this machine, its pid still names the
+    process that started it; on another machine (sharing the runs folder), the run wrote something recently."""
+    host = meta.get("host")
+    if host is not None and host != this_host():
+        heard = last_heard(run_dir)
+        return heard is not None and time.time() - heard <= SILENT_HOST_SECONDS
+    return process_running(meta.get("pid"), meta.get("pid_started"))
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the new one, never a part."""
     _write_through_temp(path, data, os.replace)
@@ -155,7 +184,7 @@ class RunInfo:
         if self.meta is None:
             return "damaged"
         status = str(self.meta.get("status", "damaged"))
-        if status == "running" and not process_running(self.meta.get("pid"), self.meta.get("pid_started")):
+        if status == "running" and not run_alive(self.meta, self.path):
             return "interrupted"
         return status
 
@@ -336,6 +365,7 @@ META_SCHEMA: dict[str, Field] = {
     "created_at": Field("a time in ISO 8601 text", _iso_time),
     "updated_at": Field("a time in ISO 8601 text", _iso_time),
     "pid": Field(f"a process id (a whole number from 1 to {PID_MAX:,})", _whole(1, PID_MAX)),
+    "host": Field(f"text of at most {MAX_HOST_CHARS} characters", _text(MAX_HOST_CHARS)),
     "pid_started": Field("text of at most 64 characters, a whole number or null",
                          _or_none(lambda v: _text(64)(v) or _whole(0, MAX_SAFE_INTEGER)(v))),
     "weights_file": Field("a weights file name this app writes (weights-NNNNNN.safetensors) or null",
@@ -353,6 +383,11 @@ def _record_problem(record: dict[str, Any], schema: Mapping[str, Field], prefix:
         if (problem := _field_problem(record[key], field, prefix + key)) is not None:
             return problem
     return None
+
+
+def record_problem(record: Mapping[str, Any], schema: Mapping[str, Field]) -> str | None:
+    """What is wrong with a record read from disk (metadata, a line of an event log), in words; None when nothing."""
+    return _record_problem(dict(record), schema, "")
 
 
 def _field_problem(value: Any, field: Field, where: str) -> str | None:

@@ -245,7 +245,7 @@ def test_a_failed_metadata_save_removes_the_weights_it_would_have_named_and_mark
     finished = list(recorded.events())[-1]
     assert disk.failures == 1 and finished.status == "failed" and finished.epochs_completed == 1
     assert "No space left on device" in finished.reason and finished.reason.endswith("epoch 1 stays saved")
-    assert files_of(store) == ["meta.json", "weights-000001.safetensors"]  # no stray weights-000002
+    assert files_of(store) == ["events.jsonl", "meta.json", "weights-000001.safetensors"]  # no stray weights-000002
     info = store.info(recorded.run_id)
     assert info.status == "failed" and info.get("reason") == finished.reason  # not "running", nor "interrupted"
     assert info.get("epochs_completed") == len(info.get("history")) == 1
@@ -257,7 +257,7 @@ def test_when_even_the_failed_status_cannot_be_saved_only_the_last_good_version_
     recorded = RecordedTraining(THREE_EPOCHS, store)
     finished = list(recorded.events())[-1]
     assert finished.status == "failed" and finished.reason.endswith("epoch 1 stays saved")
-    assert files_of(store) == ["meta.json", "weights-000001.safetensors"]
+    assert files_of(store) == ["events.jsonl", "meta.json", "weights-000001.safetensors"]
     assert store.load(recorded.run_id).meta["epochs_completed"] == 1
 
 

@@ -55,7 +55,7 @@ def test_a_recorded_run_has_weights_and_self_describing_metadata(store, saved_ru
         assert key in meta, key
     assert meta["status"] == "done" and meta["epochs_completed"] == 3 and len(meta["history"]) == 3
     assert meta["parameters"] == 3018 and meta["settings"]["learning_rate"] == 0.5
-    assert sorted(p.name for p in folder.iterdir()) == ["meta.json", "weights-000003.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == ["events.jsonl", "meta.json", "weights-000003.safetensors"]
 
 
 def test_runs_list_load_and_delete(store, saved_run):
