@@ -1,9 +1,12 @@
 """From a finished stroke to the answer: preprocessing + prediction of one drawn 280x280 canvas, vs the bare model.
 
-    python bench/bench_predict.py [--data-dir ../shared/data] [--rounds 30] [--repeats 10] [--threads N]
+    python bench/bench_predict.py [--data-dir ../shared/data] [--rounds 50] [--repeats 10] [--threads N]
+                                  [--before DIR]
 
-Interleaved A B C C2 D rounds, each timing `repeats` calls; the figure is the median per call over all calls
-(many short rounds, so that the load other programs put on the machine falls on every variant alike).
+Interleaved A B C C2 D rounds, each timing `repeats` calls; the figures are the median and the 99th percentile per
+call over all calls (many short rounds, so that the load other programs put on the machine falls on every variant
+alike), in wall-clock time and in the process's CPU time (which a loaded machine stretches far less: a call that is
+preempted waits without using CPU).
 A: the bare default model's forward pass on an already preprocessed tensor, one thread as in C (the baseline).
 B: core.preprocess.preprocess of the canvas (opaque black RGBA with white strokes, as the canvas sends it).
 C: core.inference.predict_image: B, then the model (what the page does after each stroke). Small batches run on
@@ -12,90 +15,67 @@ C2: the same with all of torch's threads, as before that rule: on a busy 2-core 
    thread after the numpy work of B can cost far more than the forward pass itself.
 D: what else the page does for a drawing: decode the canvas's PNG and the SmoothGrad saliency map.
 Then batch prediction of the 10,000 MNIST test images (already 28x28) in images/s.
+
+Each checkout is timed in a worker process of its own (its `core` imported from its folder, the same canvas for
+all): with --before DIR (another checkout, e.g. `git worktree add /tmp/before <commit>`) the two workers take
+turns action by action within each round, so before and after meet the same moments of a loaded machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import core.inference
-from core.inference import (
-    at_most_threads,
-    load_default_model,
-    model_inputs,
-    predict_image,
-    predict_proba,
-    saliency,
-)
-from core.preprocess import preprocess
-from tests.drawn_digits import drawn, encoded
-
-GOAL_MS = 5.0  # the Speed issue's goal for preprocessing + prediction, median
-LIMIT_MS = 20.0  # "feels instant"
+GOAL_P99_MS = 2.0  # issue 18: preprocess + predict one drawing, 99th percentile
+ACTIONS = ("A bare forward", "B preprocess", "C preprocess + predict", "C2 the same on all torch threads",
+           "D decode PNG + preprocess + saliency")
 
 
-def per_call_ms(action: Callable[[], object], repeats: int) -> list[float]:
-    """Milliseconds of each of `repeats` calls."""
-    timings = []
+def per_call_ms(action: Callable[[], object], repeats: int) -> tuple[list[float], list[float]]:
+    """Milliseconds of each of `repeats` calls: wall-clock, and CPU time of the whole process (all its threads)."""
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         action()
-        timings.append((time.perf_counter() - start) * 1000)
-    return timings
+        wall.append((time.perf_counter() - start) * 1000)
+        cpu.append((time.process_time() - start_cpu) * 1000)
+    return wall, cpu
 
 
-def interleaved(actions: dict[str, Callable[[], object]], rounds: int, repeats: int) -> dict[str, float]:
-    """Median ms per call of each action, timed A B C D, A B C D ... so that load on the machine hits all alike."""
-    for action in actions.values():
-        action()  # warm up: first calls allocate
-    timings: dict[str, list[float]] = {name: [] for name in actions}
-    for _ in range(rounds):
-        for name, action in actions.items():
-            timings[name] += per_call_ms(action, repeats)
-    return {name: statistics.median(values) for name, values in timings.items()}
+def percentile(values: list[float], share: float) -> float:
+    return float(np.percentile(values, share))
 
 
-def mnist_test_images(data_dir: Path) -> np.ndarray | None:
-    path = data_dir / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
-    if not path.exists():
-        return None
-    return np.frombuffer(path.read_bytes(), np.uint8, offset=16).reshape(-1, 28, 28)
+# ---- the worker: one checkout's code, timed on request ----------------------------------------------------------
 
+def worker_actions(root: Path, canvas_file: Path, threads: int | None) -> tuple[dict[str, Callable[[], object]], object]:
+    """The timed actions with `root`'s core (imported from there), and its default model."""
+    sys.path.insert(0, str(root))
+    import torch
+    from PIL import Image
 
-def batch_images_per_second(run, images: np.ndarray, rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        predict_proba(run, images)
-        times.append(time.perf_counter() - start)
-    return len(images) / statistics.median(times)
+    import core.inference
+    from core.inference import at_most_threads, load_default_model, model_inputs, predict_image, saliency
+    from core.preprocess import preprocess
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if threads:
+        torch.set_num_threads(threads)
     run = load_default_model()
-    canvas = np.asarray(drawn(7))  # 280x280 RGBA, white strokes 18 px wide on opaque black
-    png = encoded(drawn(7), "PNG")
+    canvas = np.load(canvas_file)
+    buffer = io.BytesIO()
+    Image.fromarray(canvas).save(buffer, "PNG")
+    png = buffer.getvalue()
     tensor = model_inputs(run, preprocess(canvas).pixels)
 
     def bare_forward() -> None:
@@ -113,23 +93,128 @@ def main() -> None:
         np.asarray(Image.open(io.BytesIO(png)))
         saliency(run, preprocess(canvas).pixels, samples=16, noise=0.1)
 
-    medians = interleaved({"A bare forward": bare_forward, "B preprocess": lambda: preprocess(canvas),
-                           "C preprocess + predict": lambda: predict_image(run, canvas),
-                           "C2 the same on all torch threads": all_threads,
-                           "D decode PNG + preprocess + saliency": page_extras}, args.rounds, args.repeats)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.rounds} rounds x {args.repeats} calls")
-    for name, value in medians.items():
-        print(f"  {name:<38} {value:7.2f} ms median")
-    total, bare = medians["C preprocess + predict"], medians["A bare forward"]
-    print(f"preprocess + predict: {total:.2f} ms = {total / bare:.1f}x the bare forward pass "
-          f"(goal < {GOAL_MS:g} ms: {'met' if total < GOAL_MS else 'NOT met'}; "
-          f"< {LIMIT_MS:g} ms: {'met' if total < LIMIT_MS else 'NOT met'})")
-    images = mnist_test_images(args.data_dir)
+    actions = dict(zip(ACTIONS, (bare_forward, lambda: preprocess(canvas), lambda: predict_image(run, canvas),
+                                 all_threads, page_extras)))
+    for action in actions.values():
+        action()  # warm up: first calls allocate
+    return actions, run
+
+
+def serve(root: Path, canvas_file: Path, threads: int | None) -> None:
+    """Answer the driver's requests on stdin, one JSON line each: an action's timings, or batch images/s."""
+    actions, run = worker_actions(root, canvas_file, threads)
+    from core.inference import predict_proba
+
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        if "action" in request:
+            print(json.dumps(per_call_ms(actions[request["action"]], request["repeats"])), flush=True)
+        else:
+            images = np.load(request["images"])
+            times = []
+            for _ in range(request["rounds"]):
+                start = time.perf_counter()
+                predict_proba(run, images)
+                times.append(time.perf_counter() - start)
+            print(json.dumps(len(images) / statistics.median(times)), flush=True)
+
+
+# ---- the driver ------------------------------------------------------------------------------------------------
+
+class Worker:
+    """One checkout's worker process."""
+
+    def __init__(self, root: Path, canvas_file: Path, threads: int | None) -> None:
+        command = [sys.executable, str(Path(__file__).resolve()), "--worker", str(root), "--canvas", str(canvas_file)]
+        if threads:
+            command += ["--threads", str(threads)]
+        self.process = subprocess.Popen(command, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.ask_raw(None)
+
+    def ask_raw(self, request: dict | None):
+        if request is not None:
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the worker for {self.process.args[3]} stopped")
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+def mnist_test_images(data_dir: Path) -> np.ndarray | None:
+    path = data_dir / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    if not path.exists():
+        return None
+    return np.frombuffer(path.read_bytes(), np.uint8, offset=16).reshape(-1, 28, 28)
+
+
+def report(name: str, after: list[float], before: list[float] | None) -> str:
+    line = f"  {name:<38} {statistics.median(after):7.2f} ms median {percentile(after, 99):7.2f} ms p99"
+    if before:
+        line += (f" | before {statistics.median(before):7.2f} / {percentile(before, 99):7.2f} ms"
+                 f" | after/before {statistics.median(after) / statistics.median(before):.2f}x median,"
+                 f" {percentile(after, 99) / percentile(before, 99):.2f}x p99")
+    return line
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    parser.add_argument("--before", type=Path, help="another checkout, timed in the same rounds")
+    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--canvas", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        serve(args.worker, args.canvas, args.threads)
+        return
+    sys.path.insert(0, str(REPO))
+    from tests.drawn_digits import drawn
+
+    with tempfile.TemporaryDirectory() as scratch:
+        canvas_file = Path(scratch) / "canvas.npy"
+        np.save(canvas_file, np.asarray(drawn(7)))  # 280x280 RGBA, white strokes 18 px wide on opaque black
+        roots = {"after": REPO} | ({"before": args.before.resolve()} if args.before else {})
+        workers = {name: Worker(root, canvas_file, args.threads) for name, root in roots.items()}
+        timings = {name: {action: [] for action in ACTIONS} for name in workers}
+        cpu_times = {name: {action: [] for action in ACTIONS} for name in workers}
+        for _ in range(args.rounds):
+            for action in ACTIONS:
+                for name, worker in workers.items():
+                    wall, cpu = worker.ask_raw({"action": action, "repeats": args.repeats})
+                    timings[name][action] += wall
+                    cpu_times[name][action] += cpu
+        images = mnist_test_images(args.data_dir)
+        batch = {}
+        if images is not None:
+            np.save(Path(scratch) / "images.npy", images)
+            batch = {name: worker.ask_raw({"images": str(Path(scratch) / "images.npy"), "rounds": 3})
+                     for name, worker in workers.items()}
+        for worker in workers.values():
+            worker.close()
+    print(f"{args.rounds} rounds x {args.repeats} calls; after: {REPO}" + (f", before: {args.before}" if args.before else ""))
+    print("wall-clock per call:")
+    for action in ACTIONS:
+        print(report(action, timings["after"][action], timings.get("before", {}).get(action)))
+    print("CPU time per call (the process's, all threads: what other programs' load does not stretch):")
+    for action in ACTIONS:
+        print(report(action, cpu_times["after"][action], cpu_times.get("before", {}).get(action)))
+    total = timings["after"]["C preprocess + predict"]
+    p99 = percentile(total, 99)
+    print(f"preprocess + predict: {statistics.median(total):.2f} ms median, {p99:.2f} ms p99 = "
+          f"{statistics.median(total) / statistics.median(timings['after']['A bare forward']):.1f}x the bare forward "
+          f"pass (goal p99 < {GOAL_P99_MS:g} ms: {'met' if p99 < GOAL_P99_MS else 'NOT met'})")
+    for name, speed in batch.items():
+        print(f"batch prediction of the {len(images):,} MNIST test images, {name}: {speed:,.0f} images/s")
     if images is None:
         print(f"no MNIST test images under {args.data_dir}: batch prediction skipped")
-        return
-    print(f"batch prediction of the {len(images):,} MNIST test images: "
-          f"{batch_images_per_second(run, images, 3):,.0f} images/s")
 
 
 if __name__ == "__main__":

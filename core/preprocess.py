@@ -8,6 +8,7 @@ MNIST's digits were cropped to their ink, scaled so the longer side is 20 px (an
 from __future__ import annotations
 
 from dataclasses import dataclass
+import sys
 from itertools import pairwise
 
 import numpy as np
@@ -56,9 +57,10 @@ class Preprocessed:
 # ---- any image to float pixels in 0..255 -------------------------------------------------------------------------
 
 def _array_pixels(array: np.ndarray) -> np.ndarray:
-    """Float32 in 0..255 from any numeric array: floats in 0..1 are stretched, wide integers scaled by their depth."""
+    """Pixels in 0..255 from any numeric array: 8-bit values kept as they are (contiguous), anything else as float32,
+    floats in 0..1 stretched and wide integers scaled by their depth."""
     if array.dtype == np.uint8:
-        return array.astype(np.float32)
+        return np.ascontiguousarray(array)  # the lookup in _stretched_levels reads it whole, in order
     if array.dtype == bool:
         return array.astype(np.float32) * 255.0
     if array.dtype.kind == "f":
@@ -76,6 +78,8 @@ def _informative_channels(array: np.ndarray) -> np.ndarray:
     it for a canvas): an alpha too even to hold a drawing (see _is_drawing), and colour channels that are equal."""
     if array.ndim != 3 or array.dtype != np.uint8:
         return array
+    if array.shape[2] == 4 and array.flags.c_contiguous and sys.byteorder == "little":
+        return _informative_rgba(array)
     if array.shape[2] in (2, 4) and int(array[..., -1].max()) - int(array[..., -1].min()) <= MIN_CONTRAST:
         array = array[..., :-1]
     if array.shape[2] == 3 and np.array_equal(array[..., 0], array[..., 1]) \
@@ -84,8 +88,22 @@ def _informative_channels(array: np.ndarray) -> np.ndarray:
     return array[..., 0] if array.shape[2] == 1 else array
 
 
+def _informative_rgba(array: np.ndarray) -> np.ndarray:
+    """_informative_channels of a contiguous RGBA array, read as one 32-bit word a pixel (alpha the top byte): the
+    word's extremes carry the alpha's, and R = G = B where the word's low three bytes repeat (4 passes, not 9)."""
+    words = array.view(np.uint32)[..., 0]
+    if (int(words.max()) >> 24) - (int(words.min()) >> 24) > MIN_CONTRAST:
+        return array  # the alpha may hold the drawing
+    shifted = words >> 8
+    shifted ^= words
+    shifted &= 0xFFFF  # R^G and G^B
+    if not shifted.any():
+        return array[..., 0]
+    return array[..., :3]
+
+
 def _array_planes(array: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Colour (3, H, W) or grey (H, W) and alpha (None when there is none), float32 in 0..255, from an array."""
+    """Colour (3, H, W) or grey (H, W) and alpha (None when there is none), in 0..255 (uint8 or float32)."""
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (2, 3, 4)) or 0 in array.shape:
@@ -133,7 +151,7 @@ def _shrunk_to(values: np.ndarray, side: float) -> np.ndarray:
 
 
 def _working_planes(image: Image.Image | np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Colour or grey, and alpha, in 0..255, no larger than WORKING_SIDE."""
+    """Colour or grey, and alpha, in 0..255 (uint8 or float32), no larger than WORKING_SIDE."""
     if isinstance(image, Image.Image):
         values, alpha = _pil_planes(working_image(image))
     else:
@@ -160,17 +178,22 @@ def _is_drawing(alpha: np.ndarray | None) -> bool:
     """Whether alpha carries the drawing: it varies, and the background (the border) is transparent."""
     if alpha is None or float(alpha.max()) - float(alpha.min()) <= MIN_CONTRAST:
         return False
-    return float(np.median(_border(alpha))) < 128
+    border = _border(alpha)
+    if float(border.max()) < 128 or float(border.min()) >= 128:  # the median's side without sorting (canvases)
+        return float(border.max()) < 128
+    return float(np.median(border)) < 128
 
 
 def _overview(values: np.ndarray, side: int = 64) -> np.ndarray:
     """Means of whole blocks, about `side` px on the shorter side: noise averaged out for background statistics."""
     factor = min(values.shape[-2:]) // side
     if factor < 2:
-        return values
+        return values if values.dtype == np.float32 else values.astype(np.float32)
     height, width = values.shape[-2] // factor * factor, values.shape[-1] // factor * factor  # a ragged edge is left out
-    rows = sum(values[..., i:height:factor, :width] for i in range(factor))  # strided sums: faster than PIL per plane
-    return sum(rows[..., j::factor] for j in range(factor)) / (factor * factor)
+    whole = np.uint16 if factor * factor * 255 < 2 ** 16 else np.uint32  # 8-bit levels: whole sums, as exact as float
+    rows = sum(values[..., i:height:factor, :width].astype(whole) if values.dtype == np.uint8 else
+               values[..., i:height:factor, :width] for i in range(factor))  # strided sums: faster than PIL per plane
+    return sum(rows[..., j::factor] for j in range(factor)).astype(np.float32) / (factor * factor)
 
 
 LUMINANCE = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as PIL's "L"
@@ -209,7 +232,10 @@ def _paper_light(overview: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def _is_unevenly_lit(overview: np.ndarray) -> bool:
     """Whether the background varies along the border, as under a lamp; clean scans and canvases have an even one."""
-    low, high = np.percentile(_border(_grey(overview)), [25, 75])  # quartiles ignore ink touching the border
+    border = _border(_grey(overview))
+    if float(border.max()) - float(border.min()) < UNEVEN_BORDER:  # quartiles lie within the range (canvases, scans)
+        return False
+    low, high = np.percentile(border, [25, 75])  # quartiles ignore ink touching the border
     return float(high - low) >= UNEVEN_BORDER
 
 
@@ -220,24 +246,49 @@ def _evenly_lit(values: np.ndarray, overview: np.ndarray) -> np.ndarray:
     return values * (typical / np.maximum(light, 0.1 * typical))
 
 
+def _background(values: np.ndarray, overview: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The background's level in each channel (the border's median) and whether the ink is darker than it."""
+    border = _border(values)
+    lowest = border.min(axis=-1)
+    if np.array_equal(lowest, border.max(axis=-1)):  # one level all round (a canvas): the median, without sorting
+        background = lowest.astype(np.float32)
+    else:
+        background = np.median(border, axis=-1).astype(np.float32)  # float64 would double every later step
+    lows, highs = overview.min(axis=(-2, -1)), overview.max(axis=(-2, -1))  # averaged: a hot pixel is not ink
+    return background, float(np.max(background - lows)) > float(np.max(highs - background))  # ink lies far out
+
+
 def _ink_signal(values: np.ndarray, overview: np.ndarray) -> np.ndarray:
     """How far each pixel departs from the background colour towards the ink, in its most telling channel: dark
     ink on paper and light or coloured strokes on black all come out bright (blue has little luminance)."""
-    background = np.median(_border(values), axis=-1).astype(np.float32)  # float64 would double every later step
-    lows, highs = overview.min(axis=(-2, -1)), overview.max(axis=(-2, -1))  # averaged: a hot pixel is not ink
-    ink_is_darker = float(np.max(background - lows)) > float(np.max(highs - background))  # ink lies far out on one side
+    background, ink_is_darker = _background(values, overview)
     if values.ndim == 2:
         return background - values if ink_is_darker else values - background
     planes = [level - plane if ink_is_darker else plane - level for plane, level in zip(values, background)]
     return np.maximum(np.maximum(planes[0], planes[1]), planes[2])
 
 
+def _peak_of(counts: np.ndarray, top: float) -> float:
+    """The ink's peak from a histogram of a quarter of its values in whole levels and its maximum `top`: the 99.9th
+    percentile (a few hot pixels are not the ink), at least half the maximum."""
+    size = int(counts.sum())
+    percentile = float(np.searchsorted(np.cumsum(counts), size - size // 1000))
+    return max(percentile, 0.5 * top)
+
+
 def _robust_peak(values: np.ndarray) -> float:
-    """The ink's peak: the 99.9th percentile (a few hot pixels are not the ink), at least half the maximum."""
+    """_peak_of the ink `values`."""
     sample = values[::2, ::2]  # a quarter of the pixels estimates a percentile just as well, 4x faster
     counts = np.bincount(np.clip(sample, 0, 255).astype(np.uint8).ravel(), minlength=256)  # faster than a sort
-    percentile = float(np.searchsorted(np.cumsum(counts), sample.size - sample.size // 1000))
-    return max(percentile, 0.5 * float(values.max()))
+    return _peak_of(counts, float(values.max()))
+
+
+def _scaled_to_peak(values: np.ndarray, peak: float) -> np.ndarray:
+    """Background to 0, the ink's peak to 1, faint texture cut."""
+    floor = peak * INK_FLOOR
+    stretched = np.subtract(values, floor, dtype=np.float32)
+    stretched *= 1.0 / (peak - floor)
+    return np.clip(stretched, 0.0, 1.0, out=stretched)  # in place: each pass over a big photo costs
 
 
 def _stretch(values: np.ndarray) -> np.ndarray:
@@ -245,22 +296,47 @@ def _stretch(values: np.ndarray) -> np.ndarray:
     peak = _robust_peak(values)
     if peak < MIN_CONTRAST:
         return np.zeros(values.shape, dtype=np.float32)
-    floor = peak * INK_FLOOR
-    stretched = np.subtract(values, floor, dtype=np.float32)
-    stretched *= 1.0 / (peak - floor)
-    return np.clip(stretched, 0.0, 1.0, out=stretched)  # in place: each pass over a big photo costs
+    return _scaled_to_peak(values, peak)
+
+
+LEVELS = np.arange(256, dtype=np.float32)
+
+
+def _stretched_levels(plane: np.ndarray, level_ink: np.ndarray) -> np.ndarray:
+    """_stretch(level_ink[plane]) for an 8-bit plane whose ink depends on its level alone, `level_ink` monotonic:
+    the same float32 steps on the 256 levels, then one lookup a pixel instead of five float passes (same values)."""
+    level_bins = np.clip(level_ink, 0, 255).astype(np.uint8)  # each level's bin in _robust_peak's histogram
+    counts = np.bincount(level_bins, weights=np.bincount(plane[::2, ::2].ravel(), minlength=256), minlength=256)
+    top = max(float(level_ink[plane.min()]), float(level_ink[plane.max()]))  # monotonic: the maximum is at an end
+    peak = _peak_of(counts, top)
+    if peak < MIN_CONTRAST:
+        return np.zeros(plane.shape, dtype=np.float32)
+    return np.take(_scaled_to_peak(level_ink, peak), plane)
+
+
+def _grey_levels_ink(plane: np.ndarray, overview: np.ndarray) -> np.ndarray:
+    """_ink_signal then _stretch of an evenly lit 8-bit grey plane, level by level."""
+    background, ink_is_darker = _background(plane, overview)
+    signal = background - LEVELS if ink_is_darker else LEVELS - background
+    return _stretched_levels(plane, np.maximum(signal, 0.0, out=signal))
+
+
+def _floats(values: np.ndarray) -> np.ndarray:
+    return values.astype(np.float32) if values.dtype == np.uint8 else values
 
 
 def _working_ink(image: Image.Image | np.ndarray) -> np.ndarray:
     """Ink in 0..1 at working resolution (no larger than WORKING_SIDE)."""
     values, alpha = _working_planes(image)
-    if _is_drawing(alpha):
-        return _stretch(alpha)  # ink of any colour on transparent: the alpha is the drawing
+    if _is_drawing(alpha):  # ink of any colour on transparent: the alpha is the drawing
+        return _stretched_levels(alpha, LEVELS) if alpha.dtype == np.uint8 else _stretch(alpha)
     overview = _overview(values)
     if _is_unevenly_lit(overview):
-        values = _evenly_lit(values, overview)
+        values = _evenly_lit(_floats(values), overview)
         overview = _overview(values)
-    signal = _ink_signal(values, overview)
+    elif values.ndim == 2 and values.dtype == np.uint8:  # canvases and clean scans
+        return _grey_levels_ink(values, overview)
+    signal = _ink_signal(_floats(values), overview)
     return _stretch(np.maximum(signal, 0.0, out=signal))  # a fresh array: no copy needed
 
 
@@ -337,11 +413,23 @@ def _spread(mask: np.ndarray) -> np.ndarray:
     return np.array([[xx, xy], [xy, yy]], dtype=np.float64)
 
 
+def _clearly_round(spread: np.ndarray) -> bool:
+    """Whether the 2x2 spread's axes are surely not LINE_THINNESS apart (most digits), from the closed-form
+    eigenvalues; near the threshold (within a margin far above their rounding error) it says False and eigh decides."""
+    (xx, xy), (_, yy) = spread.tolist()
+    middle, half_gap = (xx + yy) / 2, float(np.hypot((xx - yy) / 2, xy))
+    minor, major = middle - half_gap, middle + half_gap
+    return major > 0 and minor > major * (LINE_THINNESS ** 2) * (1 + 1e-6)
+
+
 def _is_flat_line(mask: np.ndarray) -> bool:
     """One thin straight line lying far from upright (a dash, a scratch): a 1 is straight too, but stands up. The ink
     must fill the bar its spread describes (a solid bar of length L and width w has variances L²/12 and w²/12): a
     row of digits or a fence of bars spreads as widely but leaves most of that bar empty."""
-    (minor, major), axes = np.linalg.eigh(_spread(mask))  # the ink's principal axes, as an ellipse's
+    spread = _spread(mask)
+    if _clearly_round(spread):
+        return False
+    (minor, major), axes = np.linalg.eigh(spread)  # the ink's principal axes, as an ellipse's
     if minor <= 0 or np.sqrt(minor / major) >= LINE_THINNESS:
         return False
     if np.count_nonzero(mask) < LINE_FILL * 12.0 * np.sqrt(minor * major):
@@ -369,8 +457,7 @@ def why_not_a_digit(mask: np.ndarray, image_side: int) -> str | None:
 
 def _stroke_width(mask: np.ndarray) -> float:
     """Mean stroke width in pixels of a binary drawing: twice its area over the length of its outline."""
-    padded = np.pad(mask, 1)
-    inner = padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    inner = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]  # edge: never inner
     outline = np.count_nonzero(mask) - np.count_nonzero(inner)  # pixels with a 4-neighbour outside the drawing
     return 2.0 * float(np.count_nonzero(mask)) / max(float(outline), 1.0)
 
@@ -385,6 +472,13 @@ def _max_pooled(values: np.ndarray, factor: int) -> np.ndarray:
     return np.maximum.reduce([padded[i::factor, j::factor] for i in range(factor) for j in range(factor)])
 
 
+def _padded(values: np.ndarray, pad: int) -> np.ndarray:
+    """`values` framed by `pad` zeros on every side (np.pad's result; np.pad costs 10x this in its own Python)."""
+    padded = np.zeros((values.shape[0] + 2 * pad, values.shape[1] + 2 * pad), dtype=values.dtype)
+    padded[pad:pad + values.shape[0], pad:pad + values.shape[1]] = values
+    return padded
+
+
 def _thickened(crop: np.ndarray, mask: np.ndarray, width: float, glyph_side: int, target: float) -> np.ndarray:
     """Strokes `width` px wide (a thin brush) widened so that, once scaled to glyph_side, they are `target` px."""
     factor = max(1, -(-max(crop.shape) // (4 * glyph_side)))  # work at 2.7x to 4x the glyph: fast and still smooth
@@ -393,8 +487,8 @@ def _thickened(crop: np.ndarray, mask: np.ndarray, width: float, glyph_side: int
     longer = max(pooled.shape)
     radius = max(0.0, (target * longer - glyph_side * width) / (2 * glyph_side - 2 * target))  # the box grows too
     pad = int(np.ceil(radius)) + 1
-    distance = ndimage.distance_transform_edt(~np.pad(pooled_mask, pad))
-    widened = np.maximum(np.pad(pooled, pad), np.clip(radius + 0.5 - distance, 0.0, 1.0).astype(np.float32))
+    distance = ndimage.distance_transform_edt(~_padded(pooled_mask, pad))
+    widened = np.maximum(_padded(pooled, pad), np.clip(radius + 0.5 - distance, 0.0, 1.0).astype(np.float32))
     left, top, right, bottom = _box(widened > 0)
     return widened[top:bottom, left:right]
 
@@ -412,8 +506,8 @@ def _glyph(crop: np.ndarray, mask: np.ndarray, glyph_side: int, target: float) -
 def _placed_by_mass(glyph: np.ndarray, side: int) -> np.ndarray:
     """The glyph in a side x side square, shifted by whole pixels so its centre of mass is at the centre (MNIST)."""
     centre_y, centre_x = ndimage.center_of_mass(glyph)
-    top = int(np.clip(round(side / 2 - centre_y), 0, side - glyph.shape[0]))  # MNIST's mean is (14.0, 14.0)
-    left = int(np.clip(round(side / 2 - centre_x), 0, side - glyph.shape[1]))
+    top = min(max(round(side / 2 - centre_y), 0), side - glyph.shape[0])  # MNIST's mean is (14.0, 14.0)
+    left = min(max(round(side / 2 - centre_x), 0), side - glyph.shape[1])
     canvas = np.zeros((side, side), dtype=np.float32)
     canvas[top:top + glyph.shape[0], left:left + glyph.shape[1]] = glyph
     return canvas

@@ -1,0 +1,94 @@
+"""The fast paths of core.preprocess give what its careful float path gives, on inputs of every kind.
+
+8-bit grey planes (canvases, scans, transparent drawings' alpha) are stretched by a 256-level lookup and RGBA
+canvases are read one 32-bit word a pixel; the same image given as float32 takes the float path, pixel by pixel.
+"""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import core.preprocess as preprocess_module
+from core.preprocess import DIGITS_FORMAT, MNIST_FORMAT, ink_map, preprocess, split_digits, working_image
+from tests.drawn_digits import drawn, on_transparent, photo_of
+
+
+def varied_arrays() -> dict[str, np.ndarray]:
+    """8-bit arrays as uploads and the canvas give them: drawn digits of every brush, scans, transparent drawings,
+    noise, tiny dots, small images, rows of digits."""
+    rng = np.random.default_rng(7)
+    cases = {}
+    for digit in range(10):
+        width = (2, 6, 18, 45)[digit % 4]
+        cases[f"canvas {digit} brush {width}"] = np.asarray(drawn(digit, width=width))
+        cases[f"scan {digit}"] = np.asarray(drawn(digit, mode="L", background=255, ink=0))
+        cases[f"transparent {digit}"] = np.asarray(on_transparent(digit, ink=(30, 60, 200, 255)))
+        noisy = np.asarray(drawn(digit, mode="L", background=0, ink=255), dtype=float) + rng.normal(0, 25, (280, 280))
+        cases[f"noisy {digit}"] = np.clip(noisy, 0, 255).astype(np.uint8)
+    cases["blue ink on the canvas"] = np.asarray(drawn(2, ink=(0, 0, 255, 255)))  # colour: R = G, B differs
+    cases["red ink on the canvas"] = np.asarray(drawn(6, ink=(255, 0, 0, 255)))
+    speck = np.full((280, 280), 255, np.uint8)
+    speck[100:103, 50:53] = 0  # so little ink that its peak comes from the maximum, not the percentile
+    cases["dark speck on paper"] = speck
+    cases["small 28x28"] = np.asarray(drawn(3, width=3, size=(28, 28), box=(4, 4, 24, 24)))
+    cases["corner"] = np.asarray(drawn(7, width=6, box=(200, 190, 260, 270)))
+    cases["noise"] = rng.integers(0, 256, (200, 200), dtype=np.uint8)
+    single = np.zeros((280, 280), np.uint8)
+    single[140, 140] = 255
+    cases["one pixel"] = single
+    cases["dot"] = np.asarray(drawn(1, width=20, box=(130, 130, 135, 135)))
+    cases["flat line"] = np.asarray(drawn(1, width=10, box=(20, 140, 260, 141)))
+    cases["blank canvas"] = np.zeros((280, 280, 4), np.uint8)
+    cases["grey paper, faint ink"] = np.asarray(drawn(5, mode="L", background=200, ink=150))
+    cases["row of digits"] = np.asarray(drawn("4096", size=(480, 160), width=10))
+    return cases
+
+
+FLOAT_PATH = {"noise", "blue ink on the canvas", "red ink on the canvas"}  # lit unevenly; colour (its channels read
+#                                                                           one 32-bit word a pixel, then floats)
+
+
+def assert_same_result(fast, careful) -> None:
+    assert (fast.blank, fast.refusal, fast.ink_box) == (careful.blank, careful.refusal, careful.ink_box)
+    assert np.abs(fast.pixels.astype(int) - careful.pixels.astype(int)).max() <= 1  # float rounding at most
+
+
+@pytest.fixture
+def fast_path_calls(monkeypatch) -> list[int]:
+    """Counts the level lookups, so the test knows which inputs took the fast path."""
+    calls: list[int] = []
+    original = preprocess_module._stretched_levels
+
+    def counted(plane, level_ink):
+        calls.append(plane.size)
+        return original(plane, level_ink)
+    monkeypatch.setattr(preprocess_module, "_stretched_levels", counted)
+    return calls
+
+
+@pytest.mark.parametrize("name", sorted(varied_arrays()))
+def test_an_8_bit_image_gives_what_its_float_copy_gives(name, fast_path_calls):
+    image = varied_arrays()[name]
+    careful_copy = image.astype(np.float32)  # floats above 1 are taken as 0..255: the same values, the float path
+    for fmt in (MNIST_FORMAT, DIGITS_FORMAT):
+        fast_path_calls.clear()
+        fast = preprocess(image, fmt)
+        assert bool(fast_path_calls) == (name not in FLOAT_PATH), "the lookup was not taken where it should be"
+        fast_path_calls.clear()
+        careful = preprocess(careful_copy, fmt)
+        assert not fast_path_calls, "the float copy took the lookup: nothing was compared"
+        assert_same_result(fast, careful)
+    np.testing.assert_allclose(ink_map(image), ink_map(careful_copy), atol=1e-6)
+    fast_digits, careful_digits = split_digits(image), split_digits(careful_copy)
+    assert len(fast_digits) == len(careful_digits)
+    for fast, careful in zip(fast_digits, careful_digits):
+        assert_same_result(fast, careful)
+
+
+def test_photos_and_huge_images_give_what_the_float_path_gives():
+    huge = Image.fromarray(np.asarray(photo_of(5, seed=3))).resize((4000, 3000), Image.Resampling.BICUBIC)
+    for image in (photo_of(2, seed=1), huge.convert("L"), huge):
+        shrunk = working_image(image)  # what preprocessing reads of a big photo, in its own 8 bits
+        fast, careful = preprocess(image), preprocess(np.asarray(shrunk).astype(np.float32))
+        assert not fast.blank and fast.refusal is None
+        assert np.abs(fast.pixels.astype(int) - careful.pixels.astype(int)).max() <= 1
