@@ -3,12 +3,16 @@ on what was skipped and why."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import os
 import socket
+import tempfile
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -54,19 +58,32 @@ def online(address: tuple[str, int] = MNIST_HOST, timeout: float = PROBE_SECONDS
 
 @functools.cache
 def find_mnist() -> Path | None:
-    """The first folder that holds MNIST; else a download into ./data when online; else None. Once per session."""
+    """The first folder that holds MNIST; else a download into ./data when online; else None. Once per session (per
+    worker under pytest-xdist: a lock lets one worker download while the other waits, then finds it there)."""
     from core.data import DatasetUnavailable, download_dataset, is_available
 
-    for root in mnist_candidates():
-        if is_available("mnist", root):
-            return root
-    if not online():
-        return None
-    try:
-        download_dataset("mnist", LOCAL_DATA)
-    except DatasetUnavailable:
-        return None
-    return LOCAL_DATA if is_available("mnist", LOCAL_DATA) else None
+    with download_lock():
+        for root in mnist_candidates():
+            if is_available("mnist", root):
+                return root
+        if not online():
+            return None
+        try:
+            download_dataset("mnist", LOCAL_DATA)
+        except DatasetUnavailable:
+            return None
+        return LOCAL_DATA if is_available("mnist", LOCAL_DATA) else None
+
+
+@contextlib.contextmanager
+def download_lock() -> Iterator[None]:
+    """Held by one test process at a time on this machine (an advisory lock on a file in the system's temp folder)."""
+    with open(Path(tempfile.gettempdir()) / "digit-studio-tests-mnist.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")
@@ -82,6 +99,18 @@ def mnist_dir(mnist_root) -> Path:
     if mnist_root is None:
         pytest.skip(NO_MNIST)
     return mnist_root
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups into the test ids
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """For pytest-xdist's --dist loadgroup (scripts/test.sh): every browser test in one group, so one worker serves
+    the app and runs Chromium once for all of them, in order; every other file a group of its own, so a module's
+    fixtures (a trained tiny run) are built once, on one worker. Browser tests are also marked `browser`."""
+    for item in items:
+        browser = item.path.parent.name == "browser"
+        item.add_marker(pytest.mark.xdist_group("browser" if browser else item.path.stem))
+        if browser:
+            item.add_marker(pytest.mark.browser)  # so that `-m "not browser"` runs the rest alone
 
 
 def skip_reasons(reports: list) -> Counter:
