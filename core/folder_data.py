@@ -60,12 +60,17 @@ def _rank(seed: int, file: str) -> bytes:
     return hashlib.sha256(f"{seed}:{file}".encode("utf-8", "surrogateescape")).digest()
 
 
+def held_out_count(images: int, share: float) -> int:
+    """How many of a class's `images` are held out: round(share x n), at least 1 when n >= 2, none when 1."""
+    return min(images - 1, max(1, round(share * images)))
+
+
 def held_out_mask(labels: np.ndarray, files: tuple[str, ...], share: float, seed: int) -> np.ndarray:
-    """Which images are held out: round(share x n) of each class of n images, at least 1 when n >= 2, none when 1."""
+    """Which images are held out: held_out_count of each class, chosen by a seeded rank of their file names."""
     held_out = np.zeros(len(labels), dtype=bool)
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
-        count = min(len(members) - 1, max(1, round(share * len(members))))
+        count = held_out_count(len(members), share)
         ranked = sorted(members, key=lambda index: _rank(seed, files[index]))
         held_out[ranked[:count]] = True
     return held_out

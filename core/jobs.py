@@ -51,6 +51,7 @@ class EpochPoint:
     train_accuracy: float
     test_loss: float
     test_accuracy: float
+    collection_accuracy: float | None = None  # a fine-tune's, on the image folder's held-out part
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ def _fold_batch(state: LiveState, fields: dict[str, Any]) -> None:
 
 def _fold_epoch(state: LiveState, fields: dict[str, Any]) -> None:
     state.epochs.append(EpochPoint(fields["epoch"], fields["train_loss"], fields["train_accuracy"],
-                                   fields["test_loss"], fields["test_accuracy"]))
+                                   fields["test_loss"], fields["test_accuracy"], fields.get("collection_accuracy")))
     if state.progress is not None:
         epoch, epochs, elapsed = fields["epoch"], state.progress.epochs, fields["elapsed_seconds"]
         remaining = (epochs - epoch) * elapsed / max(epoch, 1)
@@ -377,12 +378,12 @@ def _record_training(job: Job, manager: JobManager) -> None:
     """The real job: train with the run saved as it goes, folding every event into the job."""
     from core.data import DatasetUnavailable
     from core.record import RecordedTraining
-    from core.store import RunStore
+    from core.store import RunError, RunStore
     from core.training import ConfigError, Finished
 
     try:
         recorded = RecordedTraining(job.config, RunStore(manager.runs_dir), recipe=job.recipe, origin="app")
-    except (ConfigError, DatasetUnavailable) as error:
+    except (ConfigError, DatasetUnavailable, RunError) as error:  # RunError: a run to continue that cannot be loaded
         manager.finish(job, "failed", str(error))
         return
     for event in recorded.events(job.stop_requested):

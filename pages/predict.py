@@ -32,6 +32,7 @@ from ui.predict import (
     warm_saliency,
 )
 from ui.predict_collect import collect_box
+from ui.predict_compare import before_and_after
 from ui.predict_inputs import DRAWING, camera, drawing, explain, follow_new_uploads, pick_upload, upload_notes, uploads
 from ui.predict_inside import show_inside
 from ui.predict_samples import SOURCE_KEY, TEST_SET, Sample, sample_prediction, take_handoff, test_set_tab, verdict
@@ -122,9 +123,12 @@ def answer_for(run: LoadedRun, chosen: InputImage, several: bool, model_label: s
 def every_model_section(choices: list[ModelChoice], chosen_first: ModelChoice, image, several: bool,
                         sample: Sample | None = None) -> None:
     """The same picture through every model, side by side, so people see where models disagree."""
-    st.markdown("**Every model**")
     models, problems = usable_runs([chosen_first] + [other for other in choices if other.key != chosen_first.key])
-    rows = every_model_rows(models, image, several, sample and (lambda other: sample_prediction(other, sample)))
+    read = sample and (lambda other: sample_prediction(other, sample))
+    if models and models[0][0] is chosen_first:  # a fine-tune: the model it started from, side by side
+        before_and_after(choices, *models[0], image, several, read)
+    st.markdown("**Every model**")
+    rows = every_model_rows(models, image, several, read)
     st.markdown(agreement(rows))
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
         "model": st.column_config.TextColumn("model", width="medium"),

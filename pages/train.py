@@ -23,6 +23,7 @@ from ui.jobs import job_manager
 from ui.saved_runs import runs_section
 from ui.shared import available_datasets, data_dir, device_description, public_demo, run_inside_the_frame
 from ui.text import escape_markdown
+from ui.train_finetune import fine_tune_section
 from ui.train_format import spaced_percents
 from ui.train_live import first_paint, live_slot, scroll_into_view
 from ui.train_settings import config_from_widgets, fill_widgets, notes_for, number_field, refusal_to_show, \
@@ -186,6 +187,7 @@ st.caption("Set up a run and start it: it trains in the background, carries on w
            "saved with its curves and weights. Its charts appear below as it learns.")
 first = first_paint()
 setup_panel()
+fine_tune_section()
 live_slot(first)
 runs_section()
 if target := st.session_state.pop("train_scroll", None):

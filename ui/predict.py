@@ -35,6 +35,7 @@ from core.store import LoadedRun, RunError, load_run_dir, read_meta
 from ui.inside import SALIENCY_CAPTION, saliency_figure
 from ui.shared import run_store
 from ui.text import escape_markdown
+from ui.train_format import data_words
 
 SHIPPED = "shipped"  # the choice key of the model in core/default_model
 PREVIEW_SIDE = 196  # px the 28x28 (or 8x8) model input is shown at: 7x for MNIST
@@ -68,9 +69,11 @@ def _choice(key: str, path: Path, meta: dict, prefix: str) -> ModelChoice:
     score = f", {accuracy:.2%}" if accuracy is not None else ""
     training = " (still training)" if meta.get("status") == "running" else ""
     title = meta.get("model_title") or meta.get("model")
-    label = f"{prefix}{title} on {_dataset_title(meta['dataset'])}{score}{training}"
+    collection = meta.get("collection")  # a fine-tune on a digit collection: named with it
+    data = data_words(_dataset_title(meta["dataset"]), collection.get("name") if isinstance(collection, dict) else None)
+    label = f"{prefix}{title} on {data}{score}{training}"
     short = f"{title} · {'shipped' if key == SHIPPED else key}{training}"
-    return ModelChoice(key, label, short, path, meta["weights_file"], _dataset_title(meta["dataset"]), accuracy)
+    return ModelChoice(key, label, short, path, meta["weights_file"], data, accuracy)
 
 
 def model_choices() -> list[ModelChoice]:

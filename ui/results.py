@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import streamlit as st
 
+from core.data import DatasetUnavailable
 from core.recipes import RECIPES
 from core.store import RunError, RunInfo
 from ui.charts import confusion_figure, framed_tiles, per_class_accuracy_figure
 from ui.explore import clicked_cell
 from ui.shared import data_dir, run_store
 from ui.text import escape_markdown
+from ui.train_finetune import before_after
 from ui.train_format import MISSING, STATUS_WORDS, count, duration, is_number, percent, signed_percent
+
+if TYPE_CHECKING:
+    from core.data import Dataset
 
 DEVICE_WORDS = {"cpu": "the CPU", "cuda": "a GPU", "mps": "Apple's GPU"}
 GALLERY_SIZE = 60
@@ -34,25 +39,43 @@ def loaded_run(run_dir: str, weights_file: str):
     return load_run_dir(Path(run_dir))
 
 
+@st.cache_resource(show_spinner="Reading the test images...", max_entries=4)
+def run_test_data(run_dir: str, weights_file: str, data_root: str) -> "Dataset":
+    """The data a run is tested on: its dataset's; for a run trained on an image folder alone, that folder's held-out
+    part as it was split for the run (its share and seed; images added since may join it)."""
+    from core.data import load_dataset
+    from core.folder_data import load_image_folder
+    from core.training import FOLDER_DATASET
+
+    meta = loaded_run(run_dir, weights_file).meta
+    if meta["dataset"] != FOLDER_DATASET:
+        return load_dataset(meta["dataset"], data_root)
+    settings = meta.get("settings") or {}
+    folder = settings.get("image_folder")
+    if not isinstance(folder, str):
+        raise RunError("This run trained on an image folder but does not say which.")
+    return load_image_folder(folder, held_out_share=float(settings.get("held_out_share", 0.2)),
+                             seed=int(settings.get("seed", 0))).as_dataset()
+
+
 @st.cache_data(show_spinner="Predicting the test images...", max_entries=8)
 def test_predictions(run_dir: str, weights_file: str, data_root: str) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, predicted labels) of the run's dataset's test split."""
-    from core.data import load_dataset
+    """(labels, predicted labels) of the run's test split (a folder's held-out part for a run on a folder alone)."""
     from core.evaluation import predict_split
 
-    run = loaded_run(run_dir, weights_file)
-    data = load_dataset(run.meta["dataset"], data_root)
-    return data.test_labels.numpy(), predict_split(run, data, "test").argmax(axis=1)
+    data = run_test_data(run_dir, weights_file, data_root)
+    return data.test_labels.numpy(), predict_split(loaded_run(run_dir, weights_file), data, "test").argmax(axis=1)
 
 
 def run_results(info: RunInfo, *, key: str, curves: Callable[[], None] | None = None) -> None:
     """A run's results: its headline figures, `curves` when given, then its confusion matrix and mistakes."""
     headline(info)
+    before_after(info)
     if curves is not None:
         curves()
     try:
         labels, predicted = test_predictions(str(info.path), str(info.get("weights_file")), str(data_dir()))
-    except (RunError, OSError, ValueError) as error:
+    except (RunError, OSError, ValueError, DatasetUnavailable) as error:  # a folder's CollectionError included
         st.error(f"The results cannot be computed: {escape_markdown(error)}", icon=":material/error:")
         return
     class_names = list(info.get("class_names") or [])
@@ -146,15 +169,13 @@ def gallery(info: RunInfo, indices: np.ndarray, labels: np.ndarray, predicted: n
             title: str) -> None:
     """The test images of `indices`, each with "true 6 → predicted 1" written as text under it (a font drawn into the
     image lacked the arrow), wrong ones framed in red."""
-    from core.data import load_dataset
-
     shown_part = f", the first {GALLERY_SIZE} shown" if len(indices) > GALLERY_SIZE else ""
     st.markdown(f"**{escape_markdown(title)}:** {len(indices):,}{shown_part}")
     if len(indices) == 0:
         st.caption("Not one: the model gets every one of these right.")
         return
     shown = indices[:GALLERY_SIZE]
-    data = load_dataset(info.get("dataset"), data_dir())
+    data = run_test_data(str(info.path), str(info.get("weights_file")), str(data_dir()))
     images = data.test_images[shown].numpy()
     wrong = labels[shown] != predicted[shown]
     tiles = framed_tiles(images, data.input_format.max_value, wrong)

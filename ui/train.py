@@ -74,6 +74,9 @@ def progress_text(snapshot: JobSnapshot) -> str:
     parts = [f"Epoch {max(progress.epoch, 1):,}/{progress.epochs:,}",
              f"step {progress.step:,}/{progress.total_steps:,}",
              f"{progress.images_per_second:,.0f} images/s", f"{duration(progress.elapsed_seconds)} so far"]
+    last = snapshot.epoch_points[-1] if snapshot.epoch_points else None
+    if last is not None and last.collection_accuracy is not None:  # a fine-tune: how it reads the digits held out
+        parts.append(f"held-out digits {percent(last.collection_accuracy)}")
     if snapshot.active:
         parts.append(f"about {duration(progress.eta_seconds)} left")
     return " · ".join(parts)

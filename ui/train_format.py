@@ -73,10 +73,19 @@ def run_name(info: RunInfo) -> str:
     if info.meta is None:
         return f"{info.run_id} (damaged)"
     model = info.get("model_title") or info.get("model") or "unknown model"
-    dataset = SHORT_DATASET_NAMES.get(str(info.get("dataset")), str(info.get("dataset")))
+    collection = info.get("collection")
+    dataset = data_words(str(info.get("dataset")), collection.get("name") if isinstance(collection, dict) else None)
     epochs = info.get("epochs_completed")
     trained = count(epochs, "epoch") if isinstance(epochs, int) and info.status != "running" else "training"
     return f"{model} · {dataset} · {trained} · {created_time(info)}"
+
+
+def data_words(dataset: str, folder: object = None) -> str:
+    """What a run trained on, short: "MNIST", "MNIST + mine" (mixed with the image folder mine), "mine" (alone)."""
+    name = SHORT_DATASET_NAMES.get(dataset, dataset)
+    if not isinstance(folder, str) or not folder:
+        return name
+    return folder if dataset == "folder" else f"{name} + {folder}"
 
 
 def run_names(runs: Iterable[RunInfo]) -> dict[str, str]:

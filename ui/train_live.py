@@ -7,6 +7,8 @@ Session state: `train_loss_log` (the loss chart's log scale), `train_stop_refuse
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from core.data import DATASETS
@@ -19,7 +21,7 @@ from ui.live_chart import live_charts
 from ui.results import headline, run_results
 from ui.shared import run_store
 from ui.text import escape_markdown
-from ui.train_format import percent, run_name
+from ui.train_format import data_words, percent, run_name
 
 CORES = ui.usable_cores()
 LIVE_REFRESH_SECONDS = ui.live_refresh_seconds(CORES)
@@ -43,7 +45,10 @@ setTimeout(() => requestAnimationFrame(() => {
 
 def job_title(snapshot: JobSnapshot) -> str:
     """"Digits CNN (recipe) on scikit-learn digits (8x8)"."""
-    return f"{model_spec(snapshot.config.model).title} on {DATASETS[snapshot.config.dataset].title}"
+    config = snapshot.config
+    folder = Path(config.image_folder).name if config.image_folder else None  # a fine-tune's digits: by folder name
+    data = DATASETS[config.dataset].title if config.dataset in DATASETS else config.dataset
+    return f"{model_spec(config.model).title} on {data_words(data, folder) if folder else data}"
 
 
 def kept_epoch(snapshot: JobSnapshot) -> str:

@@ -1,0 +1,127 @@
+"""Train's *Fine-tune on your handwriting*: the form starts a job with the settings it shows, the run trains from the
+shipped model on a collection, and its results say the accuracy before and after (a run on the folder alone shows
+its held-out digits' results, not "cannot be computed"); the progress line gives the held-out accuracy; an unknown
+run to start from ends in one sentence."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from core.collection import collections_root
+from core.config import TrainConfig
+from core.jobs import JobManager
+from core.store import RunStore, default_runs_dir
+from tests.font_digits import available_fonts, write_collection
+from tests.test_train_page import button, every_text, open_page, wait_until
+from ui.jobs import job_manager
+from ui.train import progress_text
+
+pytestmark = pytest.mark.skipif(not available_fonts(), reason="no DejaVu or Liberation font to draw digits with")
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_training():
+    yield
+    assert job_manager().stop_all(60)
+
+
+@pytest.fixture
+def mine() -> Path:
+    folder = collections_root(Path(os.environ["DIGIT_STUDIO_DATA"])) / "mine"
+    write_collection(folder, per_class=4)
+    return folder
+
+
+def opened_form():
+    app = open_page()
+    app.session_state["train_ft"] = True  # the expander opened, as a click does
+    app.run()
+    assert not app.exception, app.exception
+    return app
+
+
+def test_the_form_starts_a_fine_tune_of_the_shipped_model_with_the_settings_shown(mine):
+    app = opened_form()
+    assert app.selectbox(key="train_ft_source").value == "mine"
+    assert app.selectbox(key="train_ft_from").value == "default"
+    app.toggle(key="train_ft_mix").set_value(False)  # the folder alone: MNIST is not needed
+    app.slider(key="train_ft_held_out").set_value(25)
+    app.number_input(key="train_ft_epochs").set_value(2)
+    app.run()
+    assert not app.error, [e.value for e in app.error]
+    button(app, "Start fine-tuning").click().run()
+    snapshot = job_manager().snapshot(app.session_state["train_job"])
+    config = snapshot.config
+    assert (config.from_run, config.image_folder, config.dataset, config.model) == ("default", str(mine), "folder",
+                                                                                   "fast-cnn")
+    assert (config.held_out_share, config.epochs, config.optimizer, config.learning_rate) == (0.25, 2, "adam", 3e-4)
+    assert config.normalize_mean == pytest.approx(0.1307) and config.normalize_std == pytest.approx(0.3081)
+    assert job_manager().wait_idle(180)
+    app.run()
+    assert not app.exception, app.exception
+    text = every_text(app)
+    assert "cannot be computed" not in text
+    (run,) = RunStore(default_runs_dir()).list_runs()
+    before, after = run.get("before")["collection_accuracy"], run.get("final")["collection_accuracy"]
+    metric = next(m for m in app.metric if m.label.startswith("Your held-out digits"))
+    assert metric.label == f"Your held-out digits ({run.get('collection')['held_out_images']} images)"
+    assert metric.value == f"{after * 100:.2f} %" and f"(was {before * 100:.2f} %)" in metric.delta
+    assert not [m for m in app.metric if m.label == "MNIST test set"]  # trained on the folder alone: not tested there
+    assert "Before and after fine-tuning on mine" in text and "started from the shipped model" in text
+    assert "Confusion matrix" in text  # the held-out digits' results
+
+
+def test_mixed_with_mnist_the_config_keeps_mnist_and_its_share(mnist_dir, tmp_path, monkeypatch):
+    data = tmp_path / "with-mnist"  # MNIST seen through a link, so the collection is not written beside the shared copy
+    data.mkdir()
+    (data / "MNIST").symlink_to(mnist_dir / "MNIST")
+    monkeypatch.setenv("DIGIT_STUDIO_DATA", str(data))
+    write_collection(collections_root(data) / "mine", per_class=2)
+    app = opened_form()
+    app.slider(key="train_ft_share").set_value(30)
+    app.run()
+    assert not app.error, [e.value for e in app.error]
+    button(app, "Start fine-tuning").click().run()
+    config = job_manager().snapshot(app.session_state["train_job"]).config
+    assert (config.dataset, config.collection_share, config.data_dir) == ("mnist", 0.3, str(data))
+    assert config.image_folder == str(collections_root(data) / "mine")
+
+
+def test_a_folder_that_cannot_train_is_said_and_start_is_off(tmp_path):
+    (tmp_path / "bad" / "x").mkdir(parents=True)
+    app = opened_form()
+    app.selectbox(key="train_ft_source").set_value("__folder__")
+    app.run()
+    app.text_input(key="train_ft_folder").set_value(str(tmp_path / "bad")).run()
+    assert any("class folders must be named 0 to 9" in e.value for e in app.error)
+    assert button(app, "Start fine-tuning").disabled
+
+
+def test_without_a_collection_the_form_says_how_to_keep_digits():
+    app = opened_form()
+    assert "Keep some first: on Predict" in every_text(app)
+    assert button(app, "Start fine-tuning").disabled
+
+
+def test_an_unknown_run_to_start_from_fails_in_one_sentence(mine, tmp_path):
+    manager = JobManager(tmp_path / "runs")
+    job = manager.submit(TrainConfig(model="fast-cnn", dataset="folder", image_folder=str(mine), from_run="nope",
+                                     epochs=1))
+    wait_until(lambda: not manager.snapshot(job).active)
+    snapshot = manager.snapshot(job)
+    assert snapshot.status == "failed"
+    assert snapshot.message.startswith("There is no run called 'nope'") and "RunError" not in snapshot.message
+
+
+def test_the_progress_line_gives_a_fine_tunes_held_out_accuracy(mine, tmp_path):
+    manager = JobManager(tmp_path / "runs")
+    job = manager.submit(TrainConfig(model="fast-cnn", dataset="folder", image_folder=str(mine), from_run="default",
+                                     epochs=1, batch_size=16, normalize_mean=0.1307, normalize_std=0.3081))
+    assert manager.wait_idle(180)
+    snapshot = manager.snapshot(job)
+    assert snapshot.status == "done", snapshot.message
+    accuracy = snapshot.epoch_points[-1].collection_accuracy
+    assert accuracy is not None and f"held-out digits {accuracy * 100:.2f} %" in progress_text(snapshot)

@@ -1,0 +1,223 @@
+"""Train's *Fine-tune on your handwriting*: continue a saved run (or the shipped model) on a digit collection, and a
+finished fine-tune's accuracy before and after, on the held-out digits and on the original test set.
+
+The form builds a TrainConfig with core.config.fine_tune_config and submits it to the same job manager as Start, so
+the run trains with the same live curves. Session state: widgets under train_ft_* keys; train_ft_refused (the last
+click's refusal, shown once).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.collection import CollectionError, collections_root, list_collections, scan_folder
+from core.config import DEFAULT_MODEL_RUN, FINE_TUNE_SETTINGS, FOLDER_DATASET, SETTING_BOUNDS, TrainConfig, \
+    fine_tune_config
+from core.data import is_available
+from core.jobs import JobRefused
+from core.store import RunError, RunInfo
+from ui.jobs import job_manager, visitor_id
+from ui.shared import data_dir, public_demo, run_store, shown_path
+from ui.text import escape_markdown
+from ui.train_format import count, percent, run_names, signed_percent
+
+FOLDER_PATH = "__folder__"  # the source choice "a folder path..."
+REFUSED = "train_ft_refused"
+STARTS_FROM = ("mnist", FOLDER_DATASET)  # runs that read 28x28 digits as Predict makes them: a collection fits them
+TEACH_IT = ("Keep some first: on Predict, draw a digit and press *Right, keep it* or pick the right digit after "
+            "*Wrong? It's a ...* under the answer.")
+
+
+def fine_tune_section() -> None:
+    """The form, folded under the main settings: one line until opened, and drawn only when open."""
+    box = st.expander("Fine-tune on your handwriting: teach a trained model your own digits", icon=":material/draw:",
+                      key="train_ft", on_change="rerun")
+    if box.open:
+        with box:
+            fine_tune_form()
+
+
+def fine_tune_form() -> None:
+    st.caption("Start from a model that already reads digits and train it a little more on the digits you kept, so "
+               "it reads your handwriting. Part of your digits is held out, never trained on, to measure the change.")
+    source, start_from = st.columns(2)
+    with source:
+        folder = folder_picker()
+    with start_from:
+        run_id, meta = start_picker()
+    mix, share, held_out, epochs = st.columns([1.2, 1.4, 1.4, 0.8])
+    keep_mnist = mix.toggle("Keep MNIST in the mix", value=True, key="train_ft_mix",
+                            help="Each batch also takes images from MNIST, so the model does not forget how others "
+                                 "write while it learns your hand.")
+    collection_share = share.slider("Share of each batch from your digits", 10, 90, 50, 5, format="%d %%",
+                                    key="train_ft_share", disabled=not keep_mnist,
+                                    help="The rest of each batch is drawn at random from MNIST.") / 100
+    held_out_share = held_out.slider("Held out for testing", 10, 50, 20, 5, format="%d %%", key="train_ft_held_out",
+                                     help="This share of each digit's images (at least one of any digit with two) is "
+                                          "never trained on: the fine-tune is tested on it, and it stays put as the "
+                                          "collection grows.") / 100
+    epochs_value = epochs.number_input("Epochs", 1, 50, int(FINE_TUNE_SETTINGS["epochs"]), key="train_ft_epochs",
+                                       help="One epoch is one pass over your digits' training part.")
+    mixing = (f"Each batch: {percent(collection_share, 0)} your digits, the rest MNIST." if keep_mnist
+              else "Your digits alone: the model may forget some of MNIST.")
+    st.caption(f"{mixing} {percent(held_out_share, 0)} of each digit held out for testing. Adam at "
+               f"{FINE_TUNE_SETTINGS['learning_rate']:g} with light shifts, turns and zooms.")
+    config = None
+    if folder is not None and meta is not None:
+        trained_on = split_sizes(folder, float(held_out_share))
+        batch = int(FINE_TUNE_SETTINGS["batch_size"])
+        config = fine_tune_config(run_id, meta, image_folder=str(folder), data_dir=str(data_dir()),
+                                  dataset="mnist" if keep_mnist else FOLDER_DATASET, epochs=int(epochs_value),
+                                  collection_share=float(collection_share), held_out_share=float(held_out_share),
+                                  batch_size=batch if keep_mnist else max(1, min(batch, trained_on)))
+    problem = fine_tune_problem(config, folder)
+    if problem:
+        st.error(escape_markdown(problem), icon=":material/error:")
+    st.button("Start fine-tuning", type="primary", key="train_ft_start", icon=":material/play_arrow:",
+              disabled=config is None or problem is not None, on_click=start_fine_tune, args=(config,))
+    if refused := st.session_state.pop(REFUSED, None):
+        st.error(escape_markdown(refused), icon=":material/block:")
+
+
+def folder_picker() -> Path | None:
+    """The digits to learn: a collection under the data folder, or any folder in the same layout."""
+    root = collections_root(data_dir())
+    collections = {info.name: info for info in list_collections(root)}
+    names = [*collections, FOLDER_PATH]
+    chosen = st.selectbox("Your digits", names, key="train_ft_source",
+                          format_func=lambda name: "A folder path..." if name == FOLDER_PATH
+                          else f"{name} ({count(collections[name].size, 'image')})")
+    if not collections:
+        st.caption(f"No collection yet. {TEACH_IT}")
+    if chosen != FOLDER_PATH:
+        return collections[chosen].path
+    typed = st.text_input("Folder of digit images", key="train_ft_folder", placeholder="FOLDER with 0/*.png ... 9/*.png",
+                          help="torchvision's ImageFolder layout: one folder per digit, named 0 to 9.").strip()
+    return Path(typed).expanduser() if typed else None
+
+
+def start_picker() -> tuple[str, dict | None]:
+    """The model to continue: a saved run that reads 28x28 digits, or the shipped model."""
+    from core.inference import DEFAULT_MODEL_DIR
+
+    runs = {info.run_id: info for info in run_store().list_runs()
+            if info.get("dataset") in STARTS_FROM and info.status in ("done", "stopped") and info.has_weights}
+    names = run_names(runs.values())
+    run_id = st.selectbox("Start from", [DEFAULT_MODEL_RUN, *runs], key="train_ft_from",
+                          format_func=lambda key: "The model shipped with the app (Fast CNN, 99.15 % on MNIST)"
+                          if key == DEFAULT_MODEL_RUN else f"{names[key]}: {percent(runs[key].get('final', {}).get('test_accuracy'))}",
+                          help="Its weights, model and normalisation are where the fine-tune starts.")
+    try:
+        if run_id == DEFAULT_MODEL_RUN:
+            from core.store import read_meta
+
+            return run_id, read_meta(DEFAULT_MODEL_DIR)
+        return run_id, runs[run_id].meta
+    except (RunError, KeyError) as error:
+        st.error(f"This model cannot be continued: {escape_markdown(error)}", icon=":material/error:")
+        return run_id, None
+
+
+def split_sizes(folder: Path, held_out_share: float) -> int:
+    """How many of the folder's images are trained on (the rest held out); said under the form. 0 when unreadable."""
+    from core.folder_data import held_out_count
+
+    try:
+        counts = scan_folder(folder).counts
+    except (CollectionError, OSError):
+        return 0
+    held = sum(held_out_count(images, held_out_share) for images in counts.values())
+    total = sum(counts.values())
+    if total:
+        st.caption(f"{folder.name}: {count(total, 'image')}, {total - held:,} to train on and {held:,} held out.")
+    return total - held
+
+
+def fine_tune_problem(config: TrainConfig | None, folder: Path | None) -> str | None:
+    """Why this fine-tune cannot start, in one sentence, or None. Cheap: no image is decoded here."""
+    if folder is None:
+        return "Pick a collection, or type the path of a folder of digit images."
+    try:
+        scan = scan_folder(folder)
+    except (CollectionError, OSError) as error:
+        return str(error)
+    if scan.problem:
+        return scan.problem
+    if config is None:
+        return None
+    if config.mixes_folder and not is_available("mnist", data_dir()):
+        return (f"Keeping MNIST in the mix needs MNIST, which is not in {shown_path(data_dir())}: "
+                "turn the mix off, or get MNIST on the Train page's dataset list.")
+    from core.training import ConfigError, validate
+
+    try:
+        validate(config)
+    except ConfigError as error:
+        return str(error)
+    policy = public_demo()
+    return policy.training_problem(config.epochs, len(scan.samples)) if policy else None
+
+
+def start_fine_tune(config: TrainConfig) -> None:
+    """The button's callback: queued like Start (checked again here), then shown in the live panel."""
+    policy = public_demo()
+    if (problem := fine_tune_problem(config, Path(config.image_folder or ""))) is not None:
+        st.session_state[REFUSED] = problem
+        return
+    try:
+        st.session_state["train_job"] = job_manager().submit(
+            config, None, owner=visitor_id(), owner_limit=policy.queued_per_visitor if policy else None)
+        st.session_state["train_scroll"] = "live"
+    except JobRefused as error:
+        st.session_state[REFUSED] = str(error)
+
+
+# ---- a finished fine-tune: before and after ----------------------------------------------------------------------
+
+def before_after(info: RunInfo) -> None:
+    """Accuracy before and after the fine-tune on the held-out digits and (mixed with MNIST) the original test set."""
+    before, collection, final = info.get("before"), info.get("collection"), info.get("final") or {}
+    if not isinstance(before, dict) or not isinstance(collection, dict):
+        return  # not a fine-tune: a run from scratch has no "before"
+    held = collection.get("held_out_images")
+    rows = [(f"Your held-out digits ({count(held, 'image')})" if isinstance(held, int) else "Your held-out digits",
+             before.get("collection_accuracy"), final.get("collection_accuracy"))]
+    if info.get("dataset") != FOLDER_DATASET:
+        rows.append(("MNIST test set", before.get("test_accuracy"), final.get("test_accuracy")))
+    st.markdown(f"**Before and after fine-tuning on {escape_markdown(collection.get('name') or 'your digits')}** "
+                f"(started from {escape_markdown(start_name(info.get('from_run')))})")
+    figures, chart = st.columns([2, 3], vertical_alignment="center")
+    for label, was, now in rows:
+        delta = f"{signed_percent(now - was)} (was {percent(was)})" if isinstance(was, float | int) and \
+            isinstance(now, float | int) else None
+        figures.metric(label, percent(now), delta=delta)
+    chart.plotly_chart(before_after_figure(rows), key=f"train_before_after_{info.run_id}",
+                       config={"displayModeBar": False})
+
+
+def start_name(run_id: object) -> str:
+    """The run a fine-tune started from, by its readable name."""
+    if run_id == DEFAULT_MODEL_RUN:
+        return "the shipped model"
+    try:
+        return run_names([run_store().info(str(run_id))]).popitem()[1]
+    except RunError:
+        return f"run {run_id}"
+
+
+def before_after_figure(rows: list[tuple[str, float | None, float | None]]) -> go.Figure:
+    """Bars: each test set's accuracy before (grey) and after (blue) the fine-tune."""
+    labels = [label for label, _, _ in rows]
+    figure = go.Figure()
+    for name, index, color in (("before", 1, "#aab4c3"), ("after", 2, "#0072B2")):
+        values = [row[index] * 100 if isinstance(row[index], float | int) else None for row in rows]
+        figure.add_trace(go.Bar(name=name, x=labels, y=values, marker_color=color, textposition="outside",
+                                text=[f"{v:.1f} %" if v is not None else "" for v in values],
+                                hovertemplate="%{x}: %{y:.2f} %<extra>" + name + "</extra>"))
+    figure.update_layout(barmode="group", height=260, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                         legend={"orientation": "h", "y": 1.15})
+    figure.update_yaxes(range=[0, 112], tickvals=[0, 25, 50, 75, 100], ticktext=["0 %", "25 %", "50 %", "75 %", "100 %"])
+    return figure
