@@ -1,0 +1,45 @@
+"""Predict in real Chromium with a fine-tune chosen: a drawing is answered by it and by the model it started from."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.collection import collections_root
+from core.config import fine_tune_config
+from core.inference import DEFAULT_MODEL_DIR
+from core.record import RecordedTraining
+from core.store import RunStore, read_meta
+from tests.browser.conftest import assert_no_error, screenshot, serve_app, stop_app, wait_for_app
+from tests.browser.test_predict_live_browser import BOX, open_predict, settle, stroke
+from tests.drawn_digits import strokes_in
+from tests.font_digits import available_fonts, write_collection
+
+
+@pytest.mark.skipif(not available_fonts(), reason="no DejaVu or Liberation font to draw digits with")
+def test_a_fine_tune_answers_beside_the_model_it_started_from(browser, tmp_path):
+    folder = collections_root(tmp_path / "data") / "mine"
+    write_collection(folder, per_class=4)
+    config = fine_tune_config("default", read_meta(DEFAULT_MODEL_DIR), image_folder=str(folder), dataset="folder",
+                              epochs=1, batch_size=16)
+    recorded = RecordedTraining(config, RunStore(tmp_path / "runs"))
+    assert list(recorded.events())[-1].status == "done"
+    served = serve_app(tmp_path / "runs", tmp_path / "data")
+    context = browser.new_context(viewport={"width": 1400, "height": 1200})
+    try:
+        page = context.new_page()
+        open_predict(page, served.url)
+        page.get_by_test_id("stSelectbox").filter(has_text="Model").click()
+        page.get_by_role("option", name=f"{recorded.run_id}: Fast CNN (modern) on mine").click()
+        wait_for_app(page)
+        page.locator("canvas.upper-canvas").first.wait_for(timeout=60_000)
+        for points in strokes_in(7, BOX):
+            stroke(page, points)
+        settle(page)
+        page.get_by_text("Before and after fine-tuning on mine").wait_for(timeout=60_000)
+        page.get_by_text("Before: Fast CNN (modern) · shipped").wait_for(timeout=30_000)
+        page.get_by_text("After: this fine-tune").wait_for(timeout=30_000)
+        assert_no_error(page)
+        screenshot(page, "predict-before-after")
+    finally:
+        context.close()
+        stop_app(served)
