@@ -125,3 +125,21 @@ def test_the_progress_line_gives_a_fine_tunes_held_out_accuracy(mine, tmp_path):
     assert snapshot.status == "done", snapshot.message
     accuracy = snapshot.epoch_points[-1].collection_accuracy
     assert accuracy is not None and f"held-out digits {accuracy * 100:.2f} %" in progress_text(snapshot)
+
+
+def test_a_mixed_fine_tunes_accuracy_chart_has_its_held_out_digits_beside_the_test_curve(tmp_path):
+    from core.jobs import EpochPoint, JobSnapshot
+    from ui.train import accuracy_figure
+
+    epochs = (EpochPoint(1, 0.5, 0.9, 0.03, 0.991, 0.62), EpochPoint(2, 0.4, 0.92, 0.03, 0.990, 0.93))
+
+    def snapshot(dataset: str) -> JobSnapshot:
+        config = TrainConfig(model="fast-cnn", dataset=dataset, image_folder=str(tmp_path), from_run="default")
+        return JobSnapshot(1, "running", config, None, None, 0, "", None, (), epochs, 0.0, None)
+
+    figure = accuracy_figure(snapshot("mnist"), None)
+    (held_out,) = [trace for trace in figure["data"] if trace["name"] == "your held-out digits"]
+    assert held_out["x"] == [1, 2] and held_out["y"] == [62.0, 93.0]
+    floor = figure["layout"]["yaxis"].get("autorangeoptions", {}).get("clipmin")
+    assert floor is None or floor <= 60  # the axis that follows MNIST's 99 % still shows the held-out digits' 62 %
+    assert not [t for t in accuracy_figure(snapshot("folder"), None)["data"] if t["name"] == "your held-out digits"]

@@ -18,6 +18,7 @@ RUN_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", 
 TRAIN_COLOR = "rgba(0, 114, 178, 0.6)"  # the palette's blue, lighter: many noisy points
 TEST_COLOR = "#D55E00"  # vermilion, thicker and with markers: the figure that counts
 REFERENCE_COLOR = "#009E73"
+HELD_OUT_COLOR = "#CC79A7"  # reddish purple: a fine-tune's own digits, beside the test curve
 FOLLOW_ABOVE_PERCENT = 90.0
 CHART_HEIGHT = 320
 MARKED_EPOCHS = 60  # beyond this many epochs a marker each is clutter, and costs the browser a shape each
@@ -150,11 +151,30 @@ def accuracy_figure(snapshot: JobSnapshot, reference: float | None) -> dict[str,
         layout["annotations"] = [{"xref": "paper", "x": 0.01, "y": reference * 100, "yanchor": "bottom",
                                   "xanchor": "left", "showarrow": False,  # above the line, left: the curve still climbs
                                   "text": f"reported {percent(reference)}", "font": {"color": REFERENCE_COLOR}}]
+    held_out = held_out_curve(snapshot)
     floor = followed_floor(data[1]["y"], data[0]["y"])
+    if held_out is not None:
+        data.append(held_out)
+        lowest = min((value for value in held_out["y"] if value is not None), default=None)
+        if floor is not None and lowest is not None:  # the held-out digits start lower: keep their curve in view
+            floor = min(floor, math.floor(lowest / 5) * 5)
     if floor is not None:  # autorange within bounds: a double-click (reset) comes back to this view
         layout["yaxis"].update(autorange=True, autorangeoptions={"clipmin": floor, "clipmax": 100.5})
         layout["title"]["text"] = f"Accuracy (axis from {floor:g} %)"
     return {"data": data, "layout": layout}
+
+
+def held_out_curve(snapshot: JobSnapshot) -> dict[str, Any] | None:
+    """A fine-tune mixed with MNIST: its held-out digits' accuracy at each epoch's end, beside the MNIST test curve
+    (a run on a folder alone has them as its test curve already)."""
+    epochs = thinned(snapshot.epoch_points)
+    mixed = snapshot.config is not None and snapshot.config.mixes_folder
+    if not mixed or not any(e.collection_accuracy is not None for e in epochs):
+        return None
+    return {"type": "scatter", "mode": "lines+markers" if len(epochs) <= MARKED_EPOCHS else "lines",
+            "name": "your held-out digits", "line": {"color": HELD_OUT_COLOR, "width": 2.5, "dash": "dot"},
+            "marker": {"color": HELD_OUT_COLOR, "size": 6}, "x": [e.epoch for e in epochs],
+            "y": _plain([math.nan if e.collection_accuracy is None else e.collection_accuracy for e in epochs], 100.0)}
 
 
 def run_label(info: RunInfo) -> str:
