@@ -111,7 +111,7 @@ def cmd_recipes(args: argparse.Namespace, out: TextIO) -> int:
     for item in RECIPES.values():
         c = item.config
         out.write(f"{item.name:<11} {c.model} on {c.dataset}, {c.optimizer} lr {c.learning_rate:g}, "
-                  f"batch {c.batch_size}, {c.epochs} epochs; reported: {item.reported_note}\n")
+                  f"batch {c.batch_size}, {c.epochs} epochs. {item.note()}\n")
     return 0
 
 

@@ -87,8 +87,8 @@ def preset_picker(dataset: str) -> Recipe | None:
     if name == CUSTOM:
         return None
     chosen = presets[name]
-    if chosen.config.dataset == dataset:  # the project's own presets were measured here, not reported elsewhere
-        st.caption(f"{'Reported' if chosen.published else 'Measured here'}: {spaced_percents(chosen.reported_note)}.")
+    if chosen.config.dataset == dataset:  # what the recipe promised, and what it did here (bench/bench_recipes.py)
+        st.caption(spaced_percents(chosen.note()))
     else:
         st.caption(f"A {DATASETS[chosen.config.dataset].title} recipe, used here on {DATASETS[dataset].title}: "
                    "its reported accuracy does not apply.")

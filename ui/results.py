@@ -14,14 +14,14 @@ import numpy as np
 import streamlit as st
 
 from core.data import DatasetUnavailable
-from core.recipes import RECIPES
+from core.recipes import RECIPES, Comparison, compare_run
 from core.store import RunError, RunInfo
 from ui.charts import confusion_figure, framed_tiles, per_class_accuracy_figure
 from ui.explore import clicked_cell
 from ui.shared import data_dir, run_store
 from ui.text import escape_markdown
 from ui.train_finetune import before_after
-from ui.train_format import MISSING, STATUS_WORDS, count, duration, is_number, percent, signed_percent
+from ui.train_format import MISSING, STATUS_WORDS, duration, is_number, percent, signed_percent, spaced_percents
 
 if TYPE_CHECKING:
     from core.data import Dataset
@@ -82,50 +82,50 @@ def run_results(info: RunInfo, *, key: str, curves: Callable[[], None] | None = 
     mistakes_view(info, labels, predicted, class_names, key)
 
 
-def recipe_epochs(info: RunInfo) -> int | None:
-    """How many epochs the run's recipe trains for (None without a known recipe)."""
+def run_comparison(info: RunInfo) -> Comparison | None:
+    """What the run can fairly be compared with: its recipe's figure at the run's own step count (None without a
+    known recipe, or with metadata too damaged to tell)."""
     recipe = RECIPES.get(str(info.get("recipe")))
-    return recipe.config.epochs if recipe is not None else None
+    settings, images, epochs = info.get("settings"), info.get("train_size"), info.get("epochs_completed")
+    if recipe is None or not isinstance(settings, dict) or not is_number(images) or not is_number(epochs):
+        return None
+    return compare_run(recipe, settings, int(images), int(epochs))
 
 
-def like_for_like(epochs: int | None, recipe_epochs: int | None) -> bool:
-    """Whether a run can be held to its recipe's reported accuracy: it trained as many epochs (or no recipe says)."""
-    return recipe_epochs is None or epochs == recipe_epochs
-
-
-def versus_reported(accuracy: float | None, reported: float | None, epochs: int | None = None,
-                    recipe_epochs: int | None = None) -> dict[str, str | None]:
-    """The metric's delta against the recipe's reported accuracy (short: a metric's column is narrow), with the
-    reported figure in its help. Coloured only when the run trained as many epochs as the recipe (a shorter run is
-    expected to fall short: grey, and the help says why); a tie (to the 0.01 % shown) in grey, not a red -0.00 %."""
-    if accuracy is None or not reported:
+def versus_reported(accuracy: float | None, comparison: Comparison | None) -> dict[str, str | None]:
+    """The metric's delta against the figure the run can be held to (short: a metric's column is narrow), the
+    figure and where it comes from in its help. Grey, never red, when nothing is comparable at the run's step count
+    (a run a quarter as long as the published one is expected to fall short), when it is a tie to the 0.01 % shown,
+    or when it lies within the seeds' range measured here."""
+    if accuracy is None or comparison is None:
         return {"delta": None}
-    difference = round(accuracy - reported, 4)
-    source = f"The recipe reports {percent(reported)}"
+    explanation = spaced_percents(comparison.explanation)
+    if comparison.accuracy is None:
+        return {"delta": "not comparable", "delta_color": "off", "delta_arrow": "off", "help": explanation}
+    difference = round(accuracy - comparison.accuracy, 4)
     if difference == 0:
-        return {"delta": "same as reported", "delta_color": "off", "delta_arrow": "off", "help": f"{source}."}
-    delta = f"{signed_percent(difference)} vs reported"
-    if not like_for_like(epochs, recipe_epochs):
-        return {"delta": delta, "delta_color": "off", "help": f"{source} after {count(recipe_epochs, 'epoch')}; this "
-                f"run trained {count(epochs or 0, 'epoch')}, so it is not a like-for-like comparison."}
-    return {"delta": delta, "help": f"{source} after the same number of epochs."}
+        return {"delta": f"same as {comparison.source}", "delta_color": "off", "delta_arrow": "off",
+                "help": explanation}
+    delta = f"{signed_percent(difference)} vs {comparison.source}"
+    if comparison.low is not None and comparison.high is not None and comparison.low <= accuracy <= comparison.high:
+        return {"delta": delta, "delta_color": "off", "help": f"{explanation} This run is within that range."}
+    return {"delta": delta, "help": explanation}
 
 
 def headline(info: RunInfo) -> None:
     final = info.get("final") or {}
-    accuracy, loss, reported = final.get("test_accuracy"), final.get("test_loss"), info.get("reported_accuracy")
+    accuracy, loss = final.get("test_accuracy"), final.get("test_loss")
     epochs, planned = info.get("epochs_completed"), (info.get("settings") or {}).get("epochs")
+    comparison = versus_reported(accuracy if is_number(accuracy) else None, run_comparison(info))
     columns = st.columns(5)
-    columns[0].metric("Test accuracy", percent(accuracy), **versus_reported(accuracy, reported, epochs,
-                                                                            recipe_epochs(info)))
+    columns[0].metric("Test accuracy", percent(accuracy), **comparison)
     columns[1].metric("Test loss", f"{loss:.4f}" if is_number(loss) else MISSING)
     columns[2].metric("Epochs", f"{epochs:,} of {planned:,}" if is_number(epochs) and is_number(planned) else MISSING)
     columns[3].metric("Training time", duration(info.get("train_seconds")))
     speed = info.get("images_per_second")
     columns[4].metric("Images per second", f"{speed:,.0f}" if is_number(speed) and speed else MISSING)
-    comparison = versus_reported(accuracy, reported, epochs, recipe_epochs(info))
-    if comparison["delta"] and not like_for_like(epochs, recipe_epochs(info)):
-        st.caption(comparison["help"])  # why the difference is grey: said, not only in a tooltip
+    if comparison["delta"]:
+        st.caption(escape_markdown(comparison["help"]))  # what the run is compared with: said, not only in a tooltip
     st.caption(escape_markdown(" · ".join(run_facts(info))))
 
 
