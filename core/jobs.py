@@ -169,6 +169,7 @@ class JobSnapshot:
     submitted_at: float
     finished_at: float | None
     owner: str | None = None  # who submitted it (a page passes its browser session), None when nobody said
+    processes: int = 1  # training processes (torch.distributed)
 
     @property
     def active(self) -> bool:
@@ -193,6 +194,7 @@ class Job:
     submitted_at: float = field(default_factory=time.time)
     finished_at: float | None = None
     owner: str | None = None
+    processes: int = 1  # more: trained by the command line on that many processes (core.launched_job)
 
 
 class JobManager:
@@ -216,13 +218,13 @@ class JobManager:
         atexit.register(self.stop_all, EXIT_STOP_SECONDS)
 
     def submit(self, config: "TrainConfig", recipe: "Recipe | None" = None, *, owner: str | None = None,
-               owner_limit: int | None = None) -> int:
+               owner_limit: int | None = None, processes: int = 1) -> int:
         """Queue a training; returns its job id. JobRefused when the queue is full, or when `owner` already has
         `owner_limit` jobs waiting or running (a public demo's one run per visitor)."""
         with self._lock:
             if reason := self._refusal(owner, owner_limit):
                 raise JobRefused(reason)
-            job = Job(next(self._ids), config, recipe, owner=owner)
+            job = Job(next(self._ids), config, recipe, owner=owner, processes=processes)
             self._waiting.append(job)
         self._wake.put(job.job_id)
         return job.job_id
@@ -352,7 +354,7 @@ class JobManager:
         position = next((i + 1 for i, waiting in enumerate(self._waiting) if waiting is job), 0)
         return JobSnapshot(job.job_id, job.status, job.config, job.recipe, job.run_id, position, job.message,
                            job.progress, tuple(job.curve.points), tuple(job.epochs), job.submitted_at,
-                           job.finished_at, job.owner)
+                           job.finished_at, job.owner, job.processes)
 
     def _next_job(self) -> Job | None:
         with self._lock:
@@ -381,6 +383,11 @@ def _record_training(job: Job, manager: JobManager) -> None:
     from core.store import RunError, RunStore
     from core.training import ConfigError, Finished
 
+    if job.processes > 1:
+        from core.launched_job import run_launched
+
+        run_launched(job, manager)
+        return
     try:
         recorded = RecordedTraining(job.config, RunStore(manager.runs_dir), recipe=job.recipe, origin="app")
     except (ConfigError, DatasetUnavailable, RunError) as error:  # RunError: a run to continue that cannot be loaded

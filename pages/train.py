@@ -26,8 +26,8 @@ from ui.text import escape_markdown
 from ui.train_finetune import fine_tune_section
 from ui.train_format import spaced_percents
 from ui.train_live import first_paint, live_slot, scroll_into_view
-from ui.train_settings import config_from_widgets, fill_widgets, notes_for, number_field, refusal_to_show, \
-    settings_problem, start
+from ui.train_settings import config_from_widgets, fill_widgets, notes_for, number_field, processes_setting, \
+    refusal_to_show, settings_problem, start
 
 run_inside_the_frame()
 CUSTOM = "custom"
@@ -121,6 +121,8 @@ def more_settings(config: TrainConfig | None) -> None:
             number_field(st, name)
             notes_for(name)
         st.selectbox("Loss", list(LOSSES), key="train_loss", format_func=LOSSES.get)
+    with more:
+        processes_setting()
     if config is not None:
         with layers:
             model_layers(config)

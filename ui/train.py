@@ -70,9 +70,11 @@ def progress_text(snapshot: JobSnapshot) -> str:
     if snapshot.status == "queued":
         place = "next to start" if snapshot.queue_position == 1 else f"number {snapshot.queue_position}"
         return f"Waiting in the queue: {place}"
+    processes = snapshot.processes
     if progress is None:
-        return "Loading the data and building the model..."
-    parts = [f"Epoch {max(progress.epoch, 1):,}/{progress.epochs:,}",
+        return (f"Starting {processes} training processes..." if processes > 1 else
+                "Loading the data and building the model...")
+    parts = [*([f"{processes} processes"] if processes > 1 else []), f"Epoch {max(progress.epoch, 1):,}/{progress.epochs:,}",
              f"step {progress.step:,}/{progress.total_steps:,}",
              f"{progress.images_per_second:,.0f} images/s", f"{duration(progress.elapsed_seconds)} so far"]
     last = snapshot.epoch_points[-1] if snapshot.epoch_points else None

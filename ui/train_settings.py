@@ -26,6 +26,9 @@ CHOICE_FIELDS = ("model", "optimizer", "schedule", "loss")
 SLIDER_FIELDS = ("augment_shift", "augment_rotation", "augment_scale")
 NOTES = "train_notes"
 MAX_ECHO = 40  # characters of a refused text repeated in its note
+PROCESSES = "train_processes"
+PROCESSES_HELP = ("More than one trains the run on several processes of this machine with torch.distributed, as "
+                  "`python -m core train --processes N` does; Stop still keeps the last complete epoch.")
 
 
 @dataclass(frozen=True)
@@ -148,11 +151,34 @@ def start(config: TrainConfig, recipe: Recipe | None) -> None:
     policy = public_demo()
     try:
         st.session_state["train_job"] = job_manager().submit(
-            config, recipe, owner=visitor_id(), owner_limit=policy.queued_per_visitor if policy else None)
+            config, recipe, owner=visitor_id(), owner_limit=policy.queued_per_visitor if policy else None,
+            processes=chosen_processes())
         st.session_state["train_refused"] = None
         st.session_state["train_scroll"] = "live"  # the live panel comes into view, wherever the page was scrolled
     except JobRefused as error:
         st.session_state["train_refused"] = str(error)
+
+
+def processes_setting() -> None:
+    """*Advanced*: how many processes train the run (1 to the cores here); a public demo trains on one."""
+    if public_demo():
+        return
+    from ui.train import usable_cores
+
+    cores = usable_cores()
+    with st.expander("Advanced: training processes"):
+        st.selectbox("Processes", range(1, cores + 1), key=PROCESSES, help=PROCESSES_HELP)
+        if chosen_processes() > 1:
+            st.caption(f"{chosen_processes()} processes each train on their share of every batch and average their "
+                       "gradients (PyTorch's DistributedDataParallel, started as torchrun would). The batch size stays "
+                       "the whole batch, so the settings train as on one process. With as many processes as cores, "
+                       "small models often train slower: they spend their steps talking (bench/README.md).")
+
+
+def chosen_processes() -> int:
+    """The processes the Advanced section asks for: 1 unless it was opened and changed (always 1 on a public demo)."""
+    chosen = st.session_state.get(PROCESSES, 1)
+    return 1 if public_demo() or not isinstance(chosen, int) else max(1, chosen)
 
 
 def refusal_to_show() -> str | None:
