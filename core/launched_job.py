@@ -1,5 +1,5 @@
 """A training job on several processes: the command line's `train --processes N` run as a child process (which
-starts the workers through torch.distributed.run), followed through the run folder it writes. Stop sends the child
+starts the workers through torch.distributed.run), followed through the event log its run folder gets. Stop sends the child
 SIGINT, as Ctrl-C would: every worker stops together and rank 0 saves the last complete epoch."""
 
 from __future__ import annotations
@@ -10,15 +10,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from core.jobs import Job, JobManager
+    from core.jobs import EventRecord, Job, JobManager
     from core.recipes import Recipe
-    from core.store import RunStore
-    from core.training import TrainConfig, TrainingEvent
+    from core.training import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 POLL_SECONDS = 0.5
@@ -33,45 +31,19 @@ def train_command(config: TrainConfig, recipe: Recipe | None, processes: int, ru
 
 
 class RunFollower:
-    """The events a run's saved metadata tells, each once: its start, then every saved epoch."""
+    """The run's training events as its event log (core.runlog) tells them, each once: what the job's live panel
+    folds, the batch progress included."""
 
-    def __init__(self, store: RunStore, run_id: str) -> None:
-        self.store, self.run_id = store, run_id
-        self.started = False
-        self.epochs = 0
+    def __init__(self, run_dir: Path) -> None:
+        from core.runlog import RunLogTail
 
-    def new_events(self) -> Iterator[TrainingEvent]:
-        from core.store import RunError
+        self.tail = RunLogTail(run_dir)
 
+    def new_events(self) -> list[EventRecord]:
         try:
-            meta = self.store.info(self.run_id).meta
-        except (RunError, OSError):  # not written yet, or being replaced
-            return
-        if meta is None:
-            return
-        if not self.started:
-            self.started = True
-            yield _started(meta)
-        for row in meta.get("history", [])[self.epochs:]:
-            self.epochs += 1
-            yield _epoch_end(row)
-
-
-def _started(meta: dict):
-    from core.training import Started
-
-    settings = meta.get("settings") or {}
-    epochs, batch = int(settings.get("epochs", 1)), int(settings.get("batch_size", 1))
-    steps = -(-int(meta.get("train_size") or 0) // max(batch, 1))
-    return Started(meta["model"], meta["dataset"], meta.get("parameters") or 0, epochs, steps, steps * epochs,
-                   meta.get("train_size") or 0, meta.get("test_size") or 0, meta.get("device") or "",
-                   processes=meta.get("world_size") or 1, backend=meta.get("backend"), batch_size=batch)
-
-
-def _epoch_end(row: dict):
-    from core.training import EpochEnd
-
-    return EpochEnd(**{field.name: row.get(field.name) for field in fields(EpochEnd)})
+            return self.tail.poll()
+        except OSError:  # not written yet (UnreadableLog, an OSError too: a log that is not the run's own)
+            return []
 
 
 def run_launched(job: Job, manager: JobManager) -> None:
@@ -86,7 +58,7 @@ def run_launched(job: Job, manager: JobManager) -> None:
         process = subprocess.Popen(command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=err, text=True,
                                    start_new_session=True)  # the server's own Ctrl-C reaches it through Stop only
         manager.set_run(job, run_id)
-        _follow(process, job, manager, RunFollower(store, run_id))
+        _follow(process, job, manager, RunFollower(store.run_dir(run_id)))
         out.seek(0)
         err.seek(0)
         status, message = outcome(out.read(), err.read(), process.returncode)
@@ -102,8 +74,9 @@ def _follow(process: subprocess.Popen, job: Job, manager: JobManager, follower: 
         for event in follower.new_events():
             manager.record(job, event)
         time.sleep(POLL_SECONDS)
-    for event in follower.new_events():
-        manager.record(job, event)
+    while events := follower.new_events():  # the rest of the log, read in parts when long
+        for event in events:
+            manager.record(job, event)
 
 
 def outcome(stdout: str, stderr: str, code: int) -> tuple[str, str]:

@@ -29,6 +29,7 @@ def test_a_job_on_two_processes_trains_one_run_and_shows_its_epochs(tmp_path):
     snapshot = manager.snapshot(job_id)
     assert snapshot.status == "done", snapshot.message
     assert snapshot.processes == 2 and [point.epoch for point in snapshot.epoch_points] == list(range(1, 13))
+    assert snapshot.train_points  # the batch progress of the run's event log, not only its epochs
     meta = RunStore(tmp_path / "runs").load(snapshot.run_id).meta
     assert meta["world_size"] == 2 and meta["recipe"] == "digits-cnn" and meta["epochs_completed"] == 12
     assert snapshot.epoch_points[-1].test_accuracy == meta["final"]["test_accuracy"]
