@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import threading
 import warnings
@@ -94,13 +95,26 @@ def _check_size(image: Image.Image, label: str) -> None:
                          f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}.")
 
 
-def _decode_first_frame(image: Image.Image, stream: _EndWatchingStream, label: str) -> tuple[Image.Image, list[str]]:
-    """Decode frame 0 and fail on truncation whatever ImageFile.LOAD_TRUNCATED_IMAGES says."""
+def _reduce_while_decoding(image: Image.Image, longer_side: int | None) -> None:
+    """Ask a JPEG's decoder for a copy scaled by 1/2, 1/4 or 1/8 in its DCT (libjpeg's scaling, much less work than
+    decoding every pixel) whose longer side is still at least `longer_side`; other formats decode whole."""
+    width, height = image.size
+    if longer_side is None or image.format != "JPEG" or max(width, height) < 2 * longer_side:
+        return
+    scale = longer_side / max(width, height)
+    image.draft(image.mode, (math.ceil(width * scale), math.ceil(height * scale)))  # both sides at least these
+
+
+def _decode_first_frame(image: Image.Image, stream: _EndWatchingStream, label: str,
+                        longer_side: int | None = None) -> tuple[Image.Image, list[str]]:
+    """Decode frame 0 (a big JPEG reduced while decoding when `longer_side` is given) and fail on truncation
+    whatever ImageFile.LOAD_TRUNCATED_IMAGES says."""
     damaged = f"{label} is damaged or truncated: its pixels could not be decoded."
     try:
         animated = getattr(image, "is_animated", False)
         notices = [f"{label} is animated: only its first frame is used."] if animated else []
         image.seek(0)
+        _reduce_while_decoding(image, longer_side)
         stream.asked_past_end = False
         image.load()
     except Exception:  # truncated data, bad checksums, bombs hidden in later GIF frames ...
@@ -152,14 +166,18 @@ def _conversion_notice(mode: str, label: str) -> str | None:
     return None
 
 
-def load_image(source: bytes | str | os.PathLike, *, name: str = "") -> LoadedImage:
-    """Decode an untrusted file or bytes into a PIL image, or raise ImageError with one sentence."""
+def load_image(source: bytes | str | os.PathLike, *, name: str = "", longer_side: int | None = None) -> LoadedImage:
+    """Decode an untrusted file or bytes into a PIL image, or raise ImageError with one sentence.
+
+    With `longer_side`, a JPEG at least twice that size may come back smaller (down to 1/8, its longer side never
+    below `longer_side`): for callers that shrink it anyway, such as preprocessing (core.preprocess.WORKING_SIDE).
+    """
     is_bytes = isinstance(source, (bytes, bytearray, memoryview))
     label = name or ("The file" if is_bytes else Path(source).name)
     stream = _EndWatchingStream(_read_bytes(source, label))
     image = _open_header(stream, label)
     _check_size(image, label)
-    decoded, notices = _decode_first_frame(image, stream, label)
+    decoded, notices = _decode_first_frame(image, stream, label, longer_side)
     try:
         normal = _normal_mode(_upright(decoded, label, notices))
     except Exception:  # an exotic pixel layout PIL decodes but cannot convert

@@ -68,6 +68,18 @@ def photo_of(digit: int, *, seed: int = 0) -> Image.Image:
     return Image.open(io.BytesIO(encoded(photo, "JPEG", quality=85)))
 
 
+def phone_photo(digit: int, size: tuple[int, int] = (4032, 3024), *, seed: int = 0, quality: int = 90) -> bytes:
+    """A phone's JPEG of a digit in dark ink on paper lit unevenly, with sensor noise: megapixels, as uploaded."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    box = (width * 0.3, height * 0.15, width * 0.62, height * 0.85)
+    ink = np.asarray(drawn(digit, width=max(6, width // 40), size=size, box=box, mode="L", background=0, ink=255),
+                     dtype=np.float32) / 255
+    light = np.linspace(120, 235, width, dtype=np.float32)[None, :] + np.linspace(-20, 20, height, dtype=np.float32)[:, None]
+    pixels = light * (1 - 0.75 * ink) + rng.normal(0, 5, ink.shape).astype(np.float32)
+    return encoded(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).convert("RGB"), "JPEG", quality=quality)
+
+
 def on_transparent(digit: int, ink=(0, 0, 0, 255)) -> Image.Image:
     """A digit in ink of any colour on a fully transparent background, as exported from drawing apps."""
     return drawn(digit, background=(0, 0, 0, 0), ink=ink)

@@ -152,6 +152,42 @@ def test_predict_reads_a_photo_and_a_transparent_canvas_with_the_default_model(t
     assert answers[2]["probabilities"] is None
 
 
+def test_predict_answers_many_files_in_batches_as_one_by_one(tmp_path, capsys, monkeypatch):
+    import core.cli
+    from core.images import load_image
+    from core.inference import load_default_model, predict_image
+    from tests.drawn_digits import drawn, photo_of
+
+    monkeypatch.setattr(core.cli, "PREDICT_BATCH", 4)  # 11 files: three batches, a bad file and a blank in them
+    paths = []
+    for index in range(11):
+        path = tmp_path / f"{index:02d}.png"
+        if index == 5:
+            path.write_text("not a picture")
+        elif index == 6:
+            Image.new("L", (100, 100), 255).save(path)
+        elif index == 9:
+            path = path.with_suffix(".jpg")
+            photo_of(4, seed=index).save(path, quality=90)
+        else:
+            drawn(index % 10, width=(6, 18, 30)[index % 3]).save(path)
+        paths.append(path)
+    out = io.StringIO()
+    code = main(["predict", "--json", *map(str, paths)], out=out)
+    errors = capsys.readouterr().err
+    assert code == 1 and errors.count("\n") == 1 and "05.png" in errors
+    answers = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [answer["image"] for answer in answers] == [str(path) for path in paths if path.name != "05.png"]
+    run = load_default_model()
+    for answer in answers:
+        alone = predict_image(run, load_image(Path(answer["image"])).image)  # one file at a time
+        assert answer["digit"] == alone.label
+        if alone.blank:
+            assert answer["probabilities"] is None
+        else:
+            assert np.abs(np.array(answer["probabilities"]) - alone.probabilities).max() < 1e-5
+
+
 def test_predict_refuses_a_non_image_with_one_line_and_exit_1(tmp_path):
     fake = tmp_path / "notes.png"
     fake.write_text("this is text, not a picture")

@@ -1,7 +1,8 @@
-"""The fast paths of core.preprocess give what its careful float path gives, on inputs of every kind.
+"""The fast paths of preprocessing give what the careful paths give, on inputs of every kind.
 
 8-bit grey planes (canvases, scans, transparent drawings' alpha) are stretched by a 256-level lookup and RGBA
 canvases are read one 32-bit word a pixel; the same image given as float32 takes the float path, pixel by pixel.
+Big JPEGs can be decoded reduced (libjpeg's DCT scaling) for the command line: they read as the whole decode does.
 """
 
 import numpy as np
@@ -9,8 +10,11 @@ import pytest
 from PIL import Image
 
 import core.preprocess as preprocess_module
-from core.preprocess import DIGITS_FORMAT, MNIST_FORMAT, ink_map, preprocess, split_digits, working_image
-from tests.drawn_digits import drawn, on_transparent, photo_of
+from core.images import load_image
+from core.inference import load_default_model, predict_image
+from core.preprocess import (DIGITS_FORMAT, MNIST_FORMAT, WORKING_SIDE, ink_map, preprocess, split_digits,
+                             working_image)
+from tests.drawn_digits import drawn, encoded, on_transparent, phone_photo, photo_of
 
 
 def varied_arrays() -> dict[str, np.ndarray]:
@@ -92,3 +96,31 @@ def test_photos_and_huge_images_give_what_the_float_path_gives():
         fast, careful = preprocess(image), preprocess(np.asarray(shrunk).astype(np.float32))
         assert not fast.blank and fast.refusal is None
         assert np.abs(fast.pixels.astype(int) - careful.pixels.astype(int)).max() <= 1
+
+
+def shifted_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """The mean absolute difference of two 28x28 inputs at the best of the nine placements within one pixel: a
+    digit's centre of mass rounds to whole pixels, so the slightest change can move it by one."""
+    padded = np.pad(b.astype(float), 1)
+    return min(float(np.abs(a - padded[1 + dy:29 + dy, 1 + dx:29 + dx]).mean())
+               for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+
+
+@pytest.mark.parametrize(("digit", "size"), [(0, (2400, 1800)), (8, (2048, 2730))])
+def test_a_big_jpeg_decoded_reduced_reads_as_the_whole_decode_does(digit, size):
+    data = phone_photo(digit, size, seed=digit)
+    whole = load_image(data).image
+    reduced = load_image(data, longer_side=2 * WORKING_SIDE).image  # what `python -m core predict` decodes
+    assert whole.size == size and 2 * WORKING_SIDE <= max(reduced.size) < max(size) // 1.9
+    run = load_default_model()
+    careful, fast = predict_image(run, whole), predict_image(run, reduced)
+    assert fast.label == careful.label
+    assert np.abs(fast.probabilities - careful.probabilities).max() < 0.1
+    assert shifted_difference(fast.preprocessed.pixels, careful.preprocessed.pixels) < 2.0  # of 255
+
+
+def test_only_big_jpegs_are_reduced_while_decoding():
+    big_png = encoded(drawn(3, size=(2400, 1800), mode="L", background=255, ink=0), "PNG")
+    small_jpeg = phone_photo(3, (1600, 1200))
+    for data, size in ((big_png, (2400, 1800)), (small_jpeg, (1600, 1200))):
+        assert load_image(data, longer_side=2 * WORKING_SIDE).image.size == size
