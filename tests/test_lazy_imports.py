@@ -78,3 +78,12 @@ def test_the_modules_the_frame_and_home_page_import_are_numpy_free():
             "import core.data, core.formats, core.recipes, core.store, ui.jobs, ui.shared\n"
             f"print(*sorted(name for name in {HEAVY!r} if name in sys.modules))")
     assert _imported_modules(code) == []
+
+
+def test_a_training_process_does_not_import_scipy():
+    """`python -m core train` records a run without preprocessing drawings: scipy (a quarter second) stays out."""
+    code = ("import sys\n"
+            "from core.cli import cmd_train\n"
+            "import core.record, core.store, core.training, core.data\n"
+            "print(*sorted(name for name in ('scipy', 'core.preprocess') if name in sys.modules))")
+    assert _imported_modules(code) == [], "the training path imported scipy through core.preprocess"
