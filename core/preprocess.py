@@ -8,12 +8,14 @@ MNIST's digits were cropped to their ink, scaled so the longer side is 20 px (an
 from __future__ import annotations
 
 from dataclasses import dataclass
+import functools
 import sys
 from itertools import pairwise
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
+from threadpoolctl import ThreadpoolController
 
 from core.formats import DIGITS_FORMAT, MNIST_FORMAT, InputFormat  # noqa: F401  (this module's API since it began)
 
@@ -239,9 +241,16 @@ def _is_unevenly_lit(overview: np.ndarray) -> bool:
     return float(high - low) >= UNEVEN_BORDER
 
 
+@functools.cache
+def _openblas() -> ThreadpoolController:
+    """numpy's OpenBLAS thread pool (looked up once a process: ~30 ms)."""
+    return ThreadpoolController().select(internal_api="openblas")
+
+
 def _evenly_lit(values: np.ndarray, overview: np.ndarray) -> np.ndarray:
     """The picture as if evenly lit: a lamp's gradient or vignetting divided out."""
-    light = _paper_light(_grey(overview), values.shape[-2:])
+    with _openblas().limit(limits=1):  # the fits are small: waking OpenBLAS's second thread cost a photo 35 ms of
+        light = _paper_light(_grey(overview), values.shape[-2:])  # CPU and 0.3-0.5 s of waiting on a busy 2-core machine
     typical = float(np.median(light))
     return values * (typical / np.maximum(light, 0.1 * typical))
 

@@ -124,3 +124,22 @@ def test_only_big_jpegs_are_reduced_while_decoding():
     small_jpeg = phone_photo(3, (1600, 1200))
     for data, size in ((big_png, (2400, 1800)), (small_jpeg, (1600, 1200))):
         assert load_image(data, longer_side=2 * WORKING_SIDE).image.size == size
+
+
+def test_a_photo_is_relit_on_one_openblas_thread(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    def openblas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["internal_api"] == "openblas"}
+    if openblas_threads() in (set(), {1}):
+        pytest.skip("OpenBLAS runs one thread here anyway")
+    seen: list[set[int]] = []
+    original = preprocess_module._paper_light
+
+    def watched(overview, shape):
+        seen.append(openblas_threads())
+        return original(overview, shape)
+    monkeypatch.setattr(preprocess_module, "_paper_light", watched)
+    preprocess(photo_of(3))  # unevenly lit: its paper's light is fitted
+    assert seen == [{1}]  # a second thread cost a photo 35 ms of CPU, spinning, on a busy 2-core machine
+    assert openblas_threads() != {1}  # and the process's setting is back afterwards
