@@ -348,7 +348,8 @@ class Training:
         self.backend = group.join(self.device) if group is not None else None
         self.devices = self._device_names()
         self.output: Output = model_spec(config.model).output
-        self.autocast = self.device.type == "cuda" and self.output in AUTOCAST_OUTPUTS
+        self.autocast = self.device.type == "cuda" and self.output in AUTOCAST_OUTPUTS and \
+            torch.cuda.is_bf16_supported()  # GPUs before Ampere have no fast bfloat16
         self.model = self._model()
         self.trained_model = self._wrapped()  # what the steps run: DDP around the model with several processes
         self.parameters = count_parameters(self.model)
