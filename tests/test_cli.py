@@ -283,12 +283,16 @@ def test_train_from_scratch_on_a_folder_of_digit_images(tmp_path):
     folder = digit_folder(tmp_path / "my-digits")
     (folder / "3" / "notes.txt").write_text("not a digit")
     done = cli("train", "--dataset", str(folder), "--model", "mlp", "--epochs", "2", "--batch-size", "10",
-               "--runs-dir", str(tmp_path / "runs"), "--json")
+               "--runs-dir", str(tmp_path / "other-runs"), "--json")
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["dataset"] == "folder" and summary["from_run"] is None and summary["before"] is None
     assert summary["collection"] == {"name": "my-digits", "images": 40, "held_out_images": 10}
     assert summary["collection_accuracy"] == summary["test_accuracy"]  # the held-out part is its test set
     assert "note: 1 file skipped in my-digits (not .png" in done.stderr and "3/notes.txt" in done.stderr
+    again = cli("train", "--dataset", str(folder), "--from-run", summary["run_id"], "--epochs", "1", "--batch-size",
+                "10", "--runs-dir", str(tmp_path / "other-runs"), "--json")  # the run to continue is found in --runs-dir
+    tuned = json.loads(again.stdout.strip().splitlines()[-1])
+    assert tuned["from_run"] == summary["run_id"] and tuned["before"]["collection_accuracy"] == summary["test_accuracy"]
 
 
 def test_fine_tune_the_shipped_model_reports_before_and_after_on_both_test_sets(tmp_path, mnist_dir):

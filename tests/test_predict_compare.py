@@ -53,3 +53,16 @@ def test_a_fine_tune_is_compared_with_the_model_it_started_from(fine_tuned):
 def test_a_model_trained_from_scratch_has_no_before_and_after():
     app = draw(page(), drawn(5))
     assert not [m for m in app.metric if m.label.startswith("Before:")]
+
+
+def test_the_box_suggests_the_collection_the_chosen_model_was_tuned_on_then_the_last_one_used(fine_tuned):
+    app = draw(page(), drawn(5))
+    assert app.text_input(key="predict_collection").value == "my-digits"  # the shipped model: no collection of its own
+    app.selectbox(key="predict_model").set_value(fine_tuned).run()
+    assert app.text_input(key="predict_collection").value == "mine"
+    [keep] = [b for b in app.button if b.label.startswith("Right, keep it as")]
+    keep.click().run()
+    assert not app.exception and any("in mine" in s.value for s in app.success)
+    assert len(list((collections_root(Path(os.environ["DIGIT_STUDIO_DATA"])) / "mine").rglob("*.png"))) == 41
+    app.selectbox(key="predict_model").set_value("shipped").run()
+    assert app.text_input(key="predict_collection").value == "mine"  # the last one used, not my-digits again

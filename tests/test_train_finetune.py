@@ -71,7 +71,12 @@ def test_the_form_starts_a_fine_tune_of_the_shipped_model_with_the_settings_show
     assert metric.value == f"{after * 100:.2f} %" and f"(was {before * 100:.2f} %)" in metric.delta
     assert not [m for m in app.metric if m.label == "MNIST test set"]  # trained on the folder alone: not tested there
     assert "Before and after fine-tuning on mine" in text and "started from the shipped model" in text
-    assert "Confusion matrix" in text  # the held-out digits' results
+    assert "**Confusion matrix** of the held-out digits" in text
+    headline = app.metric[0]  # trained on the folder alone: its test figures are the held-out digits'
+    assert headline.label == "Held-out accuracy" and headline.value == f"{after * 100:.2f} %"
+    assert not [m for m in app.metric if m.label in ("Test accuracy", "Test loss")]
+    assert any(m.label == "Held-out loss" for m in app.metric)
+    assert any("Accuracy on the held-out digits" in s.value for s in app.success)
 
 
 def test_mixed_with_mnist_the_config_keeps_mnist_and_its_share(mnist_dir, tmp_path, monkeypatch):
@@ -106,6 +111,19 @@ def test_without_a_collection_the_form_says_how_to_keep_digits():
     assert button(app, "Start fine-tuning").disabled
 
 
+def test_runs_on_the_8x8_digits_are_not_offered_as_a_start_and_the_form_says_why(mine):
+    from core.record import RecordedTraining
+
+    opened = opened_form()
+    assert "Not offered" not in every_text(opened)  # nothing left out: nothing said
+    recorded = RecordedTraining(TrainConfig(model="digits-cnn", dataset="digits", epochs=1, batch_size=100,
+                                            train_limit=300), RunStore(default_runs_dir()))
+    assert list(recorded.events())[-1].status == "done"
+    app = opened_form()
+    assert recorded.run_id not in app.selectbox(key="train_ft_from").options
+    assert "Not offered: 1 run on the 8x8 digits (they read 8x8 pictures" in every_text(app)
+
+
 def test_an_unknown_run_to_start_from_fails_in_one_sentence(mine, tmp_path):
     manager = JobManager(tmp_path / "runs")
     job = manager.submit(TrainConfig(model="fast-cnn", dataset="folder", image_folder=str(mine), from_run="nope",
@@ -116,8 +134,8 @@ def test_an_unknown_run_to_start_from_fails_in_one_sentence(mine, tmp_path):
     assert snapshot.message.startswith("There is no run called 'nope'") and "RunError" not in snapshot.message
 
 
-def test_the_progress_line_gives_a_fine_tunes_held_out_accuracy(mine, tmp_path):
-    manager = JobManager(tmp_path / "runs")
+def test_the_progress_line_gives_a_fine_tunes_held_out_accuracy_and_its_run_can_be_continued(mine, tmp_path):
+    manager = JobManager(tmp_path / "other-runs")
     job = manager.submit(TrainConfig(model="fast-cnn", dataset="folder", image_folder=str(mine), from_run="default",
                                      epochs=1, batch_size=16, normalize_mean=0.1307, normalize_std=0.3081))
     assert manager.wait_idle(180)
@@ -125,6 +143,11 @@ def test_the_progress_line_gives_a_fine_tunes_held_out_accuracy(mine, tmp_path):
     assert snapshot.status == "done", snapshot.message
     accuracy = snapshot.epoch_points[-1].collection_accuracy
     assert accuracy is not None and f"held-out digits {accuracy * 100:.2f} %" in progress_text(snapshot)
+    again = manager.submit(TrainConfig(model="fast-cnn", dataset="folder", image_folder=str(mine),
+                                       from_run=snapshot.run_id, epochs=1, batch_size=16))
+    assert manager.wait_idle(180)  # the run to continue is found in this manager's runs folder, not the default one
+    assert manager.snapshot(again).status == "done", manager.snapshot(again).message
+    assert RunStore(tmp_path / "other-runs").info(manager.snapshot(again).run_id).get("from_run") == snapshot.run_id
 
 
 def test_a_mixed_fine_tunes_accuracy_chart_has_its_held_out_digits_beside_the_test_curve(tmp_path):

@@ -2,7 +2,8 @@
 
 Collections are ImageFolder folders under the data folder (core.collection); Explore lists them and the command
 line fine-tunes on them. Session state: predict_collection (the collection's name), predict_wrong (the label
-picked after "Wrong?"), predict_collected (the last save's sentence, shown once).
+picked after "Wrong?"), predict_collected (the last save's sentence, shown once), predict_collection_last (the
+collection last kept into), predict_collection_for (the model the box's name was suggested for).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from core.collection import CollectionError, collection_dir, collections_root, save_sample
+from core.collection import NAME_PATTERN, CollectionError, collection_dir, collections_root, save_sample
 from core.data import DIGIT_NAMES
 from core.store import LoadedRun
 from ui.shared import data_dir, shown_path
@@ -19,6 +20,9 @@ from ui.text import escape_markdown
 
 DEFAULT_COLLECTION = "my-digits"
 MESSAGE_KEY = "predict_collected"
+NAME_KEY = "predict_collection"
+LAST_KEY = "predict_collection_last"
+SUGGESTED_FOR_KEY = "predict_collection_for"
 
 
 def collectable(run: LoadedRun) -> bool:
@@ -28,13 +32,14 @@ def collectable(run: LoadedRun) -> bool:
 
 def keep(image: Any, label: int) -> None:
     """Save the original picture under `label`; the outcome is one sentence shown under the buttons."""
-    name = (st.session_state.get("predict_collection") or "").strip()
+    name = (st.session_state.get(NAME_KEY) or "").strip()
     root = collections_root(data_dir())
     try:
         sample = save_sample(root, name, image, label)
     except (CollectionError, OSError) as error:  # a bad name, a picture out of bounds, a full or read-only disk
         st.session_state[MESSAGE_KEY] = ("error", escape_markdown(error))
         return
+    remember_name()
     folder = shown_path(collection_dir(root, name))
     st.session_state[MESSAGE_KEY] = ("success", f"Kept as a {label} in {escape_markdown(name)} "
                                                 f"({escape_markdown(sample.path.name)}). Explore lists the collection; "
@@ -49,13 +54,37 @@ def keep_wrong(image: Any) -> None:
         keep(image, int(label))
 
 
+def tuned_on(run: LoadedRun) -> str | None:
+    """The collection a fine-tune was trained on (its folder's name, as its metadata says), or None."""
+    collection = run.meta.get("collection")
+    name = collection.get("name") if isinstance(collection, dict) else None
+    return name if isinstance(name, str) and NAME_PATTERN.match(name) else None
+
+
+def suggest_collection(run: LoadedRun) -> None:
+    """The box's name when another model is chosen: the collection that model was fine-tuned on, else the one last
+    used (kept into or typed), else my-digits. For the same model, the name last used stays."""
+    if st.session_state.get(SUGGESTED_FOR_KEY) == run.run_id:
+        if NAME_KEY not in st.session_state:  # the box was gone for a while (no picture): Streamlit forgot it
+            st.session_state[NAME_KEY] = st.session_state.get(LAST_KEY) or tuned_on(run) or DEFAULT_COLLECTION
+        return
+    st.session_state[SUGGESTED_FOR_KEY] = run.run_id
+    st.session_state[NAME_KEY] = tuned_on(run) or st.session_state.get(LAST_KEY) or DEFAULT_COLLECTION
+
+
+def remember_name() -> None:
+    if NAME_PATTERN.match(name := (st.session_state.get(NAME_KEY) or "").strip()):  # a refused name is not kept
+        st.session_state[LAST_KEY] = name
+
+
 def collect_box(run: LoadedRun, image: Any, predicted: int) -> None:
     """*Right, keep it* and *Wrong? It's a ...* under an answer, for models of the ten digits."""
     if not collectable(run):
         return
     with st.container(border=True):
         st.markdown("**Teach it your handwriting**: keep this picture with its right label.")
-        st.text_input("Collection", value=DEFAULT_COLLECTION, key="predict_collection", max_chars=64,
+        suggest_collection(run)
+        st.text_input("Collection", key=NAME_KEY, max_chars=64, on_change=remember_name,
                       help="A folder of your digits under the data folder (collections/NAME/0 ... 9): "
                            "letters, digits, '-' and '_'.")
         st.button(f"Right, keep it as {predicted}", key="predict_keep_right", icon=":material/check:",

@@ -15,6 +15,7 @@ import streamlit as st
 
 from core.data import DatasetUnavailable
 from core.recipes import RECIPES, Comparison, compare_run
+from core.config import FOLDER_DATASET
 from core.store import RunError, RunInfo
 from ui.charts import confusion_figure, framed_tiles, per_class_accuracy_figure
 from ui.explore import clicked_cell
@@ -112,14 +113,23 @@ def versus_reported(accuracy: float | None, comparison: Comparison | None) -> di
     return {"delta": delta, "help": explanation}
 
 
+def tested_on(info: RunInfo) -> str:
+    """What the run's test figures measure: a run on an image folder alone is tested on that folder's held-out
+    digits, not on a dataset's test set."""
+    return "held-out digits" if info.get("dataset") == FOLDER_DATASET else "test set"
+
+
 def headline(info: RunInfo) -> None:
     final = info.get("final") or {}
+    held_out = tested_on(info) == "held-out digits"
     accuracy, loss = final.get("test_accuracy"), final.get("test_loss")
     epochs, planned = info.get("epochs_completed"), (info.get("settings") or {}).get("epochs")
     comparison = versus_reported(accuracy if is_number(accuracy) else None, run_comparison(info))
     columns = st.columns(5)
-    columns[0].metric("Test accuracy", percent(accuracy), **comparison)
-    columns[1].metric("Test loss", f"{loss:.4f}" if is_number(loss) else MISSING)
+    explained = {"help": "On the folder's held-out digits, never trained on."} if held_out else {}
+    columns[0].metric("Held-out accuracy" if held_out else "Test accuracy", percent(accuracy),
+                      **{**explained, **comparison})
+    columns[1].metric("Held-out loss" if held_out else "Test loss", f"{loss:.4f}" if is_number(loss) else MISSING)
     columns[2].metric("Epochs", f"{epochs:,} of {planned:,}" if is_number(epochs) and is_number(planned) else MISSING)
     columns[3].metric("Training time", duration(info.get("train_seconds")))
     speed = info.get("images_per_second")
@@ -148,20 +158,21 @@ def mistakes_view(info: RunInfo, labels: np.ndarray, predicted: np.ndarray, clas
     chart_names = [html.escape(name) for name in class_names]  # plotly.js decodes the entities back to the text
     left, right = st.columns([3, 2])
     with left:
-        st.markdown("**Confusion matrix** of the test set (click a cell to see its images)")
+        st.markdown(f"**Confusion matrix** of the {tested_on(info)} (click a cell to see its images)")
         event = st.plotly_chart(confusion_figure(confusion, chart_names), on_select="rerun", selection_mode="points",
                                 key=f"{key}_confusion_{info.run_id}")
     right.markdown("**Accuracy per class** (the hardest in red)")
     right.plotly_chart(per_class_accuracy_figure(per_class_accuracy(confusion), chart_names),
                        key=f"{key}_per_class_{info.run_id}")
     cell = clicked_cell(event)
+    images_word = "Held-out digits" if tested_on(info) == "held-out digits" else "Test images"
     if cell and all(0 <= index < len(class_names) for index in cell):  # indices the browser sent: checked
         true_class, predicted_class = cell
         indices = cell_indices(labels, predicted, true_class, predicted_class)
-        title = f"Test images labelled {class_names[true_class]}, predicted {class_names[predicted_class]}"
+        title = f"{images_word} labelled {class_names[true_class]}, predicted {class_names[predicted_class]}"
     else:
         indices = misclassified(labels, predicted)
-        title = "Test images the model got wrong (click a cell of the matrix to see only those)"
+        title = f"{images_word} the model got wrong (click a cell of the matrix to see only those)"
     gallery(info, indices, labels, predicted, class_names, title)
 
 

@@ -103,13 +103,15 @@ def start_picker() -> tuple[str, dict | None]:
     """The model to continue: a saved run that reads 28x28 digits, or the shipped model."""
     from core.inference import DEFAULT_MODEL_DIR
 
-    runs = {info.run_id: info for info in run_store().list_runs()
-            if info.get("dataset") in STARTS_FROM and info.status in ("done", "stopped") and info.has_weights}
+    finished = [info for info in run_store().list_runs() if info.status in ("done", "stopped") and info.has_weights]
+    runs = {info.run_id: info for info in finished if info.get("dataset") in STARTS_FROM}
     names = run_names(runs.values())
     run_id = st.selectbox("Start from", [DEFAULT_MODEL_RUN, *runs], key="train_ft_from",
                           format_func=lambda key: "The model shipped with the app (Fast CNN, 99.15 % on MNIST)"
                           if key == DEFAULT_MODEL_RUN else f"{names[key]}: {percent(runs[key].get('final', {}).get('test_accuracy'))}",
                           help="Its weights, model and normalisation are where the fine-tune starts.")
+    if note := left_out_note(finished):
+        st.caption(note)
     try:
         if run_id == DEFAULT_MODEL_RUN:
             from core.store import read_meta
@@ -119,6 +121,16 @@ def start_picker() -> tuple[str, dict | None]:
     except (RunError, KeyError) as error:
         st.error(f"This model cannot be continued: {escape_markdown(error)}", icon=":material/error:")
         return run_id, None
+
+
+def left_out_note(finished: list[RunInfo]) -> str | None:
+    """Why some saved runs are not offered as a start, in one line (None when none is left out)."""
+    eight = sum(info.get("dataset") == "digits" for info in finished)
+    clothes = sum(info.get("dataset") == "fashion-mnist" for info in finished)
+    reasons = ([f"{count(eight, 'run')} on the 8x8 digits (they read 8x8 pictures; yours are made 28x28, as "
+                "Predict makes them)"] if eight else []) + \
+        ([f"{count(clothes, 'run')} on Fashion-MNIST (they know clothes, not digits)"] if clothes else [])
+    return f"Not offered: {' and '.join(reasons)}." if reasons else None
 
 
 def split_sizes(folder: Path, held_out_share: float) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.config import FOLDER_DATASET
 from core.data import DATASETS
 from core.jobs import JobSnapshot
 from core.models import model_spec
@@ -72,7 +73,8 @@ def status_line(snapshot: JobSnapshot, own_job: int | None) -> None:
     last = snapshot.epoch_points[-1] if snapshot.epoch_points else None
     reason = escape_markdown(snapshot.message.rstrip(".")) or "no reason was given"
     if snapshot.status == "done":
-        score = f" Test accuracy {percent(last.test_accuracy)} after epoch {last.epoch:,}." if last else ""
+        tested = "Accuracy on the held-out digits" if snapshot.config.dataset == FOLDER_DATASET else "Test accuracy"
+        score = f" {tested} {percent(last.test_accuracy)} after epoch {last.epoch:,}." if last else ""
         st.success(f"Finished.{score} Saved as {escape_markdown(saved_name(snapshot.run_id))}.",
                    icon=":material/check_circle:")
     elif snapshot.status == "stopped":
