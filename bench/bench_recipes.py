@@ -49,7 +49,9 @@ from core.training import EpochEnd, Finished, Training  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "recipes.jsonl"
-ABLATIONS: dict[str, tuple[str, dict]] = {"lenet5": ("no-flip", {"augment_flip": False})}
+# One published choice undone, or half the training images for as many steps (what fewer distinct images cost).
+ABLATIONS: dict[str, tuple[str, dict]] = {"lenet5": ("no-flip", {"augment_flip": False}),
+                                          "net-10-20": ("half-data", {"train_limit": 7_131})}
 
 
 @dataclass(frozen=True)
@@ -285,11 +287,17 @@ def run_jobs(args: argparse.Namespace) -> None:
                 if _key(base) in {_key(row) for row in read_results(args.out)}:  # read again: other processes add
                     print(f"{name} {kind} seed {seed}: already in {args.out}", flush=True)
                     continue
-                print(f"{name} {kind} seed {seed}: {job_plan.epochs} epochs, {job_plan.steps:,} steps ...", flush=True)
+                print(f"{name} {kind} seed {seed}: as many steps as published ...", flush=True)
                 if kind == "pipeline":
                     measured = run_pipeline(_config(job_plan, seed, args.data_dir), {own_epochs})
                 else:
-                    overrides = ABLATIONS[name][1] if kind.startswith("engine:") else None
+                    overrides = dict(ABLATIONS[name][1]) if kind.startswith("engine:") else {}
+                    if "train_limit" in overrides:  # as many steps on fewer images: more epochs
+                        fewer = Plan(job_plan.recipe, overrides["train_limit"],
+                                     like_steps_epochs(job_plan.recipe, overrides["train_limit"]))
+                        overrides["epochs"] = fewer.epochs
+                        base.update(trained_images=fewer.train_size, trained_epochs=fewer.epochs,
+                                    trained_steps=fewer.steps)
                     measured = run_engine(_config(job_plan, seed, args.data_dir, overrides))
                 row = {**base, **measured, "threads": torch.get_num_threads(), "torch": torch.__version__,
                        "load_average": os.getloadavg(), "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -320,6 +328,8 @@ def _spread(values: list[float]) -> str:
 
 
 def _at_epoch(row: dict, epoch: int) -> float | None:
+    if "trained_epochs" in row:  # fewer images: its epochs are not the preset's
+        return None
     if "per_epoch" in row:
         return row["per_epoch"][epoch - 1] if len(row["per_epoch"]) >= epoch else None
     return row.get("tested_at", {}).get(str(epoch))
@@ -345,8 +355,11 @@ def report(rows: list[dict], data_dir: str) -> None:
                 continue
             own = recipe.config.epochs
             at_own = [value for value in (_at_epoch(row, own) for row in runs) if value is not None]
-            own_text = f"{_spread(at_own)} at {own} epochs" if at_own and own != job_plan.epochs else "same"
+            own_text = (f"{_spread(at_own)} at {own} epochs" if at_own and own != job_plan.epochs else
+                        "same" if own == job_plan.epochs else "-")
             seconds = statistics.median(row["wall_seconds"] for row in runs)
+            if "trained_images" in runs[0]:
+                kind += f" ({runs[0]['trained_images']:,} images, {runs[0]['trained_epochs']} epochs)"
             print(f"| `{name}` | {published} | {steps} / {job_plan.steps:,} ({job_plan.epochs}) | {kind} | "
                   f"{_spread([row['test_accuracy'] for row in runs])} | {own_text} | {seconds:.0f} s |")
 

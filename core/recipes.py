@@ -12,6 +12,7 @@ FULL_MNIST_TRAIN_IMAGES = 60_000
 PUBLISHED_TRAIN_IMAGES = {"mnist": FULL_MNIST_TRAIN_IMAGES, "digits": 1_347}
 
 
+SINGLE_SEED_TOLERANCE = 0.005  # issue 19's "within 0.5 point", for a figure measured with one seed only
 # Settings that do not change what a run learns (or whose effect is counted otherwise: the training images).
 NOT_COMPARED = frozenset({"epochs", "seed", "device", "data_dir", "progress_every", "test_batch_size", "train_limit"})
 SETTING_WORDS = {"learning_rate": "learning rate", "batch_size": "batch size", "augment_flip": "flip",
@@ -39,7 +40,7 @@ class Comparison:
     accuracy: float | None  # None: nothing published or measured is comparable
     source: str  # "reported" or "measured"; "" when there is no figure
     explanation: str  # one sentence, percentages written "97.72%"
-    low: float | None = None  # a measured figure's range over seeds
+    low: float | None = None  # a measured figure's range over seeds (one seed: +- SINGLE_SEED_TOLERANCE)
     high: float | None = None
 
 
@@ -141,7 +142,7 @@ RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (
                        learning_rate=3e-3, schedule="one-cycle", augment_shift=0.08, augment_rotation=10,
                        augment_scale=0.1),
            None, "99% MNIST test accuracy in under a minute on a 2-core CPU (this project's own preset)",
-           published=False),
+           published=False, measured=(Measured(14_262, 8, 0.9919, 0.9919, 0.9919, 1),)),
 )}
 
 
@@ -194,8 +195,12 @@ def compare_run(recipe: Recipe, settings: dict, train_images: int, epochs: int) 
     measured = recipe.measured_at(train_images, epochs)
     published = f"The recipe {recipe.published_text()}. " if recipe.published else ""
     if measured is not None:
+        low, high, band = measured.low, measured.high, ""
+        if measured.seeds == 1:  # one seed tells nothing of the spread: the issue's tolerance stands in for it
+            low, high = measured.mean - SINGLE_SEED_TOLERANCE, measured.mean + SINGLE_SEED_TOLERANCE
+            band = f" (one seed, so a run within {SINGLE_SEED_TOLERANCE:.1%} of it counts as alike)"
         return Comparison(measured.mean, "measured", f"{published}Measured here with the same settings: "
-                          f"{recipe.measured_text(measured)}, as this run did.", measured.low, measured.high)
+                          f"{recipe.measured_text(measured)}, as this run did{band}.", low, high)
     nearest = "; ".join(recipe.measured_text(m) for m in recipe.measured if m.train_images == train_images)
     known = f"{published}Measured here: {nearest}. " if nearest else published
     return Comparison(None, "", f"{known}This run took {steps:,} steps ({epochs:,} epochs) on {train_images:,} "

@@ -43,11 +43,21 @@ def test_a_quarter_length_run_on_the_subset_is_held_to_what_was_measured_at_its_
     assert below["delta"] == "-4.66 % vs measured" and "delta_color" not in below  # outside what seeds 0-2 gave
     within = versus_reported(0.9853, comparison)
     assert within["delta"] == "-0.07 % vs measured" and within["delta_color"] == "off"  # inside the seeds' range
-    assert "within that range" in within["help"]
+    assert within["help"].endswith("This run is within that.")
     stopped = compare_run(LENET, settings(epochs=21), SUBSET, 5)  # stopped at epoch 5: a constant rate, same steps
     assert stopped.accuracy == 0.9860
     as_published = compare_run(LENET, settings(epochs=21), SUBSET, 21)
     assert as_published.accuracy == 0.9890 and "4,683 steps (21 epochs)" in as_published.explanation
+
+
+def test_a_figure_measured_with_one_seed_holds_runs_within_half_a_point_alike():
+    one_seed = replace(LENET, measured=(Measured(SUBSET, 5, 0.9646, 0.9646, 0.9646, 1),))
+    comparison = compare_run(one_seed, settings(epochs=5), SUBSET, 5)
+    assert "one seed, so a run within 0.5% of it counts as alike" in comparison.explanation
+    near = versus_reported(0.9612, comparison)
+    assert near["delta"] == "-0.34 % vs measured" and near["delta_color"] == "off"
+    far = versus_reported(0.9580, comparison)
+    assert far["delta"] == "-0.66 % vs measured" and "delta_color" not in far
 
 
 def test_a_run_at_a_step_count_nothing_was_measured_at_is_not_comparable_and_says_why_in_grey():

@@ -109,7 +109,7 @@ def versus_reported(accuracy: float | None, comparison: Comparison | None) -> di
                 "help": explanation}
     delta = f"{signed_percent(difference)} vs {comparison.source}"
     if comparison.low is not None and comparison.high is not None and comparison.low <= accuracy <= comparison.high:
-        return {"delta": delta, "delta_color": "off", "help": f"{explanation} This run is within that range."}
+        return {"delta": delta, "delta_color": "off", "help": f"{explanation} This run is within that."}
     return {"delta": delta, "help": explanation}
 
 
