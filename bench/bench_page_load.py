@@ -9,7 +9,8 @@ folder holding `--runs` small digits runs trained at the start (the Train page l
 Each load is a new Chromium context (a new visitor: no cached files, a new Streamlit session) going to the page's
 address; rounds interleave Home, Train and Explore, and the figures are medians.
 "Ready" is when the page's main control can be used: Home's last link ("Predict"), Train's enabled Start button,
-Explore's sample grid drawn (a plotly chart with its points). "Done" is when the script run is over (no running
+Explore's sample grid drawn (its image loaded and its tiles clickable; an older checkout's plotly grid: the chart
+with its points). "Done" is when the script run is over (no running
 indicator). The ratio is against Home's "ready" of the same round.
 
 With --after-a-run, a short run (digits, 3 epochs) is first trained from the Train page, as a person would before
@@ -21,7 +22,8 @@ before/after comparison on a machine whose load varies.
 
 Two floors, served by a second `streamlit run` and measured in the same rounds, say what Streamlit and Chromium cost
 here before the app does anything: a page with a title and a button (ready: the button), and the same with one
-two-point plotly chart (ready: the chart drawn). Explore's grid is a plotly chart, so the second is its floor.
+two-point plotly chart (ready: the chart drawn), the floor of a page whose first control is a plotly chart (as
+Explore's grid was before ui.tile_grid).
 """
 
 from __future__ import annotations
@@ -42,8 +44,12 @@ from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, SHARED_DATA, serve_a
 
 GOAL_SECONDS = 2.5
 GOALS = ("train", "explore")
-GRID_DRAWN = ("() => { const plot = document.querySelector('.st-key-explore_grid .js-plotly-plot');"
-              " return !!(plot && plot.data && plot.data.length > 1); }")
+GRID_DRAWN = ("() => { const grid = document.querySelector('.st-key-explore_grid');"
+              " const plot = grid && grid.querySelector('.js-plotly-plot');"  # the grid as a plotly figure (before)
+              " const host = grid && [...grid.querySelectorAll('*')].find((element) => element.shadowRoot);"
+              " const image = host && host.shadowRoot.querySelector('img.mosaic');"  # ui.tile_grid, in a shadow root
+              " return !!(plot && plot.data && plot.data.length > 1) || !!(image && image.complete"
+              " && image.naturalWidth > 0 && host.shadowRoot.querySelectorAll('.tiles button').length > 0); }")
 
 
 def ready_home(page) -> None:

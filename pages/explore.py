@@ -16,15 +16,16 @@ import streamlit as st
 from core.data import DATASETS
 from core.evaluation import misclassified
 from core.explore import filtered_indices, ordered, page_count, page_of
-from ui.charts import clickable_grid_figure, grid_cell_size, image_grid, settle_pandas, tile_scale
+from ui.charts import grid_cell_size, image_grid, settle_pandas, tile_scale
 from ui.explore import (ModelChoice, class_legend, dataset_or_error, guarded, model_choices, pixel_heatmap,
-                        probability_figure, run_or_error, selected_sample_ids, split_images, split_probabilities)
+                        probability_figure, run_or_error, split_images, split_probabilities)
 from ui.explore_collection import PREFIX, collection_options, collection_view, no_collections_note, option_title
 from ui.explore_sections import (View, augmentation_section, embedding_section, model_section,
                                  statistics_section)
 from ui.predict_samples import open_in_predict
 from ui.shared import available_datasets, data_dir, run_inside_the_frame
 from ui.text import escape_markdown
+from ui.tile_grid import clicked_sample, tile_grid
 
 run_inside_the_frame()
 GRID_COLUMNS = 10
@@ -110,9 +111,9 @@ if not 0 <= st.session_state.get("explore_index", 0) < len(labels):
 
 def open_tile() -> None:
     """The grid's click callback: the clicked tile's sample opens large."""
-    clicked = selected_sample_ids(st.session_state[GRID_KEY].selection.points)
-    if clicked:
-        st.session_state.explore_index = clicked[0]
+    clicked = clicked_sample(GRID_KEY)
+    if clicked is not None and 0 <= clicked < len(labels):
+        st.session_state.explore_index = clicked
 
 
 @st.fragment
@@ -162,10 +163,8 @@ def sample_grid(shown: np.ndarray) -> None:
     scale = tile_scale(data.image_size)
     mosaic = image_grid(images[shown], [caption(i) for i in shown], GRID_COLUMNS, max_value=max_value, scale=scale,
                         marked=wrong, highlighted=int(highlighted[0]) if len(highlighted) else None)
-    figure = clickable_grid_figure(mosaic, GRID_COLUMNS, len(shown), grid_cell_size(images.shape[1:], scale),
-                                   shown, [describe(int(i)) for i in shown], width=min(mosaic.width, GRID_WIDTH))
-    st.plotly_chart(figure, key=GRID_KEY, on_select=open_tile, selection_mode="points",
-                    width="content", config={"displayModeBar": False})
+    tile_grid(mosaic, GRID_COLUMNS, grid_cell_size(images.shape[1:], scale), shown, [describe(int(i)) for i in shown],
+              width=GRID_WIDTH, key=GRID_KEY, on_click=open_tile)
 
 
 def sample_detail(default: int) -> None:
@@ -195,4 +194,7 @@ SECTIONS = {"Samples": samples_section, "Statistics": statistics_section, "Embed
 for tab, section in zip(st.tabs(list(SECTIONS), key="explore_tab", on_change="rerun"), SECTIONS.values()):
     if tab.open or section is samples_section:  # the samples' widgets (and the chosen sample) must stay drawn
         with tab:
-            section() if section is samples_section else section(view)
+            if section is samples_section:  # a statement: an expression here is written on the page ("None")
+                section()
+            else:
+                section(view)

@@ -69,6 +69,13 @@ def charts(app: AppTest) -> list:
     return list(app.get("plotly_chart"))
 
 
+def grid(app: AppTest) -> dict:
+    """What the sample grid (ui.tile_grid, a components.v2 component) was given: its mosaic PNG, tiles and hovers."""
+    (component,) = [element for element in app.get("bidi_component")
+                    if element.proto.component_name == "digit_studio_tile_grid"]
+    return json.loads(component.proto.json)
+
+
 def metric(app: AppTest, label: str) -> str:
     return next(m.value for m in app.metric if m.label == label)
 
@@ -110,7 +117,8 @@ def test_digits_opens_with_every_section_and_explains_the_missing_mnist(tmp_path
     data = load_dataset("digits")
     assert view_size(app) == len(data.train_labels) == 1347
     assert "Sample #0: " + data.class_names[int(data.train_labels[0])] in texts(app)
-    assert len(app.tabs) == 5 and len(charts(app)) == 2  # a first visit draws the grid and the sample, nothing hidden
+    assert len(app.tabs) == 5 and len(charts(app)) == 1  # a first visit draws the sample's pixels, nothing hidden,
+    assert grid(app)["ids"] == list(range(100))  # and the grid, drawn by the browser without plotly
     assert app.toggle(key="explore_only_wrong").disabled  # needs a model
     open_tab(app, "Statistics")
     for heading in ("Samples per class", "Mean image of each class", "Pixel intensities"):
@@ -191,6 +199,7 @@ def test_grid_and_embedding_selections_read_the_sample_ids():
 
 def test_augmentation_preview_draws_again_and_follows_the_sample():
     app = open_tab(page(), "Augmentation")
+    assert not [element.value for element in app.markdown if element.value == "`None`"]  # no stray value written
     before = app.get("image")[-1].value[0]
     app.button(key="explore_aug_redraw").click()
     rerun(app)
@@ -232,9 +241,8 @@ def train_predictions(run_path: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def grid_marks(app: AppTest, count: int) -> list[bool]:
-    """Which tiles of the sample grid (a PNG inside its plotly figure) have a red border, read from its pixels."""
-    grid = next(json.loads(c.proto.spec) for c in charts(app) if '"image"' in c.proto.spec and '"customdata"' in c.proto.spec)
-    png = base64.b64decode(grid["data"][0]["source"].split(",", 1)[1])
+    """Which tiles of the sample grid have a red border, read from its mosaic's pixels."""
+    png = base64.b64decode(grid(app)["src"].split(",", 1)[1])
     mosaic = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
     cell_w, cell_h = grid_cell_size((8, 8), tile_scale(8))
     corners = [mosaic[(i // 10) * cell_h + TILE_PAD // 2, (i % 10) * cell_w + TILE_PAD // 2] for i in range(count)]
@@ -350,7 +358,7 @@ def test_mnist_subset_with_the_shipped_model(with_mnist):
     app.button_group(key="explore_classes").set_value([9])
     app.toggle(key="explore_only_wrong").set_value(True)
     rerun(app)
-    assert 0 < view_size(app) < 100 and "wrong)" in app.get("plotly_chart")[0].proto.spec  # hover: the prediction
+    assert 0 < view_size(app) < 100 and all(hover.endswith("wrong)") for hover in grid(app)["hover"])  # each says so
 
 
 def counting(monkeypatch, module, name: str) -> list:

@@ -49,10 +49,10 @@ def test_explore_switch_dataset_filter_open_a_sample_and_map_it(page, app_url, m
     page.get_by_text(f"of {len(threes):,} in this view").wait_for(timeout=30_000)
     assert shown_sample(page) == threes[0]  # a new view opens its first sample
 
-    mosaic = page.get_by_test_id("stPlotlyChart").first.locator(".imagelayer image").first
+    mosaic = page.locator(".st-key-explore_grid img.mosaic")
     mosaic.scroll_into_view_if_needed()
     box = mosaic.bounding_box()
-    tile, rows = 14, 10  # second row, fifth column of a 10x10 page
+    tile, rows = 14, 10  # second row, fifth column of a 10x10 page, clicked where the image shows it
     column, row = tile % GRID_COLUMNS, tile // GRID_COLUMNS
     page.mouse.click(box["x"] + (column + 0.5) / GRID_COLUMNS * box["width"], box["y"] + (row + 0.4) / rows * box["height"])
     page.get_by_text(f"Sample #{threes[tile]}: 3").wait_for(timeout=30_000)

@@ -15,8 +15,11 @@ from ui.live_chart import COMPONENT_NAME
 
 HEIGHT = 1000  # the page fixture's viewport: 1400x1000
 CHARTS = f'iframe[title$="{COMPONENT_NAME}"]'
-GRID_DRAWN = ("() => { const plot = document.querySelector('.st-key-explore_grid .js-plotly-plot');"
-              " return !!(plot && plot.data && plot.data.length > 1); }")
+GRID_DRAWN = ("() => { const grid = document.querySelector('.st-key-explore_grid');"  # ui.tile_grid: in a shadow root
+              " const host = grid && [...grid.querySelectorAll('*')].find((element) => element.shadowRoot);"
+              " const image = host && host.shadowRoot.querySelector('img.mosaic');"
+              " return !!(image && image.complete && image.naturalWidth > 0"
+              " && host.shadowRoot.querySelectorAll('.tiles button').length > 0); }")
 SCROLLED = "() => document.querySelector('[data-testid=\"stMain\"]').scrollTop"
 
 
@@ -147,7 +150,7 @@ def test_every_class_filter_is_whole_on_screen_at_1400_px(page, app_url):
 
 def test_the_augmentation_tab_shows_the_sample_clicked_in_the_grid(page, app_url):
     open_explore(page, app_url)
-    mosaic = page.locator(".st-key-explore_grid .imagelayer image").first
+    mosaic = page.locator(".st-key-explore_grid img.mosaic")
     box = mosaic.bounding_box()
     tile, columns, rows = 23, 10, 10  # third row, fourth column of the first page: sample #23 in index order
     page.mouse.click(box["x"] + (tile % columns + 0.5) / columns * box["width"],
