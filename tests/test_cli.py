@@ -32,6 +32,7 @@ def test_recipes_lists_every_preset_with_its_reported_accuracy():
     assert "98.67%" in out and "97.72%" in out
 
 
+@pytest.mark.slow  # a real training in a fresh process: the suite's slowest non-browser tests
 def test_train_json_ends_with_the_run_summary(tmp_path):
     done = cli("train", "--recipe", "digits-cnn", "--epochs", "30", "--runs-dir", str(tmp_path), "--json")
     summary = json.loads(done.stdout.strip().splitlines()[-1])
@@ -43,6 +44,7 @@ def test_train_json_ends_with_the_run_summary(tmp_path):
     assert json.loads(listed[0])["run_id"] == summary["run_id"]
 
 
+@pytest.mark.slow  # a real training in a fresh process: the suite's slowest non-browser tests
 def test_train_on_the_mnist_subset(tmp_path, mnist_dir):
     done = cli("train", "--recipe", "net-10-20", "--data-dir", str(mnist_dir), "--epochs", "1", "--runs-dir",
                str(tmp_path), "--json")
