@@ -40,6 +40,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
+
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, SHARED_DATA, serve_app, stop_app, wait_for_app  # noqa: E402
 
 GOAL_SECONDS = 2.5
@@ -130,15 +132,19 @@ def trained_runs(folder: Path, count: int) -> None:
         list(RecordedTraining(config, RunStore(folder)).events())
 
 
-def measure(browser, urls: dict[str, str], rounds: int) -> dict[str, list[tuple[float, float]]]:
-    """Every page of PAGES (at urls["app"]), of FLOORS (at urls["floor"]) and, with urls["before"], that app's Train
-    and Explore, `rounds` times, interleaved."""
-    pages = {name: (urls["app"] + path, ready) for name, (path, ready) in PAGES.items()}
+def measure(browser, urls: dict[str, str], rounds: int,
+            chosen: tuple[str, ...] = tuple(GOALS)) -> dict[str, list[tuple[float, float]]]:
+    """Home and the `chosen` pages of PAGES (at urls["app"]), FLOORS (at urls["floor"]) and, with urls["before"], that
+    app's `chosen` pages, `rounds` times, interleaved."""
+    pages = {name: (urls["app"] + path, ready) for name, (path, ready) in PAGES.items() if name in ("home", *chosen)}
     if "before" in urls:
-        pages.update({f"{name}, before": (urls["before"] + PAGES[name][0], PAGES[name][1]) for name in GOALS})
+        pages.update({f"{name}, before": (urls["before"] + PAGES[name][0], PAGES[name][1]) for name in chosen})
     pages.update({name: (urls["floor"] + path, ready) for name, (path, ready) in FLOORS.items()})
     for address, ready in pages.values():  # warm-up: imports, caches and the first dataset load, not counted
-        load(browser, address, ready)
+        try:
+            load(browser, address, ready)
+        except PlaywrightTimeout:  # a first visit paying every import on a busy machine: once more, warmer
+            load(browser, address, ready)
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in pages}
     for round_number in range(rounds):
         for name, (address, ready) in pages.items():
@@ -163,6 +169,8 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=SHARED_DATA)
     parser.add_argument("--after-a-run", action="store_true", help="train a short run from the Train page first")
     parser.add_argument("--before", type=Path, help="another checkout whose Train and Explore to measure alongside")
+    parser.add_argument("--pages", nargs="+", choices=sorted(GOALS), default=sorted(GOALS),
+                        help="which of Train and Explore to measure (Home and the floors always)")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -183,7 +191,8 @@ def main() -> None:
                 if name in apps:
                     load(browser, apps[name].url, ready_home)  # the frame first: /train first would run alone
                     train_from_the_page(browser, apps[name].url)
-            report(measure(browser, {name: served.url for name, served in apps.items()}, args.rounds))
+            report(measure(browser, {name: served.url for name, served in apps.items()}, args.rounds,
+                           tuple(args.pages)))
         finally:
             browser.close()
             for served in apps.values():
