@@ -15,7 +15,6 @@ import contextlib
 import json
 import math
 import os
-import re
 import stat
 import threading
 import time
@@ -37,7 +36,7 @@ BATCH_LINES_SCALE = 500  # the interval grows as elapsed / this: ~500 lines per 
 RECENT_SECONDS = 600.0  # a log untouched for this long is not looked at again (it is heard from every 10 s at most)
 ENDED_KEPT = 8  # runs that ended while followed, kept so a page can say how they ended
 FOLLOW_AT_MOST = 16  # runs followed at once: more are a runs folder no page could show anyway
-POLL_CACHE_SECONDS = 0.5  # sessions polling together share one look at the folder
+POLL_CACHE_SECONDS = 0.25  # sessions polling together share one look at the folder
 ORIGINS = ("command line", "torchrun", "app")
 OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # NONBLOCK: a FIFO never hangs
 APPEND_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
@@ -59,6 +58,7 @@ SCHEMAS: dict[str, dict[str, Field]] = {  # what each kind of line must hold; ex
         "pid_started": Field("text of at most 64 characters or null", _or_none(_text(64))),
         "origin": Field(f"one of {', '.join(ORIGINS)}", _one_of(*ORIGINS), required=True),
         "model_title": _text_up_to(200), "reported_accuracy": MAYBE_FRACTION,  # the recipe's, on its own data
+        "processes": Field("a whole number from 1 to 65,536", _whole(1, 65_536)),  # torch.distributed's world size
         "before_test_accuracy": MAYBE_FRACTION, "before_collection_accuracy": MAYBE_FRACTION,
         "collection_size": Field(COUNT.must_be + " or null", _or_none(COUNT.check))},
     "batch": {
@@ -280,7 +280,9 @@ class FollowedRun:
     epoch_points: tuple[EpochPoint, ...]
     last_heard: float  # when its log last changed (seconds since the epoch)
     reported_accuracy: float | None  # the recipe's published accuracy, when it trains on the recipe's data
+    processes: int  # how many processes train it (torchrun's world size)
     queue_position: int = 0  # as a queued job's: a followed run never waits here
+    config: None = None  # as a job's: its settings are in its meta.json, not its log (so no held-out digits curve)
 
     @property
     def active(self) -> bool:
@@ -294,7 +296,7 @@ def followed(run_id: str, tail: RunLogTail, alive: bool, here: str) -> FollowedR
     return FollowedRun(run_id, status, started["model"], started["model_title"], started["dataset"],
                        started["host"], started["pid"], started["origin"], started["host"] == here, tail.message,
                        tail.progress, tuple(tail.curve.points), tuple(tail.epochs), tail.modified,
-                       started.get("reported_accuracy"))
+                       started.get("reported_accuracy"), started.get("processes") or 1)
 
 
 class RunFollower:

@@ -18,9 +18,10 @@ from core.models import model_spec
 from core.store import RunError, RunInfo
 from ui import train as ui
 from ui.jobs import job_manager, may_stop, stop_job
-from ui.live_chart import live_charts
 from ui.results import headline, run_results
 from ui.shared import run_store
+from ui.train_charts import curves
+from ui.train_elsewhere import elsewhere_section, running_elsewhere
 from ui.text import escape_markdown
 from ui.train_format import data_words, percent, run_name
 
@@ -131,6 +132,7 @@ def live_slot(first: bool = False) -> None:
         st.html("<style>[data-testid='stProgress'] * { transition: none !important; }</style>")
         active = snapshot is not None and snapshot.active
         st.fragment(run_every=LIVE_REFRESH_SECONDS if active else None)(live_view)()
+    elsewhere_section()
 
 
 def ended_run(snapshot: JobSnapshot | None) -> RunInfo | None:
@@ -147,6 +149,8 @@ def ended_run(snapshot: JobSnapshot | None) -> RunInfo | None:
 def live_view() -> None:
     snapshot = job_manager().latest()
     if snapshot is None:
+        if running_elsewhere():  # drawn under this, by ui.train_elsewhere
+            return
         st.subheader("Live training")
         st.info("Nothing is training. Press **Start training** above: the loss and accuracy curves appear here and "
                 f"update {ui.refresh_words(LIVE_REFRESH_SECONDS)}.", icon=":material/monitoring:")
@@ -180,17 +184,6 @@ def draw_the_rest() -> None:
     if st.session_state.pop("train_rest_armed", False):
         st.rerun(scope="app")
     st.session_state["train_rest_armed"] = True
-
-
-def curves(snapshot: JobSnapshot) -> None:
-    """The loss and accuracy charts, with the loss's scale to choose; drag to zoom, double-click for the whole run."""
-    hint, scale = st.columns([3, 1], vertical_alignment="center")
-    hint.caption("Drag across a chart to zoom in; double-click it to see the whole run again.")
-    log = scale.toggle("Log-scale loss", key="train_loss_log", help="Shows the loss's last digits on long runs.")
-    same_data = snapshot.recipe is not None and snapshot.recipe.config.dataset == snapshot.config.dataset
-    reference = snapshot.recipe.reported_accuracy if same_data and snapshot.recipe else None
-    live_charts(ui.loss_figure(snapshot, log=log), ui.accuracy_figure(snapshot, reference), height=ui.CHART_HEIGHT,
-                key="train_live_charts")
 
 
 def redraw_page_on_change(snapshot: JobSnapshot) -> None:

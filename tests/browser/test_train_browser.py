@@ -47,12 +47,13 @@ def start_training(page, epochs: int) -> None:
     page.get_by_text(re.compile(r"Epoch [\d,]+/" + f"{epochs:,}")).first.wait_for(timeout=60_000)  # "Epoch 3/5,000"
 
 
-def chart_points(page) -> int:
-    """Points in the live accuracy chart, which is drawn in the live-charts component's frame; -1 before it is.
+def chart_points(page, element=None) -> int:
+    """Points in the live accuracy chart, which is drawn in the live-charts component's frame (`element`, else the
+    page's first); -1 before it is.
 
     The frame is found from its element: Playwright's page.frames missed it in a second browser context.
     """
-    element = page.locator(f'iframe[title$="{COMPONENT_NAME}"]')
+    element = element or page.locator(f'iframe[title$="{COMPONENT_NAME}"]')
     try:
         if not element.count():
             return -1

@@ -1,0 +1,34 @@
+"""The training curves a Train page panel draws: the zoom hint and log-scale toggle above, the live-charts component
+under them; for this server's jobs and for runs followed from elsewhere alike."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.jobs import JobSnapshot
+from core.runlog import FollowedRun
+from ui import train as ui
+from ui.live_chart import live_charts
+
+
+def curves(run: JobSnapshot | FollowedRun, reference: float | None = None, *, key: str = "train_live") -> None:
+    """The loss and accuracy charts, with the loss's scale to choose; drag to zoom, double-click for the whole run.
+    `reference`: the recipe's reported accuracy, drawn as a line (for a job, from its recipe)."""
+    log = chart_controls(key)
+    draw_charts(run, reference, log=log, key=key)
+
+
+def chart_controls(key: str) -> bool:
+    """The line above the charts: how to zoom, and the loss's scale (True: log)."""
+    hint, scale = st.columns([3, 1], vertical_alignment="center")
+    hint.caption("Drag across a chart to zoom in; double-click it to see the whole run again.")
+    return scale.toggle("Log-scale loss", key="train_loss_log" if key == "train_live" else f"{key}_loss_log",
+                        help="Shows the loss's last digits on long runs.")
+
+
+def draw_charts(run: JobSnapshot | FollowedRun, reference: float | None, *, log: bool, key: str) -> None:
+    if isinstance(run, JobSnapshot):
+        recipe = run.recipe
+        reference = recipe.reported_accuracy if recipe and recipe.config.dataset == run.config.dataset else None
+    live_charts(ui.loss_figure(run, log=log), ui.accuracy_figure(run, reference), height=ui.CHART_HEIGHT,
+                key=f"{key}_charts")
