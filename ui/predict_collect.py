@@ -12,11 +12,12 @@ from typing import Any
 
 import streamlit as st
 
-from core.collection import NAME_PATTERN, CollectionError, collection_dir, collections_root, save_sample
+from core.collection import NAME_PATTERN, CollectionError, collection_samples, collections_root, save_sample
 from core.data import DIGIT_NAMES
 from core.store import LoadedRun
-from ui.shared import data_dir, shown_path
+from ui.shared import data_dir
 from ui.text import escape_markdown
+from ui.train_format import count
 
 DEFAULT_COLLECTION = "my-digits"
 MESSAGE_KEY = "predict_collected"
@@ -35,16 +36,15 @@ def keep(image: Any, label: int) -> None:
     name = (st.session_state.get(NAME_KEY) or "").strip()
     root = collections_root(data_dir())
     try:
-        sample = save_sample(root, name, image, label)
+        save_sample(root, name, image, label)
+        kept = len(collection_samples(root, name))
     except (CollectionError, OSError) as error:  # a bad name, a picture out of bounds, a full or read-only disk
         st.session_state[MESSAGE_KEY] = ("error", escape_markdown(error))
         return
     remember_name()
-    folder = shown_path(collection_dir(root, name))
-    st.session_state[MESSAGE_KEY] = ("success", f"Kept as a {label} in {escape_markdown(name)} "
-                                                f"({escape_markdown(sample.path.name)}). Explore lists the collection; "
-                                                f"fine-tune on it with `python -m core train --dataset {folder} "
-                                                "--from-run default`.")
+    st.session_state[MESSAGE_KEY] = ("success", f"Kept as a {label} in {escape_markdown(name)}: "
+                                                f"{count(kept, 'picture')} there now. Explore shows them; Train's "
+                                                "*Fine-tune on your handwriting* teaches a model to read them.")
 
 
 def keep_wrong(image: Any) -> None:
