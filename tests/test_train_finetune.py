@@ -166,3 +166,17 @@ def test_a_mixed_fine_tunes_accuracy_chart_has_its_held_out_digits_beside_the_te
     floor = figure["layout"]["yaxis"].get("autorangeoptions", {}).get("clipmin")
     assert floor is None or floor <= 60  # the axis that follows MNIST's 99 % still shows the held-out digits' 62 %
     assert not [t for t in accuracy_figure(snapshot("folder"), None)["data"] if t["name"] == "your held-out digits"]
+
+
+@pytest.mark.parametrize("was, now, delta, grey", [
+    (0.7, 0.9, "+20.00 % (was 70.00 %)", False),
+    (0.9915, 0.9905, "-0.10 % (was 99.15 %)", False),
+    (0.7, 0.70001, "no change (was 70.00 %)", True),  # not "+0.00 %" with a green up arrow
+    (None, 0.9, None, False),
+])
+def test_before_and_after_says_no_change_in_grey_when_the_figure_did_not_move(was, now, delta, grey):
+    from ui.train_finetune import change
+
+    shown = change(was, now)
+    assert shown["delta"] == delta
+    assert (shown.get("delta_color"), shown.get("delta_arrow")) == (("off", "off") if grey else (None, None))

@@ -203,11 +203,19 @@ def before_after(info: RunInfo) -> None:
                 f"(started from {escape_markdown(start_name(info.get('from_run')))})")
     figures, chart = st.columns([2, 3], vertical_alignment="center")
     for label, was, now in rows:
-        delta = f"{signed_percent(now - was)} (was {percent(was)})" if isinstance(was, float | int) and \
-            isinstance(now, float | int) else None
-        figures.metric(label, percent(now), delta=delta)
+        figures.metric(label, percent(now), **change(was, now))
     chart.plotly_chart(before_after_figure(rows), key=f"train_before_after_{info.run_id}",
                        config={"displayModeBar": False})
+
+
+def change(was: object, now: object) -> dict[str, str | None]:
+    """A before/after metric's delta: "+20.00 % (was 70.00 %)", green up or red down; grey with no arrow when the
+    figure did not move at the 0.01 % shown (an up arrow on "+0.00 %" read as a gain)."""
+    if not isinstance(was, float | int) or not isinstance(now, float | int):
+        return {"delta": None}
+    if round(now - was, 4) == 0:
+        return {"delta": f"no change (was {percent(was)})", "delta_color": "off", "delta_arrow": "off"}
+    return {"delta": f"{signed_percent(now - was)} (was {percent(was)})"}
 
 
 def start_name(run_id: object) -> str:
