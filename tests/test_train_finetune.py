@@ -180,3 +180,14 @@ def test_before_and_after_says_no_change_in_grey_when_the_figure_did_not_move(wa
     shown = change(was, now)
     assert shown["delta"] == delta
     assert (shown.get("delta_color"), shown.get("delta_arrow")) == (("off", "off") if grey else (None, None))
+
+
+def test_before_a_fine_tunes_first_step_the_progress_line_says_the_start_is_being_tested(tmp_path):
+    from core.jobs import JobSnapshot
+
+    def waiting(from_run: str | None) -> str:
+        config = TrainConfig(model="fast-cnn", dataset="folder", image_folder=str(tmp_path), from_run=from_run)
+        return progress_text(JobSnapshot(1, "running", config, None, None, 0, "", None, (), (), 0.0, None))
+
+    assert "testing the model it starts from" in waiting("default")  # the MNIST test set is read: it takes a while
+    assert waiting(None) == "Loading the data and building the model..."

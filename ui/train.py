@@ -72,8 +72,10 @@ def progress_text(snapshot: JobSnapshot) -> str:
         return f"Waiting in the queue: {place}"
     processes = snapshot.processes
     if progress is None:
-        return (f"Starting {processes} training processes..." if processes > 1 else
-                "Loading the data and building the model...")
+        if processes > 1:
+            return f"Starting {processes} training processes..."
+        return ("Loading the data, then testing the model it starts from (the 'before' of before and after)..."
+                if snapshot.config.from_run else "Loading the data and building the model...")
     parts = [*([f"{processes} processes"] if processes > 1 else []), f"Epoch {max(progress.epoch, 1):,}/{progress.epochs:,}",
              f"step {progress.step:,}/{progress.total_steps:,}",
              f"{progress.images_per_second:,.0f} images/s", f"{duration(progress.elapsed_seconds)} so far"]
