@@ -37,7 +37,8 @@ def metric(app, start: str) -> str:
 
 def test_a_fine_tune_is_compared_with_the_model_it_started_from(fine_tuned):
     app = page()
-    assert any(o.startswith(f"{fine_tuned}: Fast CNN (modern) on mine,") for o in app.selectbox(key="predict_model").options)
+    assert any(o.startswith("Fast CNN (modern) on mine,") and o.endswith(fine_tuned)
+               for o in app.selectbox(key="predict_model").options)
     app.selectbox(key="predict_model").set_value(fine_tuned)
     app.run()
     picture = drawn(5)

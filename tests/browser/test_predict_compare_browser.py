@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from core.collection import collections_root
@@ -29,7 +31,7 @@ def test_a_fine_tune_answers_beside_the_model_it_started_from(browser, tmp_path)
         page = context.new_page()
         open_predict(page, served.url)
         page.get_by_test_id("stSelectbox").filter(has_text="Model").click()
-        page.get_by_role("option", name=f"{recorded.run_id}: Fast CNN (modern) on mine").click()
+        page.get_by_role("option", name=re.compile(f"^Fast CNN \\(modern\\) on mine.*{recorded.run_id}$")).click()
         wait_for_app(page)
         page.locator("canvas.upper-canvas").first.wait_for(timeout=60_000)
         for points in strokes_in(7, BOX):
