@@ -30,7 +30,7 @@ def test_right_keeps_the_drawing_under_the_answer():
     [(label, path)] = saved()
     assert label == answer and path.parent.name == str(answer)
     assert Image.open(path).size == drawn(3).size  # the original picture, not the 28x28 the model saw
-    assert any(f"Kept as a {answer} in my-digits: 1 picture there now." in shown(s.value) for s in app.success)
+    assert any(f"Kept as a {answer} in my-digits: 1 image there now." in shown(s.value) for s in app.success)
 
 
 def test_wrong_keeps_the_drawing_under_the_label_picked():

@@ -43,7 +43,7 @@ def keep(image: Any, label: int) -> None:
         return
     remember_name()
     st.session_state[MESSAGE_KEY] = ("success", f"Kept as a {label} in {escape_markdown(name)}: "
-                                                f"{count(kept, 'picture')} there now. Explore shows them; Train's "
+                                                f"{count(kept, 'image')} there now. Explore shows them; Train's "
                                                 "*Fine-tune on your handwriting* teaches a model to read them.")
 
 
