@@ -52,3 +52,21 @@ def test_a_bad_collection_name_saves_nothing_and_says_why():
     assert not app.exception
     assert app.error and "letters, digits" in shown(app.error[0].value)
     assert not collection_root().exists() or not any(collection_root().rglob("*.png"))
+
+
+def test_the_same_picture_is_kept_once_however_often_it_is_clicked():
+    app = draw(page(), drawn(5))
+    answer = int(answers(app)[0])
+    [keep] = [b for b in app.button if b.label.startswith("Right, keep it as")]
+    keep.click().run()
+    [keep] = [b for b in app.button if b.label.startswith("Right, keep it as")]
+    assert keep.disabled  # the buttons say it is done for this picture
+    app.run()  # the next rerun, once the 'Kept as' message has been shown
+    assert any(f"Kept as a {answer} in this collection" in c.value for c in app.caption)
+    assert [label for label, _ in saved()] == [answer]
+    assert all(w.disabled for w in app.segmented_control if w.label == "Wrong? It's a ...")
+    app.text_input(key="predict_collection").set_value("other-digits").run()  # another collection may keep it too
+    [keep] = [b for b in app.button if b.label.startswith("Right, keep it as")]
+    assert not keep.disabled
+    keep.click().run()
+    assert [label for label, _ in saved("other-digits")] == [answer]

@@ -3,12 +3,16 @@
 Collections are ImageFolder folders under the data folder (core.collection); Explore lists them and the command
 line fine-tunes on them. Session state: predict_collection (the collection's name), predict_wrong (the label
 picked after "Wrong?"), predict_collected (the last save's sentence, shown once), predict_collection_last (the
-collection last kept into), predict_collection_for (the model the box's name was suggested for).
+collection last kept into), predict_collection_for (the model the box's name was suggested for), predict_kept
+(the pictures kept this session: (digest, collection) -> label, so a second click does not save the same picture twice).
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
+
+import numpy as np
 
 import streamlit as st
 
@@ -24,6 +28,18 @@ MESSAGE_KEY = "predict_collected"
 NAME_KEY = "predict_collection"
 LAST_KEY = "predict_collection_last"
 SUGGESTED_FOR_KEY = "predict_collection_for"
+KEPT_KEY = "predict_kept"
+
+
+def picture_digest(image: Any) -> str:
+    """What identifies a picture across reruns: its pixels and shape (a PIL image or an array alike)."""
+    pixels = np.ascontiguousarray(np.asarray(image))
+    return hashlib.sha1(repr((pixels.shape, pixels.dtype.str)).encode() + pixels.tobytes()).hexdigest()
+
+
+def kept_label(image: Any, name: str) -> int | None:
+    """The label this picture was already kept under in collection `name` this session, or None."""
+    return st.session_state.get(KEPT_KEY, {}).get((picture_digest(image), name.strip()))
 
 
 def collectable(run: LoadedRun) -> bool:
@@ -34,6 +50,10 @@ def collectable(run: LoadedRun) -> bool:
 def keep(image: Any, label: int) -> None:
     """Save the original picture under `label`; the outcome is one sentence shown under the buttons."""
     name = (st.session_state.get(NAME_KEY) or "").strip()
+    if (already := kept_label(image, name)) is not None:  # a double click, or a click from a page drawn before the save
+        st.session_state[MESSAGE_KEY] = ("info", f"This picture is already kept as a {already} in "
+                                                 f"{escape_markdown(name)}.")
+        return
     root = collections_root(data_dir())
     try:
         save_sample(root, name, image, label)
@@ -42,6 +62,7 @@ def keep(image: Any, label: int) -> None:
         st.session_state[MESSAGE_KEY] = ("error", escape_markdown(error))
         return
     remember_name()
+    st.session_state.setdefault(KEPT_KEY, {})[(picture_digest(image), name)] = label
     st.session_state[MESSAGE_KEY] = ("success", f"Kept as a {label} in {escape_markdown(name)}: "
                                                 f"{count(kept, 'image')} there now. Explore shows them; Train's "
                                                 "*Fine-tune on your handwriting* teaches a model to read them.")
@@ -87,10 +108,14 @@ def collect_box(run: LoadedRun, image: Any, predicted: int) -> None:
         st.text_input("Collection", key=NAME_KEY, max_chars=64, on_change=remember_name,
                       help="A folder of your digits under the data folder (collections/NAME/0 ... 9): "
                            "letters, digits, '-' and '_'.")
+        already = kept_label(image, st.session_state.get(NAME_KEY) or "")
         st.button(f"Right, keep it as {predicted}", key="predict_keep_right", icon=":material/check:",
-                  on_click=keep, args=(image, predicted))
+                  on_click=keep, args=(image, predicted), disabled=already is not None)
         st.segmented_control("Wrong? It's a ...", [d for d in range(10) if d != predicted], key="predict_wrong",
-                             on_change=keep_wrong, args=(image,))  # nine short choices: one row on a laptop
+                             on_change=keep_wrong, args=(image,),  # nine short choices: one row on a laptop
+                             disabled=already is not None)
         if shown := st.session_state.pop(MESSAGE_KEY, None):
             kind, text = shown
-            (st.error if kind == "error" else st.success)(text)
+            {"error": st.error, "info": st.info}.get(kind, st.success)(text)
+        elif already is not None:
+            st.caption(f"Kept as a {already} in this collection: draw or pick another picture to keep the next one.")
