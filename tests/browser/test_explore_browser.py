@@ -86,8 +86,9 @@ def test_explore_switch_dataset_filter_open_a_sample_and_map_it(page, app_url, m
 
 
 def segment(page, label: str, option: str) -> None:
-    """Click one option of a segmented control or of pills (their roles differ: radio or button)."""
-    page.get_by_test_id("stButtonGroup").filter(has_text=label).get_by_text(option, exact=True).click()
+    """Click one option of a segmented control or of pills (their roles differ: radio or button). A lazily drawn tab's
+    controls come after its rerun, which the suite's other worker can slow past Playwright's 30 s (seen in CI)."""
+    page.get_by_test_id("stButtonGroup").filter(has_text=label).get_by_text(option, exact=True).click(timeout=90_000)
     wait_for_app(page)
 
 
