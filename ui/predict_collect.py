@@ -37,9 +37,9 @@ def picture_digest(image: Any) -> str:
     return hashlib.sha1(repr((pixels.shape, pixels.dtype.str)).encode() + pixels.tobytes()).hexdigest()
 
 
-def kept_label(image: Any, name: str) -> int | None:
-    """The label this picture was already kept under in collection `name` this session, or None."""
-    return st.session_state.get(KEPT_KEY, {}).get((picture_digest(image), name.strip()))
+def kept_label(digest: str, name: str) -> int | None:
+    """The label the picture of `digest` was already kept under in collection `name` this session, or None."""
+    return st.session_state.get(KEPT_KEY, {}).get((digest, name.strip()))
 
 
 def collectable(run: LoadedRun) -> bool:
@@ -50,7 +50,8 @@ def collectable(run: LoadedRun) -> bool:
 def keep(image: Any, label: int) -> None:
     """Save the original picture under `label`; the outcome is one sentence shown under the buttons."""
     name = (st.session_state.get(NAME_KEY) or "").strip()
-    if (already := kept_label(image, name)) is not None:  # a double click, or a click from a page drawn before the save
+    digest = picture_digest(image)
+    if (already := kept_label(digest, name)) is not None:  # a double click, or a click from a page drawn before the save
         st.session_state[MESSAGE_KEY] = ("info", f"This picture is already kept as a {already} in "
                                                  f"{escape_markdown(name)}.")
         return
@@ -62,7 +63,7 @@ def keep(image: Any, label: int) -> None:
         st.session_state[MESSAGE_KEY] = ("error", escape_markdown(error))
         return
     remember_name()
-    st.session_state.setdefault(KEPT_KEY, {})[(picture_digest(image), name)] = label
+    st.session_state.setdefault(KEPT_KEY, {})[(digest, name)] = label
     st.session_state[MESSAGE_KEY] = ("success", f"Kept as a {label} in {escape_markdown(name)}: "
                                                 f"{count(kept, 'image')} there now. Explore shows them; Train's "
                                                 "*Fine-tune on your handwriting* teaches a model to read them.")
@@ -108,7 +109,7 @@ def collect_box(run: LoadedRun, image: Any, predicted: int) -> None:
         st.text_input("Collection", key=NAME_KEY, max_chars=64, on_change=remember_name,
                       help="A folder of your digits under the data folder (collections/NAME/0 ... 9): "
                            "letters, digits, '-' and '_'.")
-        already = kept_label(image, st.session_state.get(NAME_KEY) or "")
+        already = kept_label(picture_digest(image), st.session_state.get(NAME_KEY) or "")
         st.button(f"Right, keep it as {predicted}", key="predict_keep_right", icon=":material/check:",
                   on_click=keep, args=(image, predicted), disabled=already is not None)
         st.segmented_control("Wrong? It's a ...", [d for d in range(10) if d != predicted], key="predict_wrong",
