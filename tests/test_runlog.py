@@ -15,8 +15,9 @@ from core.runlog import (MAX_LINE_BYTES, EventLogWriter, RunFollower, RunLogTail
 from core.store import EVENTS_FILE, SILENT_HOST_SECONDS, RunStore, process_start_time, this_host
 from core.training import BatchProgress, EpochEnd, Finished, Started, TrainConfig
 
+# progress_every=1: a batch line is due whatever the speed (timed progress may send none in a 20-step run)
 QUICK = TrainConfig(model="digits-cnn", dataset="digits", epochs=2, batch_size=32, train_limit=320,
-                    learning_rate=0.01, optimizer="adam")
+                    learning_rate=0.01, optimizer="adam", progress_every=1)
 
 
 def started(**changes) -> dict:
