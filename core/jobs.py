@@ -116,6 +116,7 @@ class LiveState(Protocol):
     curve: CurveBuffer
     epochs: list[EpochPoint]
     message: str
+    train_size: int  # training images, once started: what the run's figure to reach depends on
 
 
 def fold_event(state: LiveState, record: EventRecord) -> None:
@@ -123,6 +124,7 @@ def fold_event(state: LiveState, record: EventRecord) -> None:
     fields = record.fields
     if record.kind == "started":
         state.progress = Progress(0, fields["epochs"], 0, fields["total_steps"], 0.0, 0.0, 0.0)
+        state.train_size = fields["train_size"]
     elif record.kind == "batch":
         _fold_batch(state, fields)
     elif record.kind == "epoch":
@@ -170,6 +172,7 @@ class JobSnapshot:
     finished_at: float | None
     owner: str | None = None  # who submitted it (a page passes its browser session), None when nobody said
     processes: int = 1  # training processes (torch.distributed)
+    train_size: int = 0  # training images, once started
 
     @property
     def active(self) -> bool:
@@ -195,6 +198,7 @@ class Job:
     finished_at: float | None = None
     owner: str | None = None
     processes: int = 1  # more: trained by the command line on that many processes (core.launched_job)
+    train_size: int = 0
 
 
 class JobManager:
@@ -354,7 +358,7 @@ class JobManager:
         position = next((i + 1 for i, waiting in enumerate(self._waiting) if waiting is job), 0)
         return JobSnapshot(job.job_id, job.status, job.config, job.recipe, job.run_id, position, job.message,
                            job.progress, tuple(job.curve.points), tuple(job.epochs), job.submitted_at,
-                           job.finished_at, job.owner, job.processes)
+                           job.finished_at, job.owner, job.processes, job.train_size)
 
     def _next_job(self) -> Job | None:
         with self._lock:

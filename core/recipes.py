@@ -174,6 +174,15 @@ def changed_settings(recipe: Recipe, settings: dict) -> list[str]:
     return list(dict.fromkeys(changed))
 
 
+def planned_reference(recipe: Recipe | None, config: TrainConfig, train_images: int) -> Comparison | None:
+    """The figure a run with these settings will be held to if it ends as planned (its live chart draws it), or None
+    when no published or measured figure is at its step count: a subset run of a full-MNIST recipe, changed settings."""
+    if recipe is None or train_images <= 0:
+        return None
+    comparison = compare_run(recipe, config.to_dict(), train_images, config.epochs)
+    return comparison if comparison.accuracy is not None else None
+
+
 def compare_run(recipe: Recipe, settings: dict, train_images: int, epochs: int) -> Comparison:
     """The figure a run of `recipe` (its saved settings, training images and completed epochs) is held to: the
     published one at the published step count on the published data, else the one measured here at the same steps

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from core.data import Dataset
 from core.models import model_spec
-from core.recipes import Recipe
+from core.recipes import Recipe, planned_reference
 from core.runlog import EventLogWriter, launch_origin
 from core.store import RunStore, process_start_time, this_host, utc_now
 from core.training import EpochEnd, Finished, Started, TrainConfig, Training, TrainingEvent, resolve_start
@@ -121,10 +121,11 @@ class RecordedTraining:
                                          None, None, 0.0, 0.0))
                 self._log.close()
 
-    def _reference(self) -> float | None:
-        """The recipe's published accuracy, when this run trains on the data it was published for."""
-        recipe, config = self.recipe, self.training.config
-        return recipe.reported_accuracy if recipe and recipe.config.dataset == config.dataset else None
+    def _reference(self) -> dict[str, Any]:
+        """The figure this run is held to if it ends as planned (core.recipes.planned_reference), for its followers."""
+        reference = planned_reference(self.recipe, self.training.config, self.training.train_size)
+        return {"reported_accuracy": reference.accuracy if reference else None,
+                "reference_source": reference.source if reference else None}
 
     def _log_event(self, event: TrainingEvent) -> None:
         if self._log is None:
@@ -133,7 +134,7 @@ class RecordedTraining:
             self._log = EventLogWriter(self.run_dir, {
                 "pid": os.getpid(), "pid_started": process_start_time(os.getpid()), "host": this_host(),
                 "origin": self.origin, "model_title": model_spec(self.training.config.model).title,
-                "reported_accuracy": self._reference()})
+                **self._reference()})
         self._log.write(event)
         self._logged_end = self._logged_end or isinstance(event, Finished)
 

@@ -57,7 +57,9 @@ SCHEMAS: dict[str, dict[str, Field]] = {  # what each kind of line must hold; ex
         "pid": Field(f"a process id (a whole number from 1 to {PID_MAX:,})", _whole(1, PID_MAX), required=True),
         "pid_started": Field("text of at most 64 characters or null", _or_none(_text(64))),
         "origin": Field(f"one of {', '.join(ORIGINS)}", _one_of(*ORIGINS), required=True),
-        "model_title": _text_up_to(200), "reported_accuracy": MAYBE_FRACTION,  # the recipe's, on its own data
+        "model_title": _text_up_to(200),
+        "reported_accuracy": MAYBE_FRACTION,  # the figure the run is held to (core.recipes.planned_reference)
+        "reference_source": Field("reported, measured or null", _or_none(_one_of("reported", "measured"))),
         "processes": Field("a whole number from 1 to 65,536", _whole(1, 65_536)),  # torch.distributed's world size
         "before_test_accuracy": MAYBE_FRACTION, "before_collection_accuracy": MAYBE_FRACTION,
         "collection_size": Field(COUNT.must_be + " or null", _or_none(COUNT.check))},
@@ -206,6 +208,7 @@ class RunLogTail:
     curve: CurveBuffer = field(default_factory=CurveBuffer)
     epochs: list[EpochPoint] = field(default_factory=list)
     message: str = ""
+    train_size: int = 0
 
     def poll(self) -> list[EventRecord]:
         """The records written since the last poll (at most MAX_READ_BYTES of them), folded into the state too.
@@ -279,8 +282,9 @@ class FollowedRun:
     train_points: tuple[TrainPoint, ...]
     epoch_points: tuple[EpochPoint, ...]
     last_heard: float  # when its log last changed (seconds since the epoch)
-    reported_accuracy: float | None  # the recipe's published accuracy, when it trains on the recipe's data
+    reported_accuracy: float | None  # the figure it is held to at its planned end (core.recipes.planned_reference)
     processes: int  # how many processes train it (torchrun's world size)
+    reference_source: str  # where that figure comes from: "reported" (published) or "measured" (here)
     queue_position: int = 0  # as a queued job's: a followed run never waits here
     config: None = None  # as a job's: its settings are in its meta.json, not its log (so no held-out digits curve)
 
@@ -296,7 +300,8 @@ def followed(run_id: str, tail: RunLogTail, alive: bool, here: str) -> FollowedR
     return FollowedRun(run_id, status, started["model"], started["model_title"], started["dataset"],
                        started["host"], started["pid"], started["origin"], started["host"] == here, tail.message,
                        tail.progress, tuple(tail.curve.points), tuple(tail.epochs), tail.modified,
-                       started.get("reported_accuracy"), started.get("processes") or 1)
+                       started.get("reported_accuracy"), started.get("processes") or 1,
+                       started.get("reference_source") or "reported")  # a log from before the source was written
 
 
 class RunFollower:

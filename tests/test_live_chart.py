@@ -7,9 +7,16 @@ import math
 import stat
 import tempfile
 
+from dataclasses import replace
+
 from core.jobs import MAX_TRAIN_POINTS, EpochPoint, JobSnapshot, TrainPoint
+from core.recipes import recipe
+from core.record import RecordedTraining
+from core.runlog import RunLogTail, followed
+from core.store import RunStore
 from ui import live_chart
 from ui.train import MARKED_EPOCHS, accuracy_figure, loss_figure
+from ui.train_charts import chart_reference
 
 
 def snapshot(train_losses: list[float], epochs: int) -> JobSnapshot:
@@ -29,12 +36,40 @@ def test_the_figures_carry_every_point_and_a_diverged_loss_as_gaps():
 
 
 def test_the_accuracy_chart_draws_the_reported_accuracy_as_a_line_and_drops_markers_on_long_runs():
-    short = accuracy_figure(snapshot([1.0], epochs=MARKED_EPOCHS), reference=0.9867)
+    short = accuracy_figure(snapshot([1.0], epochs=MARKED_EPOCHS), reference=(0.9867, "reported"))
     assert short["layout"]["shapes"][0]["y0"] == 98.67  # the axis is in percent: "98.67 %"
     assert short["layout"]["annotations"][0]["text"] == "reported 98.67 %"
     assert short["data"][1]["mode"] == "lines+markers"
     long = accuracy_figure(snapshot([1.0], epochs=MARKED_EPOCHS + 1), reference=None)
     assert "shapes" not in long["layout"] and long["data"][1]["mode"] == "lines"
+
+
+def test_the_line_is_the_figure_the_run_will_be_held_to_at_its_own_step_count():
+    digits, net = recipe("digits-cnn"), recipe("net-10-20")
+
+    def job(chosen, epochs: int, train_size: int, **changes) -> JobSnapshot:
+        return replace(snapshot([1.0], epochs=1), recipe=chosen, config=chosen.settings(epochs=epochs, **changes),
+                       train_size=train_size)
+
+    assert chart_reference(job(digits, 1000, 1_347)) == (0.9867, "reported")  # as published
+    subset = chart_reference(job(net, 10, 14_262))  # a quarter of the published steps: the figure measured here
+    assert subset is not None and subset[1] == "measured" and subset == (net.measured_at(14_262, 10).mean, "measured")
+    assert accuracy_figure(job(net, 10, 14_262), subset)["layout"]["annotations"][0]["text"].startswith("measured here")
+    assert chart_reference(job(net, 3, 14_262)) is None  # nothing published or measured at 3 epochs of the subset
+    assert chart_reference(job(digits, 1000, 1_347, learning_rate=0.1)) is None  # changed settings: not comparable
+    assert chart_reference(job(digits, 1000, 0)) is None  # not started: its training images are not known yet
+
+
+def test_a_run_followed_from_its_log_draws_the_figure_its_process_wrote(tmp_path):
+    recorded = RecordedTraining(recipe("digits-cnn").settings(epochs=2, train_limit=320, progress_every=1),
+                                RunStore(tmp_path), recipe=recipe("digits-cnn"))
+    list(recorded.events())
+    tail = RunLogTail(recorded.run_dir)
+    tail.poll()
+    assert tail.train_size == 320 and tail.started["reported_accuracy"] is None  # 2 epochs of 320: no figure
+    assert chart_reference(followed(recorded.run_id, tail, alive=False, here="here")) is None
+    tail.started = {**tail.started, "reported_accuracy": 0.9828, "reference_source": "measured"}
+    assert chart_reference(followed(recorded.run_id, tail, alive=False, here="here")) == (0.9828, "measured")
 
 
 def test_the_component_folder_holds_the_page_and_plotly_js_and_is_built_once(tmp_path, monkeypatch):

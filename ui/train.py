@@ -18,6 +18,8 @@ RUN_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", 
 TRAIN_COLOR = "rgba(0, 114, 178, 0.6)"  # the palette's blue, lighter: many noisy points
 TEST_COLOR = "#D55E00"  # vermilion, thicker and with markers: the figure that counts
 REFERENCE_COLOR = "#009E73"
+Reference = tuple[float, str]  # a run's figure to reach and its source, "reported" or "measured"
+REFERENCE_WORDS = {"reported": "reported", "measured": "measured here"}
 HELD_OUT_COLOR = "#CC79A7"  # reddish purple: a fine-tune's own digits, beside the test curve
 FOLLOW_ABOVE_PERCENT = 90.0
 CHART_HEIGHT = 320
@@ -144,17 +146,18 @@ def followed_floor(test: Sequence[float | None], train: Sequence[float | None]) 
     return max(FOLLOW_ABOVE_PERCENT - 10, math.floor(min(train_low, *recent_test) - 0.5))
 
 
-def accuracy_figure(snapshot: JobSnapshot, reference: float | None) -> dict[str, Any]:
-    """Training accuracy as it runs, test accuracy per epoch, and the recipe's reported accuracy as a dashed line, in
-    percent; once above 90 % the axis follows the data."""
+def accuracy_figure(snapshot: JobSnapshot, reference: Reference | None) -> dict[str, Any]:
+    """Training accuracy as it runs, test accuracy per epoch, and the figure the run is held to (published or measured
+    here, core.recipes.planned_reference) as a dashed line, in percent; once above 90 % the axis follows the data."""
     layout = chart_layout("Accuracy", "accuracy", percent_axis=True)
     data = _curves(snapshot, "accuracy", "train (this epoch so far)", 100.0)
     if reference is not None:
+        reference, source = reference
         layout["shapes"] = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": reference * 100,
                              "y1": reference * 100, "line": {"color": REFERENCE_COLOR, "dash": "dash"}}]
         layout["annotations"] = [{"xref": "paper", "x": 0.01, "y": reference * 100, "yanchor": "bottom",
                                   "xanchor": "left", "showarrow": False,  # above the line, left: the curve still climbs
-                                  "text": f"reported {percent(reference)}", "font": {"color": REFERENCE_COLOR}}]
+                                  "text": f"{REFERENCE_WORDS.get(source, source)} {percent(reference)}", "font": {"color": REFERENCE_COLOR}}]
     held_out = held_out_curve(snapshot)
     floor = followed_floor(data[1]["y"], data[0]["y"])
     if held_out is not None:

@@ -6,16 +6,16 @@ from __future__ import annotations
 import streamlit as st
 
 from core.jobs import JobSnapshot
+from core.recipes import planned_reference
 from core.runlog import FollowedRun
 from ui import train as ui
 from ui.live_chart import live_charts
 
 
-def curves(run: JobSnapshot | FollowedRun, reference: float | None = None, *, key: str = "train_live") -> None:
-    """The loss and accuracy charts, with the loss's scale to choose; drag to zoom, double-click for the whole run.
-    `reference`: the recipe's reported accuracy, drawn as a line (for a job, from its recipe)."""
+def curves(run: JobSnapshot | FollowedRun, *, key: str = "train_live") -> None:
+    """The loss and accuracy charts, with the loss's scale to choose; drag to zoom, double-click for the whole run."""
     log = chart_controls(key)
-    draw_charts(run, reference, log=log, key=key)
+    draw_charts(run, log=log, key=key)
 
 
 def chart_controls(key: str) -> bool:
@@ -26,9 +26,15 @@ def chart_controls(key: str) -> bool:
                         help="Shows the loss's last digits on long runs.")
 
 
-def draw_charts(run: JobSnapshot | FollowedRun, reference: float | None, *, log: bool, key: str) -> None:
-    if isinstance(run, JobSnapshot):
-        recipe = run.recipe
-        reference = recipe.reported_accuracy if recipe and recipe.config.dataset == run.config.dataset else None
-    live_charts(ui.loss_figure(run, log=log), ui.accuracy_figure(run, reference), height=ui.CHART_HEIGHT,
+def draw_charts(run: JobSnapshot | FollowedRun, *, log: bool, key: str) -> None:
+    live_charts(ui.loss_figure(run, log=log), ui.accuracy_figure(run, chart_reference(run)), height=ui.CHART_HEIGHT,
                 key=f"{key}_charts")
+
+
+def chart_reference(run: JobSnapshot | FollowedRun) -> ui.Reference | None:
+    """The figure the run is held to if it ends as planned, as the accuracy chart's line: a job's from its recipe,
+    settings and training images; a followed run's as its log states it."""
+    if isinstance(run, JobSnapshot):
+        reference = planned_reference(run.recipe, run.config, run.train_size)
+        return (reference.accuracy, reference.source) if reference and reference.accuracy is not None else None
+    return (run.reported_accuracy, run.reference_source) if run.reported_accuracy is not None else None

@@ -144,7 +144,7 @@ def live_panel(slot: int, run: FollowedRun | None) -> None:
             st.caption(f"Not heard from for {quiet:,.0f} s.")
         log = chart_controls(f"train_elsewhere_slot_{slot}")
     with charts:
-        draw_charts(run, run.reported_accuracy, log=log, key=f"train_elsewhere_slot_{slot}")
+        draw_charts(run, log=log, key=f"train_elsewhere_slot_{slot}")
 
 
 def ended_panel(run: FollowedRun) -> None:
@@ -171,4 +171,4 @@ def ended_line(run: FollowedRun) -> None:
 
 
 def followed_curves(run: FollowedRun) -> None:
-    curves(run, run.reported_accuracy, key=f"train_elsewhere_{'live' if run.active else 'ended'}_{run.run_id}")
+    curves(run, key=f"train_elsewhere_{'live' if run.active else 'ended'}_{run.run_id}")
