@@ -154,6 +154,14 @@ def _settings_argument(text: str):
 
 
 def _train_config(args: argparse.Namespace, store: RunStore):
+    """The recipe (or None) and the settings the options ask for; a batch nobody typed fits a small image folder."""
+    from core.folder_data import fitting_batch
+
+    base, config = _asked_config(args, store)
+    return base, (fitting_batch(config) if args.batch_size is None else config)
+
+
+def _asked_config(args: argparse.Namespace, store: RunStore):
     from dataclasses import replace
 
     from core.config import fine_tune_config

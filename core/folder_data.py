@@ -4,14 +4,18 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.collection import CollectionError, Sample, read_sample, scan_folder
 from core.data import DATASETS, DIGIT_NAMES, Dataset
 from core.preprocess import MNIST_FORMAT, InputFormat, preprocess
+
+if TYPE_CHECKING:
+    from core.config import TrainConfig
 
 FOLDER_DATASET = "folder"  # TrainConfig.dataset of a run trained on its image folder alone
 HELD_OUT_SHARE = 0.2  # of each class, rounded, and at least one image of every class that has two
@@ -63,6 +67,24 @@ def _rank(seed: int, file: str) -> bytes:
 def held_out_count(images: int, share: float) -> int:
     """How many of a class's `images` are held out: round(share x n), at least 1 when n >= 2, none when 1."""
     return min(images - 1, max(1, round(share * images)))
+
+
+def trained_count(folder: Path | str, held_out_share: float) -> int:
+    """How many of the folder's images a run trains on (the rest held out), without decoding any; 0 when unreadable."""
+    try:
+        counts = scan_folder(folder).counts
+    except (CollectionError, OSError):
+        return 0
+    return sum(images - held_out_count(images, held_out_share) for images in counts.values())
+
+
+def fitting_batch(config: "TrainConfig") -> "TrainConfig":
+    """A run on its image folder alone whose default batch is larger than the folder's training part trains on the
+    whole part each step instead of being refused: a collection of 30 digits is a normal one."""
+    if config.dataset != FOLDER_DATASET or not config.image_folder:
+        return config
+    trained = trained_count(config.image_folder, config.held_out_share)
+    return replace(config, batch_size=min(config.batch_size, trained)) if trained else config
 
 
 def held_out_mask(labels: np.ndarray, files: tuple[str, ...], share: float, seed: int) -> np.ndarray:

@@ -284,15 +284,16 @@ def digit_folder(folder: Path, per_class: int = 4, digits: range = range(10)) ->
 def test_train_from_scratch_on_a_folder_of_digit_images(tmp_path):
     folder = digit_folder(tmp_path / "my-digits")
     (folder / "3" / "notes.txt").write_text("not a digit")
-    done = cli("train", "--dataset", str(folder), "--model", "mlp", "--epochs", "2", "--batch-size", "10",
+    done = cli("train", "--dataset", str(folder), "--model", "mlp", "--epochs", "2",  # the default batch: 64
                "--runs-dir", str(tmp_path / "other-runs"), "--json")
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["dataset"] == "folder" and summary["from_run"] is None and summary["before"] is None
     assert summary["collection"] == {"name": "my-digits", "images": 40, "held_out_images": 10}
     assert summary["collection_accuracy"] == summary["test_accuracy"]  # the held-out part is its test set
+    assert summary["batch_size"] == 30  # larger than the folder's 30 training images: one batch of all of them
     assert "note: 1 file skipped in my-digits (not .png" in done.stderr and "3/notes.txt" in done.stderr
-    again = cli("train", "--dataset", str(folder), "--from-run", summary["run_id"], "--epochs", "1", "--batch-size",
-                "10", "--runs-dir", str(tmp_path / "other-runs"), "--json")  # the run to continue is found in --runs-dir
+    again = cli("train", "--dataset", str(folder), "--from-run", summary["run_id"], "--epochs", "1",
+                "--runs-dir", str(tmp_path / "other-runs"), "--json")  # the run to continue is found in --runs-dir
     tuned = json.loads(again.stdout.strip().splitlines()[-1])
     assert tuned["from_run"] == summary["run_id"] and tuned["before"]["collection_accuracy"] == summary["test_accuracy"]
 
