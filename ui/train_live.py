@@ -152,8 +152,8 @@ def live_view() -> None:
         if running_elsewhere():  # drawn under this, by ui.train_elsewhere
             return
         st.subheader("Live training")
-        st.info("Nothing is training. Press **Start training** above (or **Start fine-tuning** under *Fine-tune on "
-                "your handwriting*): the loss and accuracy curves appear here and "
+        st.info("Nothing is training. Press **Start training** above, or **Start fine-tuning** to teach a trained "
+                "model your digits: the loss and accuracy curves appear here and "
                 f"update {ui.refresh_words(LIVE_REFRESH_SECONDS)}.", icon=":material/monitoring:")
         return
     redraw_page_on_change(snapshot)
