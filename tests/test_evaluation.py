@@ -9,7 +9,7 @@ from core.inference import load_default_model
 from core.record import RecordedTraining
 from core.store import RunStore
 from core.training import TrainConfig
-from ui.charts import (MARK_COLOR, clickable_grid_figure, confusion_figure, grid_cell_size, image_grid,
+from ui.charts import (MARK_COLOR, confusion_figure, grid_cell_size, image_grid,
                        per_class_accuracy_figure)
 
 QUICK = TrainConfig(model="digits-cnn", dataset="digits", epochs=3, batch_size=100, optimizer="sgd",
@@ -129,14 +129,3 @@ def test_image_grid_places_scaled_tiles_and_marks_borders():
 def test_image_grid_refuses_mismatched_captions():
     with pytest.raises(ValueError, match="captions"):
         image_grid(np.zeros((3, 28, 28), dtype=np.uint8), ["a"], columns=2)
-
-
-def test_clickable_grid_figure_puts_one_target_per_tile_with_its_sample_id():
-    images = np.zeros((4, 28, 28), dtype=np.uint8)
-    mosaic = image_grid(images, ["a", "b", "c", "d"], columns=2)
-    cell = grid_cell_size((28, 28), 2)
-    figure = clickable_grid_figure(mosaic, 2, 4, cell, [10, 11, 12, 13], ["h"] * 4)
-    targets = figure.data[1]
-    assert [row[0] for row in targets.customdata] == [10, 11, 12, 13]
-    assert targets.x[3] == pytest.approx(1.5 * cell[0]) and targets.y[3] == pytest.approx(1.5 * cell[1])
-    assert figure.data[0].source.startswith("data:image/png;base64,")

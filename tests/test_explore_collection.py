@@ -4,21 +4,18 @@ model's mistakes marked (read as Predict reads a picture), and deleting one wron
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.collection import collection_samples, collections_root, read_sample
 from core.inference import load_default_model, predict_image
 from tests.font_digits import available_fonts, write_collection
-from tests.test_explore_page import PAGE, charts, metric, rendered, rerun, shown
-from ui.charts import MARK_COLOR, TILE_PAD, grid_cell_size, tile_scale
+from tests.test_explore_page import PAGE, charts, grid_marks, metric, rendered, rerun, shown
 
 pytestmark = pytest.mark.skipif(not available_fonts(), reason="no DejaVu or Liberation font to draw digits with")
 PER_CLASS = 3
@@ -57,16 +54,6 @@ def numbers(values) -> list[float]:
     return list(values)
 
 
-def grid_marks(app: AppTest, count: int) -> list[bool]:
-    """Which tiles of the collection's grid have a red border, read from the pixels of its PNG."""
-    grid = figure(app, '"customdata"')
-    png = base64.b64decode(grid["data"][0]["source"].split(",", 1)[1])
-    mosaic = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
-    cell_w, cell_h = grid_cell_size((28, 28), tile_scale(28))
-    corners = [mosaic[(i // 10) * cell_h + TILE_PAD // 2, (i % 10) * cell_w + TILE_PAD // 2] for i in range(count)]
-    return [tuple(int(v) for v in corner) == MARK_COLOR for corner in corners]
-
-
 def test_without_collections_the_page_says_how_to_make_one():
     app = rerun(AppTest.from_file(PAGE, default_timeout=180))
     assert not [o for o in app.selectbox(key="explore_dataset").options if o.startswith("collection:")]
@@ -93,10 +80,10 @@ def test_counts_and_the_shipped_models_mistakes_as_predict_reads_them(mine):
     assert 0 < wrong.sum() < len(samples)  # some mistakes, or the marks prove nothing
     assert metric(app, "Mistakes") == f"{wrong.sum()} of {len(samples)}"
     assert metric(app, "Read right") == f"{(~wrong).mean() * 100:.2f} %"
-    assert grid_marks(app, len(samples))[1:] == list(wrong[1:])  # the first tile is the one shown large: blue
+    assert grid_marks(app, len(samples), side=28)[1:] == list(wrong[1:])  # the first tile is the one shown large: blue
     app.selectbox(key="explore_collection_model").set_value("none")
     rerun(app)
-    assert not any(grid_marks(app, len(samples))[1:])
+    assert not any(grid_marks(app, len(samples), side=28)[1:])
 
 
 def test_delete_asks_once_and_removes_exactly_that_file(mine):

@@ -240,11 +240,11 @@ def train_predictions(run_path: str) -> tuple[np.ndarray, np.ndarray]:
     return probabilities.argmax(1), data.train_labels.numpy()
 
 
-def grid_marks(app: AppTest, count: int) -> list[bool]:
-    """Which tiles of the sample grid have a red border, read from its mosaic's pixels."""
+def grid_marks(app: AppTest, count: int, side: int = 8) -> list[bool]:
+    """Which tiles of the sample grid (of `side` px images) have a red border, read from its mosaic's pixels."""
     png = base64.b64decode(grid(app)["src"].split(",", 1)[1])
     mosaic = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
-    cell_w, cell_h = grid_cell_size((8, 8), tile_scale(8))
+    cell_w, cell_h = grid_cell_size((side, side), tile_scale(side))
     corners = [mosaic[(i // 10) * cell_h + TILE_PAD // 2, (i % 10) * cell_w + TILE_PAD // 2] for i in range(count)]
     return [tuple(int(v) for v in corner) == MARK_COLOR for corner in corners]
 

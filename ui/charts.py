@@ -126,39 +126,10 @@ def _draw_captions(mosaic: Image.Image, captions: Sequence[str], columns: int, c
 
 
 def png_data_uri(image: Image.Image) -> str:
-    """A PNG data URI: how plotly embeds a raster image without serialising every pixel as JSON."""
+    """A PNG data URI: how a page embeds a raster image (ui.tile_grid's mosaic) without a file to serve."""
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=1)  # fast; the mosaic is mostly flat colour anyway
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def clickable_grid_figure(mosaic: Image.Image, columns: int, count: int, cell: tuple[int, int],
-                          sample_ids: Sequence[int], hover: Sequence[str], width: int | None = None) -> go.Figure:
-    """The mosaic as a plotly figure whose tiles can be clicked, drawn `width` px wide (default: its own width).
-
-    Each tile carries an invisible marker; with st.plotly_chart(fig, on_select="rerun", selection_mode="points")
-    a click gives event.selection.points[0]["customdata"] == [sample_id] (the id passed for that tile).
-    Plotly keeps the figure's height when a column is narrower than `width`, so pass the width the page has.
-    """
-    cell_w, cell_h = cell
-    positions = np.arange(count)
-    figure = go.Figure(go.Image(source=png_data_uri(mosaic), hoverinfo="skip"))
-    figure.add_trace(go.Scatter(
-        x=(positions % columns) * cell_w + cell_w / 2, y=(positions // columns) * cell_h + cell_h / 2,
-        mode="markers", marker={"size": min(cell_w, cell_h) - 2, "symbol": "square", "color": CLICK_TARGET},
-        customdata=[[int(i)] for i in sample_ids], hovertext=list(hover), hoverinfo="text",  # lists: see the note under CLICK_TARGET
-        selected={"marker": {"opacity": 1}}, unselected={"marker": {"opacity": 1}}, showlegend=False))
-    _fixed_axes(figure, mosaic.width, mosaic.height, width or mosaic.width)
-    return figure
-
-
-def _fixed_axes(figure: go.Figure, width: int, height: int, shown_width: int) -> None:
-    """Non-zoomable axes spanning the raster, drawn `shown_width` px wide at its aspect; clicks select, never zoom."""
-    figure.update_xaxes(visible=False, range=[0, width], fixedrange=True, constraintoward="left")
-    figure.update_yaxes(visible=False, range=[height, 0], fixedrange=True, constraintoward="top")
-    figure.update_layout(width=shown_width, height=round(height * shown_width / width),
-                         margin={"l": 0, "r": 0, "t": 0, "b": 0}, dragmode=False,
-                         clickmode="event+select", hovermode="closest", plot_bgcolor="white")
 
 
 def confusion_figure(confusion: np.ndarray, class_names: list[str]) -> go.Figure:

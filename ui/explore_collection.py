@@ -19,8 +19,9 @@ from core.collection import (CLASS_NAMES, CollectionError, CollectionInfo, Sampl
 from core.evaluation import confusion_matrix, per_class_accuracy
 from core.folder_data import FolderPreview, preview_samples
 from core.preprocess import MNIST_FORMAT, InputFormat
-from ui.charts import clickable_grid_figure, grid_cell_size, image_grid, per_class_accuracy_figure, tile_scale
-from ui.explore import ModelChoice, class_counts_figure, model_choices, run_or_error, selected_sample_ids
+from ui.charts import grid_cell_size, image_grid, per_class_accuracy_figure, tile_scale
+from ui.explore import ModelChoice, class_counts_figure, model_choices, run_or_error
+from ui.tile_grid import clicked_sample, tile_grid
 from ui.shared import data_dir, shown_path
 from ui.text import escape_markdown
 from ui.train_format import count, percent
@@ -186,19 +187,16 @@ def sample_grid(preview: FolderPreview, predictions: np.ndarray) -> None:
     captions = [caption(preview, predictions, i) for i in range(len(relatives))]
     mosaic = image_grid(preview.pixels, captions, GRID_COLUMNS, max_value=preview.fmt.max_value, scale=scale,
                         marked=marked, highlighted=highlighted)
-    figure = clickable_grid_figure(mosaic, min(GRID_COLUMNS, len(relatives)), len(relatives),
-                                   grid_cell_size(preview.pixels.shape[1:], scale), range(len(relatives)),
-                                   [f"{relative}: {text}" for relative, text in zip(relatives, captions)],
-                                   width=min(mosaic.width, GRID_WIDTH))
-    st.plotly_chart(figure, key=GRID_KEY, on_select=functools.partial(pick_tile, relatives), selection_mode="points",
-                    width="content", config={"displayModeBar": False})
+    tile_grid(mosaic, GRID_COLUMNS, grid_cell_size(preview.pixels.shape[1:], scale), range(len(relatives)),
+              [f"{relative}: {text}" for relative, text in zip(relatives, captions)], width=GRID_WIDTH, key=GRID_KEY,
+              on_click=functools.partial(pick_tile, relatives))
     st.caption("Click a sample to see it large, and delete it if its label is wrong.")
 
 
 def pick_tile(relatives: list[str]) -> None:
-    clicked = selected_sample_ids(st.session_state[GRID_KEY].selection.points)
-    if clicked and clicked[0] < len(relatives):
-        st.session_state[PICKED] = relatives[clicked[0]]
+    clicked = clicked_sample(GRID_KEY)
+    if clicked is not None and 0 <= clicked < len(relatives):
+        st.session_state[PICKED] = relatives[clicked]
         st.session_state.pop(CONFIRM, None)
 
 

@@ -26,7 +26,7 @@ def test_a_collection_is_browsed_and_a_clicked_sample_deleted(browser, tmp_path)
         page.get_by_role("option", name="Your digits: mine (30 images)").click()
         wait_for_app(page, timeout=60_000)
         page.get_by_text("30 images in").wait_for(timeout=60_000)
-        mosaic = page.locator(".imagelayer image").first  # the grid: the page's one raster chart
+        mosaic = page.locator(".st-key-explore_collection_grid img.mosaic")  # ui.tile_grid, as MNIST's grid
         mosaic.wait_for(timeout=60_000)
         mosaic.scroll_into_view_if_needed()
         box = mosaic.bounding_box()
