@@ -118,31 +118,33 @@ RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (
            TrainConfig(model="digits-cnn", dataset="digits", epochs=1000, batch_size=100, optimizer="sgd",
                        learning_rate=0.5, loss="bce-one-hot"),
            0.9867, "98.67% test accuracy (a fully connected net: 95.78%); train loss 0.0008 after 1,000 epochs",
-           measured=(Measured(1_347, 1000, 0.9867, 0.9867, 0.9867, 1),)),
+           measured=(Measured(1_347, 1000, 0.9830, 0.9756, 0.9867, 3),)),
     Recipe("digit-net", "DigitNet with Adam",
            TrainConfig(model="digit-net", dataset="mnist", epochs=20, batch_size=64, optimizer="adam",
                        learning_rate=1e-3),
-           None, "not stated (the text reports about 99%)"),
+           None, "not stated (the text reports about 99%)",
+           measured=(Measured(14_262, 20, 0.9839, 0.9797, 0.9862, 3), Measured(14_262, 84, 0.9860, 0.9853, 0.9864, 3))),
     Recipe("lenet5", "LeNet-5 at 32x32",
            TrainConfig(model="lenet5", dataset="mnist", epochs=5, batch_size=64, optimizer="adam",
                        learning_rate=1e-3, test_batch_size=32, augment_flip=True),
            0.9772, "97.72% test accuracy after 5 epochs",
-           measured=(Measured(14_262, 5, 0.9646, 0.9646, 0.9646, 1), Measured(14_262, 21, 0.9705, 0.9705, 0.9705, 1))),
+           measured=(Measured(14_262, 5, 0.9594, 0.9510, 0.9646, 3), Measured(14_262, 21, 0.9716, 0.9705, 0.9731, 3))),
     Recipe("cnn-5x5", "CNN 5x5 with SGD+momentum",
            TrainConfig(model="cnn-5x5", dataset="mnist", epochs=10, batch_size=128, optimizer="momentum",
                        learning_rate=1e-3, momentum=0.9, normalize_mean=0.5, normalize_std=0.5),
-           None, "not stated"),
+           None, "not stated",
+           measured=(Measured(14_262, 10, 0.9444, 0.9411, 0.9480, 3), Measured(14_262, 42, 0.9791, 0.9787, 0.9798, 3))),
     Recipe("net-10-20", "Net 10-20 with SGD",
            TrainConfig(model="net-10-20", dataset="mnist", epochs=10, batch_size=64, optimizer="momentum",
                        learning_rate=0.01, momentum=0.5),
            0.990, "96.4% after epoch 1, 99.0% after epoch 10 (train 98.88%)",
-           measured=(Measured(14_262, 10, 0.9782, 0.9782, 0.9782, 1), Measured(14_262, 42, 0.9828, 0.9828, 0.9828, 1))),
+           measured=(Measured(14_262, 10, 0.9758, 0.9740, 0.9782, 3), Measured(14_262, 42, 0.9814, 0.9802, 0.9828, 3))),
     Recipe("fast-cnn-99", "Fast CNN: 99% in under a minute (ours)",
            TrainConfig(model="fast-cnn", dataset="mnist", epochs=8, batch_size=128, optimizer="adam",
                        learning_rate=3e-3, schedule="one-cycle", augment_shift=0.08, augment_rotation=10,
                        augment_scale=0.1),
            None, "99% MNIST test accuracy in under a minute on a 2-core CPU (this project's own preset)",
-           published=False, measured=(Measured(14_262, 8, 0.9919, 0.9919, 0.9919, 1),)),
+           published=False, measured=(Measured(14_262, 8, 0.9912, 0.9906, 0.9919, 3),)),
 )}
 
 
@@ -183,6 +185,16 @@ def planned_reference(recipe: Recipe | None, config: TrainConfig, train_images: 
     return comparison if comparison.accuracy is not None else None
 
 
+def _as_published(recipe: Recipe, measured: Measured | None) -> Comparison:
+    """A run as long as the published one, on its data: held to the published figure; where seeds were measured here
+    at the same steps, a run inside their range is as good as the recipe gives (one seed is no range)."""
+    said = f"The recipe {recipe.published_text()}, as this run did."
+    if measured is None or measured.seeds < 2:
+        return Comparison(recipe.reported_accuracy, "reported", said)
+    return Comparison(recipe.reported_accuracy, "reported", f"{said} Measured here with the same settings: "
+                      f"{recipe.measured_text(measured)}.", measured.low, measured.high)
+
+
 def compare_run(recipe: Recipe, settings: dict, train_images: int, epochs: int) -> Comparison:
     """The figure a run of `recipe` (its saved settings, training images and completed epochs) is held to: the
     published one at the published step count on the published data, else the one measured here at the same steps
@@ -197,11 +209,10 @@ def compare_run(recipe: Recipe, settings: dict, train_images: int, epochs: int) 
                           "learning-rate schedule ended, so no published or measured figure applies.")
     steps = recipe.steps(train_images, epochs)
     published_data = PUBLISHED_TRAIN_IMAGES.get(recipe.config.dataset)
+    measured = recipe.measured_at(train_images, epochs)
     if recipe.published and recipe.reported_accuracy is not None and (train_images, epochs) == (
             published_data, recipe.config.epochs):
-        return Comparison(recipe.reported_accuracy, "reported", f"The recipe {recipe.published_text()}, "
-                          "as this run did.")
-    measured = recipe.measured_at(train_images, epochs)
+        return _as_published(recipe, measured)
     published = f"The recipe {recipe.published_text()}. " if recipe.published else ""
     if measured is not None:
         low, high, band = measured.low, measured.high, ""

@@ -85,8 +85,20 @@ def test_changed_settings_or_a_schedule_cut_short_compare_with_nothing():
     assert compare_run(LENET, {"epochs": "many", "betas": 3}, SUBSET, 5).accuracy is None  # damaged: no figure
 
 
+def test_a_run_as_published_within_the_seeds_measured_here_is_not_red_below_the_published_figure():
+    digits = replace(RECIPES["digits-cnn"], measured=(Measured(1_347, 1000, 0.9830, 0.9756, 0.9867, 3),))
+    comparison = compare_run(digits, settings(digits), 1_347, 1000)
+    assert (comparison.accuracy, comparison.source) == (0.9867, "reported")
+    within = versus_reported(0.9778, comparison)  # under the published figure, inside the seeds measured here
+    assert within["delta"] == "-0.89 % vs reported" and within["delta_color"] == "off"
+    assert "98.30 % (97.56-98.67 %, 3 seeds) after 14,000 steps" in within["help"]
+    below = versus_reported(0.9711, comparison)  # lower than any seed measured here: a real shortfall, red
+    assert below["delta"] == "-1.56 % vs reported" and "delta_color" not in below
+
+
 def test_a_tie_is_a_tie_and_no_figure_means_no_delta():
-    comparison = compare_run(RECIPES["digits-cnn"], settings(RECIPES["digits-cnn"]), 1_347, 1000)
+    digits = replace(RECIPES["digits-cnn"], measured=())
+    comparison = compare_run(digits, settings(digits), 1_347, 1000)
     assert versus_reported(0.98671, comparison) == {
         "delta": "same as reported", "delta_color": "off", "delta_arrow": "off",
         "help": "The recipe reports 98.67 % after 14,000 steps on 1,347 training images, as this run did."}
