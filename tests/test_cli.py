@@ -27,7 +27,7 @@ def cli(*args: str, check_code: int | None = 0) -> subprocess.CompletedProcess:
 
 def test_recipes_lists_every_preset_with_its_reported_accuracy():
     out = cli("recipes").stdout
-    for name in ("digits-cnn", "digit-net", "lenet5", "cnn-5x5", "net-10-20", "fast-cnn-99"):
+    for name in ("digits-cnn", "digit-net", "lenet5", "cnn-5x5", "net-10-20", "fast-cnn-99", "quick-cnn-99"):
         assert name in out
     assert "98.67%" in out and "97.72%" in out
 
