@@ -31,7 +31,7 @@ from ui.train_settings import config_from_widgets, fill_widgets, notes_for, numb
 
 run_inside_the_frame()
 CUSTOM = "custom"
-DEFAULT_PRESETS = {"digits": "digits-cnn", "mnist": "fast-cnn-99"}  # the quickest way to a good model on each
+DEFAULT_PRESETS = {"digits": "digits-cnn", "mnist": "quick-cnn-99"}  # the quickest way to a good model on each
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "momentum": "SGD + momentum", "sgd": "SGD"}
 SCHEDULES = {"none": "constant", "step": "step (x0.1)", "one-cycle": "one-cycle"}
 LOSSES = {"cross-entropy": "cross-entropy", "bce-one-hot": "binary cross-entropy on one-hot targets"}

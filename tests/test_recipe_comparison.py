@@ -44,6 +44,9 @@ def test_a_quarter_length_run_on_the_subset_is_held_to_what_was_measured_at_its_
     within = versus_reported(0.9853, comparison)
     assert within["delta"] == "-0.07 % vs measured" and within["delta_color"] == "off"  # inside the seeds' range
     assert within["help"].endswith("This run is within that.")
+    near = versus_reported(0.9820, comparison)  # below all three seeds, but 0.4 point from their mean: alike
+    assert near["delta"] == "-0.40 % vs measured" and near["delta_color"] == "off"
+    assert "within 0.5 % of the mean counts as alike" in near["help"]
     stopped = compare_run(LENET, settings(epochs=21), SUBSET, 5)  # stopped at epoch 5: a constant rate, same steps
     assert stopped.accuracy == 0.9860
     as_published = compare_run(LENET, settings(epochs=21), SUBSET, 21)

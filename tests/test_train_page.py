@@ -244,9 +244,9 @@ def test_switching_to_mnist_picks_its_fast_preset_and_a_missing_dataset_is_expla
     monkeypatch.setenv("DIGIT_STUDIO_DATA", str(mnist_dir))
     app.run()
     by_label(app.selectbox, "Dataset").set_value("mnist").run()
-    assert by_label(app.selectbox, "Start from").value == "fast-cnn-99"
-    assert by_label(app.selectbox, "Model").value == "fast-cnn"
-    assert field(app, "Epochs").value == "8"
+    assert by_label(app.selectbox, "Start from").value == "quick-cnn-99"  # 99 % in about 10 s (bench/README.md)
+    assert by_label(app.selectbox, "Model").value == "quick-cnn"
+    assert field(app, "Epochs").value == "6" and field(app, "Label smoothing").value == "0.1"  # the whole preset
     assert not errors(app) and not button(app, "Start training").disabled
 
 
