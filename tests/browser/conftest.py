@@ -186,17 +186,18 @@ def new_tab(browser):
         context.close()
 
 
-def stop_everything(tab, names: str = "^(Stop|Cancel)$", timeout: float = 90.0) -> int:
+def stop_everything(tab, names: str = "^(Stop|Cancel)$", timeout: float = 90.0, first_wait: float = 8_000) -> int:
     """Press Stop (or Cancel) until no job is left running (or queued); returns how many presses landed.
 
     The live panel redraws every second, and a stopped job's place is taken at once by the queued one, so a
     button found a moment ago may be gone: each press is retried on a fresh lookup instead of waiting on it.
+    `first_wait` (ms): how long a button may take to appear before the first press.
     """
     button = tab.get_by_role("button", name=re.compile(names)).first
     deadline, presses = time.monotonic() + timeout, 0
     while time.monotonic() < deadline:
         try:
-            button.wait_for(timeout=8_000)
+            button.wait_for(timeout=first_wait if presses == 0 else 8_000)
         except PlaywrightTimeout:
             return presses
         try:
@@ -217,8 +218,7 @@ def no_training_left(browser, app_url):
     tab = context.new_page()
     tab.goto(f"{app_url}/train")
     wait_for_app(tab)
-    try:  # the page has run whole: a job running or queued shows its button now, and none costs no 8 s wait
-        if tab.get_by_role("button", name=re.compile("^(Stop|Cancel)$")).count():
-            stop_everything(tab)
+    try:  # the page has run whole: a job running or queued shows its button within moments (not 8 s each time)
+        stop_everything(tab, first_wait=2_500)
     finally:
         context.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from tests.browser.conftest import assert_no_error, screenshot, wait_for_app
@@ -93,7 +94,12 @@ def test_a_live_chart_zooms_on_a_drag_and_a_double_click_shows_it_whole(page, ap
     wait_for_app(page)
     page.get_by_text("Test images the model got wrong", exact=False).first.wait_for(timeout=60_000)  # all drawn
     chart = page.locator(CHARTS).first
-    chart.scroll_into_view_if_needed()
+    for _ in range(5):  # the page reruns once more after a run ends, and may replace the frame while it is scrolled to
+        try:
+            chart.scroll_into_view_if_needed(timeout=10_000)
+            break
+        except PlaywrightError:
+            time.sleep(1.0)
     time.sleep(1.0)
     box = chart.bounding_box()
     left, top = box["x"] + 80, box["y"] + 120  # inside the loss chart's plot area
