@@ -14,7 +14,8 @@ C: core.inference.predict_image: B, then the model (what the page does after eac
 C2: the same with all of torch's threads, as before that rule: on a busy 2-core machine, waking the second
    thread after the numpy work of B can cost far more than the forward pass itself.
 D: what else the page does for a drawing: decode the canvas's PNG and the SmoothGrad saliency map.
-Then batch prediction of the 10,000 MNIST test images (already 28x28) in images/s.
+Then C alone, --back-to-back calls in a row (in the rounds, one call in --repeats is the first after another
+action), and batch prediction of the 10,000 MNIST test images (already 28x28) in images/s.
 
 Each checkout is timed in a worker process of its own (its `core` imported from its folder, the same canvas for
 all): with --before DIR (another checkout, e.g. `git worktree add /tmp/before <commit>`) the two workers take
@@ -169,6 +170,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     parser.add_argument("--before", type=Path, help="another checkout, timed in the same rounds")
+    parser.add_argument("--back-to-back", type=int, default=2000, metavar="N",
+                        help="then C alone, N calls in a row per checkout (0: skip): its p99 without calls that come "
+                             "first after another action, as one in `repeats` does in the rounds")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--canvas", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -191,6 +195,8 @@ def main() -> None:
                     wall, cpu = worker.ask_raw({"action": action, "repeats": args.repeats})
                     timings[name][action] += wall
                     cpu_times[name][action] += cpu
+        steady = {name: worker.ask_raw({"action": ACTIONS[2], "repeats": args.back_to_back})[0]
+                  for name, worker in workers.items()} if args.back_to_back else {}
         images = mnist_test_images(args.data_dir)
         batch = {}
         if images is not None:
@@ -211,6 +217,10 @@ def main() -> None:
     print(f"preprocess + predict: {statistics.median(total):.2f} ms median, {p99:.2f} ms p99 = "
           f"{statistics.median(total) / statistics.median(timings['after']['A bare forward']):.1f}x the bare forward "
           f"pass (goal p99 < {GOAL_P99_MS:g} ms: {'met' if p99 < GOAL_P99_MS else 'NOT met'})")
+    for name, wall in steady.items():
+        print(f"preprocess + predict, {len(wall):,} calls back to back, {name}: {statistics.median(wall):.2f} ms median, "
+              f"{percentile(wall, 99):.2f} ms p99 (goal p99 < {GOAL_P99_MS:g} ms: "
+              f"{'met' if percentile(wall, 99) < GOAL_P99_MS else 'NOT met'})")
     for name, speed in batch.items():
         print(f"batch prediction of the {len(images):,} MNIST test images, {name}: {speed:,.0f} images/s")
     if images is None:
