@@ -69,21 +69,24 @@ def held_out_count(images: int, share: float) -> int:
     return min(images - 1, max(1, round(share * images)))
 
 
-def trained_count(folder: Path | str, held_out_share: float) -> int:
-    """How many of the folder's images a run trains on (the rest held out), without decoding any; 0 when unreadable."""
+def split_counts(folder: Path | str, held_out_share: float) -> tuple[int, int]:
+    """(images, held out) of the folder, without decoding any; (0, 0) when it cannot be read."""
     try:
         counts = scan_folder(folder).counts
     except (CollectionError, OSError):
-        return 0
-    return sum(images - held_out_count(images, held_out_share) for images in counts.values())
+        return 0, 0
+    return sum(counts.values()), sum(held_out_count(images, held_out_share) for images in counts.values())
 
 
-def fitting_batch(config: "TrainConfig") -> "TrainConfig":
-    """A run on its image folder alone whose default batch is larger than the folder's training part trains on the
-    whole part each step instead of being refused: a collection of 30 digits is a normal one."""
+def fitting_batch(config: "TrainConfig", trained: int | None = None) -> "TrainConfig":
+    """A run on its image folder alone whose default batch is larger than the folder's training part (`trained`
+    images; counted here when not given) trains on the whole part each step instead of being refused: a collection
+    of 30 digits is a normal one."""
     if config.dataset != FOLDER_DATASET or not config.image_folder:
         return config
-    trained = trained_count(config.image_folder, config.held_out_share)
+    if trained is None:
+        total, held = split_counts(config.image_folder, config.held_out_share)
+        trained = total - held
     return replace(config, batch_size=min(config.batch_size, trained)) if trained else config
 
 

@@ -152,12 +152,13 @@ def accuracy_figure(snapshot: JobSnapshot, reference: Reference | None) -> dict[
     layout = chart_layout("Accuracy", "accuracy", percent_axis=True)
     data = _curves(snapshot, "accuracy", "train (this epoch so far)", 100.0)
     if reference is not None:
-        reference, source = reference
-        layout["shapes"] = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": reference * 100,
-                             "y1": reference * 100, "line": {"color": REFERENCE_COLOR, "dash": "dash"}}]
-        layout["annotations"] = [{"xref": "paper", "x": 0.01, "y": reference * 100, "yanchor": "bottom",
+        figure, source = reference
+        layout["shapes"] = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": figure * 100,
+                             "y1": figure * 100, "line": {"color": REFERENCE_COLOR, "dash": "dash"}}]
+        layout["annotations"] = [{"xref": "paper", "x": 0.01, "y": figure * 100, "yanchor": "bottom",
                                   "xanchor": "left", "showarrow": False,  # above the line, left: the curve still climbs
-                                  "text": f"{REFERENCE_WORDS.get(source, source)} {percent(reference)}", "font": {"color": REFERENCE_COLOR}}]
+                                  "text": f"{REFERENCE_WORDS.get(source, source)} {percent(figure)}",
+                                  "font": {"color": REFERENCE_COLOR}}]
     held_out = held_out_curve(snapshot)
     floor = followed_floor(data[1]["y"], data[0]["y"])
     if held_out is not None:

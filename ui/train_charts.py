@@ -36,5 +36,5 @@ def chart_reference(run: JobSnapshot | FollowedRun) -> ui.Reference | None:
     settings and training images; a followed run's as its log states it."""
     if isinstance(run, JobSnapshot):
         reference = planned_reference(run.recipe, run.config, run.train_size)
-        return (reference.accuracy, reference.source) if reference and reference.accuracy is not None else None
+        return (reference.accuracy, reference.source) if reference else None  # planned: a figure, or None
     return (run.reported_accuracy, run.reference_source) if run.reported_accuracy is not None else None

@@ -69,11 +69,11 @@ def fine_tune_form() -> None:
     if folder is not None and meta is not None:
         from core.folder_data import fitting_batch  # here: preprocessing's imports only when a folder is picked
 
-        split_sizes(folder, float(held_out_share))
         config = fitting_batch(fine_tune_config(
             run_id, meta, image_folder=str(folder), data_dir=str(data_dir()),
             dataset="mnist" if keep_mnist else FOLDER_DATASET, epochs=int(epochs_value),
-            collection_share=float(collection_share), held_out_share=float(held_out_share)))
+            collection_share=float(collection_share), held_out_share=float(held_out_share)),
+            trained=split_sizes(folder, float(held_out_share)))
     problem = fine_tune_problem(config, folder)
     if problem:
         st.error(escape_markdown(problem), icon=":material/error:")
@@ -134,18 +134,14 @@ def left_out_note(finished: list[RunInfo]) -> str | None:
     return f"Not offered: {' and '.join(reasons)}." if reasons else None
 
 
-def split_sizes(folder: Path, held_out_share: float) -> None:
-    """Says under the form how many of the folder's images are trained on and how many held out."""
-    from core.folder_data import held_out_count
+def split_sizes(folder: Path, held_out_share: float) -> int:
+    """How many of the folder's images are trained on (the rest held out), said under the form; 0 when unreadable."""
+    from core.folder_data import split_counts
 
-    try:
-        counts = scan_folder(folder).counts
-    except (CollectionError, OSError):
-        return
-    held = sum(held_out_count(images, held_out_share) for images in counts.values())
-    total = sum(counts.values())
+    total, held = split_counts(folder, held_out_share)
     if total:
         st.caption(f"{folder.name}: {count(total, 'image')}, {total - held:,} to train on and {held:,} held out.")
+    return total - held
 
 
 def fine_tune_problem(config: TrainConfig | None, folder: Path | None) -> str | None:
