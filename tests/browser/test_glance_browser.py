@@ -5,13 +5,14 @@ to a log scale as plotly users expect."""
 from __future__ import annotations
 
 import re
+import shutil
 import time
 
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from tests.browser.conftest import assert_no_error, screenshot, wait_for_app
-from tests.browser.test_train_browser import click_row, wait_for_more_points
+from tests.browser.test_train_browser import click_row, finished_tiny_run, plant_run, wait_for_more_points
 from ui.live_chart import COMPONENT_NAME
 
 HEIGHT = 1000  # the page fixture's viewport: 1400x1000
@@ -114,23 +115,26 @@ def test_a_live_chart_zooms_on_a_drag_and_a_double_click_shows_it_whole(page, ap
     assert loss_layout(page, "layout.xaxis.autorange") is True  # the whole run again
 
 
-def test_show_results_opens_them_under_the_table_in_view(page, app_url, no_training_left):
-    open_train(page, app_url)
-    table = page.locator('[data-testid="stDataFrame"]').last
-    if not table.count():  # no saved run yet in this server's folder: train a tiny one
-        set_number(page, "Epochs", 3)
-        page.get_by_role("button", name="Start training").click()
-        page.get_by_role("heading", name=re.compile("^Results:")).wait_for(timeout=300_000)
-    table.scroll_into_view_if_needed()
-    click_row(page, table, 0)
-    page.get_by_role("button", name="Show results").click()
-    wait_for_app(page)
-    time.sleep(1.0)
-    opened = page.locator(".st-key-train_table_results")
-    expect(opened.get_by_role("heading", name=re.compile("^Results:"))).to_be_visible(timeout=60_000)
-    assert on_screen(opened.get_by_role("heading", name=re.compile("^Results:")))
-    assert_no_error(page)
-    screenshot(page, "glance-train-table-results")
+def test_show_results_opens_them_under_the_table_in_view(page, app_url, app_folders, tmp_path, no_training_left):
+    # A finished run of its own, first in the table (ids sort newest first, and "zz" above any date): the run an
+    # earlier test left first may have been stopped before its first epoch, and a run without weights has no results
+    own = app_folders["runs"] / "zz-9-glance"
+    plant_run(finished_tiny_run(tmp_path), own)
+    try:
+        open_train(page, app_url)
+        table = page.locator('[data-testid="stDataFrame"]').last
+        table.scroll_into_view_if_needed()
+        click_row(page, table, 0, shows=page.get_by_role("button", name="Show results"))
+        page.get_by_role("button", name="Show results").click()
+        wait_for_app(page)
+        time.sleep(1.0)
+        opened = page.locator(".st-key-train_table_results")
+        expect(opened.get_by_role("heading", name=re.compile("^Results:"))).to_be_visible(timeout=60_000)
+        assert on_screen(opened.get_by_role("heading", name=re.compile("^Results:")))
+        assert_no_error(page)
+        screenshot(page, "glance-train-table-results")
+    finally:  # later tests count the table's rows from the top
+        shutil.rmtree(own)
 
 
 # ---- Explore ------------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import re
 import shutil
 import time
 import zipfile
+from pathlib import Path
 
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
@@ -157,28 +158,63 @@ def test_a_typed_number_is_never_dropped_unseen(page, app_url):
 ROW_PIXELS = 35  # st.dataframe's header and row height
 
 
-def click_row(page, table, row: int) -> None:
-    """Tick a row's selection box in a st.dataframe (a canvas: clicked by position)."""
-    box = table.bounding_box()
-    page.mouse.click(box["x"] + 18, box["y"] + ROW_PIXELS * (row + 1) + ROW_PIXELS / 2)
-    wait_for_app(page)
+def settled_box(locator, tries: int = 20) -> dict:
+    """The element's box once two reads 0.25 s apart agree: a rerun that moves the table moves the click."""
+    box = locator.bounding_box()
+    for _ in range(tries):
+        time.sleep(0.25)
+        again = locator.bounding_box()
+        if again == box:
+            return box
+        box = again
+    return box
+
+
+def click_row(page, table, row: int, shows=None) -> None:
+    """Tick a row's selection box in a st.dataframe (a canvas: clicked by position).
+
+    With `shows` (a locator that the selection brings up), a click that a rerun swallowed (the grid redrawn
+    under the mouse) is clicked again, up to three times; a tick that did land is never clicked twice, since
+    the rerun it starts has ended before `shows` is looked for."""
+    for _ in range(3):
+        box = settled_box(table)
+        page.mouse.click(box["x"] + 18, box["y"] + ROW_PIXELS * (row + 1) + ROW_PIXELS / 2)
+        wait_for_app(page)
+        if shows is None:
+            return
+        try:
+            shows.wait_for(timeout=10_000)
+            return
+        except PlaywrightError:
+            continue
+    shows.wait_for(timeout=1_000)  # still absent: fail here, naming what the selection should have shown
+
+
+def finished_tiny_run(folder) -> Path:
+    """A finished one-epoch digits run trained into `folder` (a couple of seconds): its folder."""
+    recorded = RecordedTraining(TrainConfig(model="digits-cnn", dataset="digits", epochs=1, train_limit=200),
+                                RunStore(folder))
+    assert list(recorded.events())[-1].status == "done"
+    return recorded.run_dir
+
+
+def plant_run(run_dir: Path, target: Path, **meta) -> None:
+    """A copy of a run folder under another id (the target folder's name), with `meta` over its metadata."""
+    shutil.copytree(run_dir, target)
+    meta_file = target / "meta.json"
+    meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "run_id": target.name, **meta}))
 
 
 def test_saved_runs_download_the_picked_one_and_delete_exactly_it(page, app_url, app_folders, tmp_path):
     names = ["zz-3-alpha", "zz-2-bravo", "zz-1-charlie"]  # first in the table (newest first), in this order
-    recorded = RecordedTraining(TrainConfig(model="digits-cnn", dataset="digits", epochs=1, train_limit=200),
-                                RunStore(tmp_path))
-    assert list(recorded.events())[-1].status == "done"
+    finished = finished_tiny_run(tmp_path)
     for day, name in enumerate(names, start=1):  # each its own start time, so each its own name
-        shutil.copytree(recorded.run_dir, app_folders["runs"] / name)
-        meta_file = app_folders["runs"] / name / "meta.json"
-        meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "run_id": name,
-                                         "created_at": f"2026-0{day}-0{day}T1{day}:00:00+00:00"}))
+        plant_run(finished, app_folders["runs"] / name, created_at=f"2026-0{day}-0{day}T1{day}:00:00+00:00")
     bravo = run_name(RunStore(app_folders["runs"]).info("zz-2-bravo"))  # "Digits CNN (recipe) · digits · 1 epoch · ..."
     open_train_page(page, app_url)
     table = page.locator('[data-testid="stDataFrame"]').last
     table.scroll_into_view_if_needed()
-    click_row(page, table, 1)
+    click_row(page, table, 1, shows=page.get_by_role("button", name="Prepare download (.zip)"))
     page.get_by_role("button", name="Prepare download (.zip)").click()
     with page.expect_download() as download:
         page.get_by_role("button", name="Download the .zip").click()
