@@ -170,24 +170,31 @@ def settled_box(locator, tries: int = 20) -> dict:
     return box
 
 
+NOTHING_TICKED = "Tick runs in the table's first column"  # ui.saved_runs' hint, shown while no run is picked
+
+
 def click_row(page, table, row: int, shows=None) -> None:
     """Tick a row's selection box in a st.dataframe (a canvas: clicked by position).
 
-    With `shows` (a locator that the selection brings up), a click that a rerun swallowed (the grid redrawn
-    under the mouse) is clicked again, up to three times; a tick that did land is never clicked twice, since
-    the rerun it starts has ended before `shows` is looked for."""
+    With `shows` (what the tick brings up), a click that did not tick (the grid redrawn or moved under the mouse) is
+    clicked again, up to three times: it did not tick while the hint for an empty selection stays. A tick that
+    landed is never clicked again (that would untick it); what it shows is then waited for, however slowly it comes."""
+    box = None
     for _ in range(3):
+        table.evaluate("element => element.scrollIntoView({block: 'center'})")  # the whole table on screen
         box = settled_box(table)
         page.mouse.click(box["x"] + 18, box["y"] + ROW_PIXELS * (row + 1) + ROW_PIXELS / 2)
         wait_for_app(page)
         if shows is None:
             return
         try:
-            shows.wait_for(timeout=10_000)
-            return
+            page.get_by_text(NOTHING_TICKED).wait_for(state="hidden", timeout=5_000)
         except PlaywrightError:
             continue
-    shows.wait_for(timeout=1_000)  # still absent: fail here, naming what the selection should have shown
+        shows.wait_for(timeout=60_000)
+        return
+    screenshot(page, "click-row-ticked-nothing")
+    raise AssertionError(f"three clicks on row {row} of the table at {box} ticked nothing")
 
 
 def finished_tiny_run(folder) -> Path:
