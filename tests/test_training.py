@@ -175,3 +175,17 @@ def test_a_diverged_job_ends_so_pages_stop_polling(tmp_path):
     assert manager.wait_idle(120)
     snapshot = manager.snapshot(job)
     assert snapshot.status == "diverged" and not snapshot.active and "try a lower one" in snapshot.message
+
+
+def test_images_per_second_counts_training_not_evaluation(monkeypatch):
+    evaluate = Training._evaluate
+
+    def slow_evaluation(self, inputs):  # a test set far larger than the training set, as in a fine-tune
+        time.sleep(2.0)
+        return evaluate(self, inputs)
+
+    monkeypatch.setattr(Training, "_evaluate", slow_evaluation)
+    finished = run(TrainConfig(**{**QUICK.__dict__, "epochs": 2}))[-1]
+    images = 2 * 1347  # two epochs of the digits' training images
+    assert finished.elapsed_seconds >= 4.0  # the run's time still holds its evaluations
+    assert finished.images_per_second > 2 * images / finished.elapsed_seconds  # its speed does not
