@@ -38,6 +38,10 @@ MAX_CLASSES = 1000  # more would only make loading build a huge output layer
 MAX_CLASS_NAME_CHARS = 32  # a label under a digit, not a paragraph
 MAX_SAFE_INTEGER = 2**53 - 1  # what a browser's numbers (and pages' tables) carry exactly
 MAX_HOST_CHARS = 255  # a host name, as the system gives it
+MAX_SETTING_CHARS = 4096  # a setting's text: at most a path
+MAX_REASON_CHARS = 4000  # why a run ended: a sentence, or an error message quoted whole
+NORMALIZATION_LIMIT = 1e6  # |mean|, std and pixel_scale beyond this (or std, pixel_scale below its inverse) become
+#                            0 or infinite in float32 arithmetic, and every prediction NaN
 SILENT_HOST_SECONDS = 120.0  # a run of another machine not heard from for this long is taken as interrupted
 PID_MAX = 2**31 - 1  # pid_t is a signed 32-bit number on Linux and macOS: os.kill overflows past it
 MAX_WORLD_SIZE = 65_536  # processes of one distributed run, as its metadata records them
@@ -259,8 +263,19 @@ def _whole(low: int, high: int) -> Check:
     return lambda value: isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
+def _one_line(value: str) -> bool:
+    """Printable on one line: no newline or terminal escape that could forge a line of `python -m core runs`, no lone
+    surrogate that UTF-8 cannot encode (it would stop the listing, or a page, at that run)."""
+    return value.isprintable()
+
+
+def _prose(value: str) -> bool:
+    """Printable, with newlines and tabs: a failure's reason may quote an error message of several lines."""
+    return all(character.isprintable() or character in "\n\t" for character in value)
+
+
 def _text(longest: int) -> Check:
-    return lambda value: isinstance(value, str) and len(value) <= longest
+    return lambda value: isinstance(value, str) and len(value) <= longest and _one_line(value)
 
 
 def _or_none(check: Check) -> Check:
@@ -289,7 +304,7 @@ def _class_name(value: Any) -> bool:
 def _setting(value: Any) -> bool:
     if isinstance(value, list):
         return len(value) <= 8 and all(_finite_number(item) for item in value)  # Adam's betas
-    return value is None or isinstance(value, (str, bool)) or _finite_number(value)
+    return value is None or isinstance(value, bool) or _text(MAX_SETTING_CHARS)(value) or _finite_number(value)
 
 
 def _settings(value: Any) -> bool:
@@ -329,18 +344,23 @@ META_SCHEMA: dict[str, Field] = {
         "size": Field("8 or 28", _one_of(8, 28), required=True),
         "max_value": Field("16 or 255", _one_of(16, 255), required=True),
         "style": Field('"mnist" or "digits"', _one_of("mnist", "digits"), required=True)}),
-    "pixel_scale": Field("a finite number above 0", lambda v: _finite_number(v) and v > 0, required=True),
+    "pixel_scale": Field(f"a number from {1 / NORMALIZATION_LIMIT:g} to {NORMALIZATION_LIMIT:g}",
+                         _number_in(1 / NORMALIZATION_LIMIT, NORMALIZATION_LIMIT), required=True),
     "normalization": Field("an object with mean and std", _is(dict), required=True, fields={
-        "mean": Field("a finite number", _finite_number, required=True),
-        "std": Field("a finite number above 0", lambda v: _finite_number(v) and v > 0, required=True)}),
+        "mean": Field(f"a number from {-NORMALIZATION_LIMIT:g} to {NORMALIZATION_LIMIT:g}",
+                      _number_in(-NORMALIZATION_LIMIT, NORMALIZATION_LIMIT), required=True),
+        "std": Field(f"a number from {1 / NORMALIZATION_LIMIT:g} to {NORMALIZATION_LIMIT:g}",
+                     _number_in(1 / NORMALIZATION_LIMIT, NORMALIZATION_LIMIT), required=True)}),
     "class_names": Field(f"a list of 2 to {MAX_CLASSES:,} class names", lambda v: isinstance(v, list) and
                          2 <= len(v) <= MAX_CLASSES, required=True,
                          items=Field(f"1 to {MAX_CLASS_NAME_CHARS} printable characters on one line", _class_name)),
-    "settings": Field("an object of settings (text, numbers, true, false or null)", _settings),
+    "settings": Field(f"an object of settings (one line of text of at most {MAX_SETTING_CHARS:,} characters, numbers, "
+                      "true, false or null)", _settings),
     "recipe": Field("a recipe name (text of at most 64 characters) or null", _or_none(_text(64))),
     "reported_accuracy": Field("a fraction from 0 to 1, or null", _or_none(_number_in(0, 1))),
     "status": Field(f"one of {', '.join(RUN_STATUSES)}", _one_of(*RUN_STATUSES), required=True),
-    "reason": Field("text", _is(str)),
+    "reason": Field(f"printable text of at most {MAX_REASON_CHARS:,} characters",
+                    lambda v: isinstance(v, str) and len(v) <= MAX_REASON_CHARS and _prose(v)),
     "history": Field("a list of epochs", _is(list), items=Field("an object", _is(dict), fields=EPOCH_SCHEMA)),
     "epochs_completed": COUNT,
     "final": Field("an object", _is(dict), fields={
@@ -402,8 +422,12 @@ def _field_problem(value: Any, field: Field, where: str) -> str | None:
 
 
 def _check_inside(path: Path, folder: Path, message: str) -> None:
-    """Refuse a path that a symbolic link takes outside `folder`."""
-    _check(path.resolve().is_relative_to(folder.resolve()), message)
+    """Refuse a path that a symbolic link takes outside `folder`, or that links lead round in a loop."""
+    try:
+        inside = path.resolve().is_relative_to(folder.resolve())
+    except (RuntimeError, OSError):  # Python 3.11's resolve() raises RuntimeError on a loop of links
+        raise RunError(f"{path.name}: a link in its path leads round in a loop or cannot be followed.") from None
+    _check(inside, message)
 
 
 def _read_capped(path: Path, limit: int, too_large: str) -> bytes:
@@ -467,13 +491,30 @@ def _rebuild(run_dir: Path, meta: dict[str, Any], weights: dict[str, torch.Tenso
         _check(tuple(tensor.shape) == tuple(expected[key].shape),
                f"{name}: tensor {key} has shape {tuple(tensor.shape)}, a {meta['model']} with {classes} classes "
                f"needs {tuple(expected[key].shape)}.")
+        weights[key] = tensor = _as_layer_dtype(name, key, tensor, expected[key].dtype)
         _check(bool(torch.isfinite(tensor).all()) if tensor.is_floating_point() else True,
-               f"{name}: tensor {key} holds NaN or infinite values.")
+               f"{name}: tensor {key} holds NaN or infinite values (as the model's {tensor.dtype} numbers).")
     try:
         model.load_state_dict(weights)
     except RuntimeError as error:  # e.g. a dtype that cannot be copied into the layer
         raise RunError(f"{name}: the weights do not fit a {meta['model']} model ({str(error)[:200]}).") from None
     return model.eval()
+
+
+def _as_layer_dtype(name: str, key: str, tensor: torch.Tensor, wanted: torch.dtype) -> torch.Tensor:
+    """The tensor in its layer's number type, converted from one a training tool could have saved: float16/32/64 or
+    bfloat16 (a float64 1e300 becomes inf here, and is then refused), and integers for whole-number counters (such as
+    BatchNorm's batch count). Anything else (float8, complex, bool) is refused by name, not left to fail in torch."""
+    import torch
+
+    floats = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+    wholes = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+    fits = tensor.dtype in floats or (tensor.dtype in wholes and not wanted.is_floating_point)
+    _check(fits, f"{name}: tensor {key} holds {str(tensor.dtype).removeprefix('torch.')} numbers; "
+                 f"the model needs {str(wanted).removeprefix('torch.')}.")
+    _check(wanted.is_floating_point or not tensor.is_floating_point() or bool(torch.isfinite(tensor).all()),
+           f"{name}: tensor {key} holds NaN or infinite values.")  # before a counter's conversion makes them whole
+    return tensor.to(wanted)
 
 
 def load_run_dir(run_dir: Path) -> LoadedRun:
@@ -568,7 +609,7 @@ class RunStore:
         if not self.root.is_dir():
             return []
         runs = [self._info(path) for path in self.root.iterdir()
-                if path.is_dir() and RUN_ID_PATTERN.match(path.name)]
+                if (path.is_dir() or path.is_symlink()) and RUN_ID_PATTERN.match(path.name)]  # a broken link: damaged
         return sorted(runs, key=lambda info: info.run_id, reverse=True)
 
     def _info(self, run_dir: Path) -> RunInfo:

@@ -503,7 +503,7 @@ class Training:
 
     def _failure(self, error: Exception) -> str:
         """The reason a run failed; with several processes, a lost peer is said as such, in one line."""
-        text = f"{type(error).__name__}: {error}"
+        text = f"{type(error).__name__}: {error}"[:1000]  # the store keeps reasons of at most 4,000 characters
         if self.group is None or not isinstance(error, RuntimeError):
             return text
         kept = f"epoch {len(self.history)} is kept" if self.history else "no epoch was complete"

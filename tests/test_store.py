@@ -136,8 +136,19 @@ DAMAGE = {
     "too many classes": (lambda f: rewrite_meta(f, lambda m: m.update(class_names=[str(i) for i in range(5000)])),
                          "its class_names must be a list of 2 to 1,000", True),
     "nan normalization": (lambda f: rewrite_meta(f, lambda m: m["normalization"].update(std=float("nan"))),
-                          "its normalization.std must be a finite number above 0", True),
+                          "its normalization.std must be a number from 1e-06 to 1e\\+06", True),
     "zero std": (lambda f: rewrite_meta(f, lambda m: m["normalization"].update(std=0)), "normalization.std", True),
+    # numbers float32 cannot carry: every prediction NaN, though each is a finite float64
+    "tiny std": (lambda f: rewrite_meta(f, lambda m: m["normalization"].update(std=1e-300)), "normalization.std", True),
+    "huge mean": (lambda f: rewrite_meta(f, lambda m: m["normalization"].update(mean=1e300)), "normalization.mean",
+                  True),
+    "tiny pixel scale": (lambda f: rewrite_meta(f, lambda m: m.update(pixel_scale=1e-300)), "its pixel_scale", True),
+    "float64 weights past float32": (lambda f: rewrite_tensors(f, lambda t: torch.full(t.shape, 1e300,
+                                                                                      dtype=torch.float64)),
+                                     "NaN or infinite values \\(as the model's torch.float32", False),
+    "float8 weights": (lambda f: rewrite_tensors(f, lambda t: t.to(torch.float8_e4m3fn)),
+                       "holds float8_e4m3fn numbers; the model needs float32", False),
+    "complex weights": (lambda f: rewrite_tensors(f, lambda t: t.to(torch.complex64)), "holds complex64 numbers", False),
     "history not a list": (lambda f: rewrite_meta(f, lambda m: m.update(history="all good")),
                            "its history must be a list", True),
     "path in weights name": (lambda f: rewrite_meta(f, lambda m: m.update(weights_file="../../etc/passwd")),
@@ -185,7 +196,11 @@ MALFORMED = [("pid", 2**70), ("created_at", 1700000000), ("final.test_accuracy",
              ("input_format.size", True), ("normalization.mean", "0.1"), ("model", DELETE), ("status", DELETE),
              ("dataset", ""), ("format_version", "1"),
              ("class_names[3]", "three\n"), ("class_names[3]", ""), ("class_names[3]", "x" * 33), ("class_names[3]", 3),
-             ("class_names[3]", "\x1b[31mred"), ("class_names[3]", "   "), ("class_names", ["only one"])]
+             ("class_names[3]", "\x1b[31mred"), ("class_names[3]", "   "), ("class_names", ["only one"]),
+             # text that would stop a listing (a lone surrogate UTF-8 cannot encode) or forge lines of it
+             ("dataset", "\ud800"), ("model", "fast-cnn\n20991231-000000-spoof  done  99.99%"),
+             ("host", "\x1b[31mred\x1b[0m"), ("reason", "x" * 5000), ("reason", "bad \ud800"),
+             ("settings", {"image_folder": "a\nb"}), ("devices[0]", "cpu\r")]
 
 
 @pytest.mark.parametrize("where, value", MALFORMED, ids=[f"{w}={str(v)[:12]!r}" for w, v in MALFORMED])
@@ -326,6 +341,18 @@ def test_a_run_folder_linking_outside_is_refused_and_deleting_it_removes_only_th
     assert store.sweep() == 0 and stray_temp.exists()
     store.delete("linked")
     assert not (store.root / "linked").exists() and (victim / "meta.json").is_file()
+
+
+@pytest.mark.parametrize("link", ["itself", "a missing folder"])
+def test_a_run_folder_that_is_a_broken_link_is_listed_damaged_and_refused_in_one_sentence(store, saved_run, link):
+    (store.root / "broken").symlink_to("broken" if link == "itself" else "no-such-run")
+    listed = {info.run_id: info for info in store.list_runs()}
+    assert listed["broken"].status == "damaged" and listed["broken"].error.endswith(".")
+    assert listed[saved_run].status == "done"
+    with pytest.raises(RunError):
+        store.load("broken")
+    store.delete("broken")
+    assert not (store.root / "broken").is_symlink() and store.load(saved_run)
 
 
 @pytest.mark.parametrize("which", ["meta.json", "weights"])
