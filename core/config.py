@@ -83,8 +83,8 @@ class TrainConfig:
         """Settings back from JSON; unknown keys are ignored so older runs still load."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in settings.items() if k in known}
-        if "betas" in values:
-            values["betas"] = tuple(values["betas"])
+        if isinstance(values.get("betas"), list):
+            values["betas"] = tuple(values["betas"])  # anything else is left for validate() to name
         return cls(**values)
 
 

@@ -7,7 +7,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator, Literal, Union
+from typing import TYPE_CHECKING, Callable, Iterator, Literal, Union
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +50,7 @@ def _range_errors(config: TrainConfig) -> list[str]:
         (0 <= config.augment_scale < 1, "scale must be in [0, 1)"),
         (config.test_batch_size >= 1, "test batch size must be at least 1"),
         (config.step_epochs >= 0, "step epochs must not be negative"),
+        (config.progress_every >= 0, "progress every must not be negative"),
         (config.normalize_std is None or (math.isfinite(config.normalize_std) and config.normalize_std > 0),
          "normalisation std must be a positive number"),
         (config.normalize_mean is None or math.isfinite(config.normalize_mean),  # saved settings must be finite
@@ -94,9 +95,65 @@ def _choice_errors(config: TrainConfig) -> list[str]:
     return errors
 
 
+def _whole_number(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _real_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _text_setting(value: object) -> bool:
+    return isinstance(value, str) and len(value) <= 4096 and value.isprintable()
+
+
+def _optional(check: Callable[[object], bool]) -> Callable[[object], bool]:
+    return lambda value: value is None or check(value)
+
+
+# What each setting's value must be, checked before any range (settings come from JSON: "--settings", a saved run)
+SETTING_KINDS: dict[str, tuple[Callable[[object], bool], str]] = {
+    **{name: (_whole_number, "a whole number") for name in ("epochs", "batch_size", "step_epochs", "test_batch_size",
+                                                           "seed", "progress_every")},
+    **{name: (_real_number, "a number") for name in ("learning_rate", "momentum", "weight_decay", "label_smoothing",
+                                                    "augment_shift", "augment_rotation", "augment_scale",
+                                                    "collection_share", "held_out_share")},
+    **{name: (_text_setting, "one line of text") for name in ("model", "dataset", "optimizer", "schedule", "loss")},
+    **{name: (_optional(_real_number), "a number or null") for name in ("normalize_mean", "normalize_std")},
+    **{name: (_optional(_text_setting), "one line of text or null") for name in ("data_dir", "image_folder",
+                                                                                "from_run")},
+    "train_limit": (_optional(_whole_number), "a whole number or null"),
+    "augment_flip": (lambda value: isinstance(value, bool), "true or false"),
+    "betas": (lambda value: isinstance(value, (tuple, list)) and len(value) == 2 and all(map(_real_number, value)),
+              "two numbers"),
+    "device": (lambda value: isinstance(value, str) and DEVICE_PATTERN.match(value) is not None,
+               "auto, cpu, cuda, cuda:N or mps"),
+}
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,3})?)\Z")
+
+
+def _kind_errors(config: TrainConfig) -> list[str]:
+    return [f"{name.replace('_', ' ')} must be {words}, not {str(getattr(config, name))[:40]!r}"
+            for name, (check, words) in SETTING_KINDS.items() if not check(getattr(config, name))]
+
+
+def _device_errors(config: TrainConfig) -> list[str]:
+    """A device this machine does not have, said before training starts rather than as a failed run."""
+    if config.device.startswith("cuda") and not torch.cuda.is_available():
+        return [f"device {config.device!r} needs a CUDA GPU, and this machine has none (use auto or cpu)"]
+    if config.device.startswith("cuda:") and int(config.device[5:]) >= torch.cuda.device_count():
+        return [f"device {config.device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0"]
+    mps = getattr(torch.backends, "mps", None)
+    if config.device == "mps" and not (mps and mps.is_available()):
+        return ["device 'mps' needs an Apple GPU, and this machine has none (use auto or cpu)"]
+    return []
+
+
 def validate(config: TrainConfig, data: Dataset | None = None) -> None:
     """Raise ConfigError naming every setting that cannot work (with `data`: also against its size)."""
-    errors = _range_errors(config) + _choice_errors(config)
+    if errors := _kind_errors(config):  # ranges compare numbers: a text "1" would raise TypeError there
+        raise ConfigError("Invalid settings: " + "; ".join(errors) + ".")
+    errors = _range_errors(config) + _choice_errors(config) + _device_errors(config)
     if data is not None and not errors:
         train_size = _train_size(config, data)
         if config.batch_size > train_size:

@@ -80,6 +80,20 @@ def test_bad_arguments_exit_2_with_one_line(args, tmp_path):
     (["--optimizer", "rmsprop"], "rmsprop"), (["--schedule", "cosine2"], "cosine2"), (["--seed", "x"], "--seed"),
     (["--seed", str(2**64)], "seed must be a whole number from 0 to 9,223,372,036,854,775,807"),
     (["--seed", "-1"], "seed must be a whole number from 0 to 9,223,372,036,854,775,807"),
+    # --settings is JSON: any type may come in its place (each of these was a traceback or a saved "failed" run)
+    *[(["--dataset", "digits", "--settings", json.dumps(settings)], words) for settings, words in [
+        ({"epochs": "1"}, "epochs must be a whole number, not '1'"), ({"epochs": 1.5}, "epochs must be a whole number"),
+        ({"label_smoothing": "0.1"}, "label smoothing must be a number"), ({"momentum": None}, "momentum must be"),
+        ({"betas": "ab"}, "betas must be two numbers"), ({"betas": [0.9]}, "betas must be two numbers"),
+        ({"betas": 5}, "betas must be two numbers"), ({"model": ["x"]}, "model must be one line of text"),
+        ({"model": {}}, "model must be one line of text"), ({"device": "nonsense"}, "device must be auto, cpu"),
+        ({"device": "meta"}, "device must be auto, cpu"), ({"data_dir": 5}, "data dir must be one line of text"),
+        ({"batch_size": True}, "batch size must be a whole number"), ({"test_batch_size": 1.5}, "test batch size"),
+        ({"train_limit": 2.5}, "train limit must be a whole number"), ({"augment_flip": "yes"}, "augment flip must"),
+        ({"step_epochs": 1.5}, "step epochs must be a whole number"),
+        ({"progress_every": -5}, "progress every must not be negative")]],
+    *([] if __import__("torch").cuda.is_available() else [
+        (["--dataset", "digits", "--settings", '{"device": "cuda:7"}'], "needs a CUDA GPU")]),
 ])
 def test_more_settings_out_of_range_exit_2_with_one_line(args, words, tmp_path, capsys):
     code = main(["train", *args, "--runs-dir", str(tmp_path / "runs")], out=io.StringIO())  # in process: no 5 s start
