@@ -96,7 +96,7 @@ def check_label(label: object) -> int:
     return int(label)
 
 
-def _inside(path: Path, folder: Path) -> bool:
+def stays_inside(path: Path, folder: Path) -> bool:
     """Whether `path`, links followed, stays within `folder`."""
     try:
         return path.resolve().is_relative_to(folder.resolve())
@@ -107,7 +107,7 @@ def _inside(path: Path, folder: Path) -> bool:
 def collection_dir(root: Path | str, name: str) -> Path:
     """The folder of collection `name` under `root`; CollectionError for a bad name or a link leading out of root."""
     folder = Path(root) / check_name(name)
-    if (folder.exists() or folder.is_symlink()) and not _inside(folder, Path(root)):
+    if (folder.exists() or folder.is_symlink()) and not stays_inside(folder, Path(root)):
         raise CollectionError(f"The collection {name} is a link to somewhere outside {Path(root).name}; it is not used.")
     return folder
 
@@ -118,7 +118,7 @@ def _class_entries(folder: Path) -> tuple[dict[int, Path], list[str], str | None
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith(".") or not entry.is_dir():
             continue  # a README or a .DS_Store beside the class folders is no class
-        if not _inside(entry, folder):
+        if not stays_inside(entry, folder):
             skipped.append(entry.name)
         elif entry.name in CLASS_NAMES:
             classes[int(entry.name)] = entry
@@ -133,7 +133,7 @@ def _images_in(class_dir: Path, label: int, folder: Path) -> tuple[list[Sample],
     samples, skipped = [], []
     for path in sorted(class_dir.iterdir()):
         usable = (not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
-                  and _inside(path, folder))
+                  and stays_inside(path, folder))
         if usable:
             samples.append(Sample(path, label))
         else:
@@ -253,7 +253,7 @@ def save_sample(root: Path | str, name: str, image: Image.Image | np.ndarray | b
     data = _png_bytes(_as_image(image))
     class_dir = collection_dir(root, name) / str(label)
     class_dir.mkdir(parents=True, exist_ok=True)
-    if not _inside(class_dir, Path(root)):  # a class folder that is a link: never write through it
+    if not stays_inside(class_dir, Path(root)):  # a class folder that is a link: never write through it
         raise CollectionError(f"{name}/{label} is a link to somewhere outside the collections; nothing was saved.")
     path = class_dir / new_sample_name()
     write_new_file(path, data)
@@ -266,7 +266,7 @@ def delete_sample(root: Path | str, name: str, label: int, file_name: str) -> No
     if not isinstance(file_name, str) or SAMPLE_NAME.match(file_name) is None:  # no "/", no leading "."
         raise CollectionError(f"{str(file_name)[:70]!r} is not an image of collection {name}.")
     class_dir = collection_dir(root, name) / str(label)
-    if not _inside(class_dir, Path(root)):
+    if not stays_inside(class_dir, Path(root)):
         raise CollectionError(f"{name}/{label} is a link to somewhere outside the collections; nothing was deleted.")
     path = class_dir / file_name
     if not (path.is_symlink() or path.is_file()):

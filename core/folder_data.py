@@ -6,11 +6,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from core.collection import CollectionError, Sample, read_sample, scan_folder
+from core.collection import CollectionError, Sample, stays_inside, collections_root, read_sample, scan_folder
 from core.data import DATASETS, DIGIT_NAMES, Dataset
 from core.preprocess import MNIST_FORMAT, InputFormat, preprocess
 
@@ -101,22 +101,36 @@ def held_out_mask(labels: np.ndarray, files: tuple[str, ...], share: float, seed
     return held_out
 
 
-def _preprocessed(samples: tuple[Sample, ...], fmt: InputFormat) -> tuple[list[np.ndarray], list[Sample], list[str]]:
-    """Each sample through Predict's preprocessing; the ones with no readable digit are left out, named."""
-    pixels, kept, unread = [], [], []
+def _preprocessed(samples: tuple[Sample, ...], fmt: InputFormat) -> tuple[list[np.ndarray], list[Sample], list[str],
+                                                                          list[str]]:
+    """Each sample through Predict's preprocessing. Left out: the ones with no readable digit (named), and those that
+    cannot be opened (empty, cut short, too large; each with its sentence): one bad file must not stop a folder."""
+    pixels, kept, unread, broken = [], [], [], []
     for sample in samples:
-        processed = preprocess(read_sample(sample), fmt)  # CollectionError names an undecodable or huge image
+        try:
+            processed = preprocess(read_sample(sample), fmt)
+        except CollectionError as error:
+            broken.append(str(error).rstrip("."))
+            continue
         if processed.blank:
             unread.append(sample.relative)
         else:
             pixels.append(processed.pixels)
             kept.append(sample)
-    return pixels, kept, unread
+    return pixels, kept, unread, broken
+
+
+def _images(count: int) -> str:
+    return f"{count} image{'s' if count != 1 else ''}"
 
 
 def _unread_notice(unread: list[str]) -> str:
     shown = ", ".join(unread[:3]) + (", ..." if len(unread) > 3 else "")
-    return f"{len(unread)} image{'s' if len(unread) != 1 else ''} left out: no digit could be read in {shown}."
+    return f"{_images(len(unread))} left out: no digit could be read in {shown}."
+
+
+def _broken_notice(broken: list[str]) -> str:
+    return f"{_images(len(broken))} left out: {'; '.join(broken[:3])}{'; ...' if len(broken) > 3 else ''}."
 
 
 def load_image_folder(folder: Path | str, *, held_out_share: float = HELD_OUT_SHARE, seed: int = 0,
@@ -126,16 +140,37 @@ def load_image_folder(folder: Path | str, *, held_out_share: float = HELD_OUT_SH
     scan = scan_folder(folder)
     if scan.problem:
         raise CollectionError(scan.problem)
-    pixels, kept, unread = _preprocessed(scan.samples, fmt)
+    pixels, kept, unread, broken = _preprocessed(scan.samples, fmt)
     labels = np.array([sample.label for sample in kept], dtype=np.int64)
     files = tuple(sample.relative for sample in kept)
     held_out = held_out_mask(labels, files, held_out_share, seed)
-    notices = tuple(note for note in (scan.notice, _unread_notice(unread) if unread else None) if note)
+    notices = tuple(note for note in (scan.notice, _unread_notice(unread) if unread else None,
+                                      _broken_notice(broken) if broken else None) if note)
     if not held_out.any():
         raise CollectionError(f"{scan.folder.name} has too few readable images to hold any out for testing: "
                               "it needs at least two of some digit.")
     stacked = np.stack(pixels) if pixels else np.zeros((0, fmt.size, fmt.size), dtype=np.uint8)
     return FolderData(scan.folder.name, stacked, labels, files, held_out, held_out_share, seed, notices)
+
+
+def trained_folder(meta: Mapping[str, Any], data_dir: Path | str) -> FolderData:
+    """The image folder a run trained on alone, split as it was for the run (its held-out share and seed; images
+    added since may join it). A run's metadata is untrusted, and the folder it names could be any of the server's:
+    only a collection of this app's data folder is read back; CollectionError (one sentence) for anything else."""
+    settings = meta.get("settings") or {}
+    folder, share, seed = (settings.get(key) for key in ("image_folder", "held_out_share", "seed"))
+    if not isinstance(folder, str) or not folder:
+        raise CollectionError("This run trained on an image folder but does not say which.")
+    root = collections_root(data_dir)
+    if not stays_inside(Path(folder), root):
+        raise CollectionError(f"This run trained on {folder}, outside this app's collections folder ({root}): only "
+                              "collections there are read back. Copy the folder into it to see the run's test images.")
+    share = HELD_OUT_SHARE if share is None else share
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1:
+        raise CollectionError(f"This run's held-out share {str(share)[:20]!r} is not a fraction between 0 and 1.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise CollectionError(f"This run's seed {str(seed)[:20]!r} is not a whole number.")
+    return load_image_folder(folder, held_out_share=float(share), seed=seed)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import math
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Iterator, Literal, Union
 
 import torch
@@ -398,6 +398,7 @@ class Training:
         self.folder = folder or _load_folder(config)
         self.data = data or (self.folder.as_dataset() if config.dataset == FOLDER_DATASET else
                              ensure_dataset(config.dataset, config.data_dir))
+        config = self.config = self._whole_folder_batch(config)
         validate(config, self.data)
         _check_start(self.start, config, self.data)
         self.device = resolve_device(config.device) if group is None else group.device(resolve_device(config.device))
@@ -423,6 +424,19 @@ class Training:
         if self.start is not None:
             model.load_state_dict(self.start.model.state_dict())
         return model.to(self.device, memory_format=self._layout())
+
+    def _whole_folder_batch(self, config: TrainConfig) -> TrainConfig:
+        """A run on an image folder alone whose batch is larger than the folder's training part trains on the whole
+        part each step, and says so: the part is known only once the images are read (some may be left out), and a
+        collection of 30 digits is a normal one."""
+        if config.dataset != FOLDER_DATASET or self.folder is None:
+            return config
+        trained = _train_size(config, self.data)
+        if not 0 < trained < config.batch_size:
+            return config
+        note = f"Each step trains on the folder's whole training part, a batch of {trained} images, not {config.batch_size}."
+        self.folder = replace(self.folder, notices=(*self.folder.notices, note))
+        return replace(config, batch_size=trained)
 
     def _wrapped(self) -> nn.Module:
         if self.group is None:

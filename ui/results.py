@@ -45,18 +45,13 @@ def run_test_data(run_dir: str, weights_file: str, data_root: str) -> "Dataset":
     """The data a run is tested on: its dataset's; for a run trained on an image folder alone, that folder's held-out
     part as it was split for the run (its share and seed; images added since may join it)."""
     from core.data import load_dataset
-    from core.folder_data import load_image_folder
+    from core.folder_data import trained_folder
     from core.training import FOLDER_DATASET
 
     meta = loaded_run(run_dir, weights_file).meta
     if meta["dataset"] != FOLDER_DATASET:
         return load_dataset(meta["dataset"], data_root)
-    settings = meta.get("settings") or {}
-    folder = settings.get("image_folder")
-    if not isinstance(folder, str):
-        raise RunError("This run trained on an image folder but does not say which.")
-    return load_image_folder(folder, held_out_share=float(settings.get("held_out_share", 0.2)),
-                             seed=int(settings.get("seed", 0))).as_dataset()
+    return trained_folder(meta, data_root).as_dataset()
 
 
 @st.cache_data(show_spinner="Predicting the test images...", max_entries=8)
