@@ -213,6 +213,7 @@ def cmd_train(args: argparse.Namespace, out: TextIO) -> int:
                          "(torchrun's --nproc-per-node says how many).")
     store = RunStore(args.runs_dir)
     if args.processes and args.processes > 1:
+        _check_processes(args.processes)
         return _launch(args, store)
     if group is None:
         return _train_here(args, out, store, group)
@@ -247,6 +248,17 @@ def _new_run_id(args: argparse.Namespace, store: RunStore) -> str | None:
     if exists:
         raise UsageError(f"run {args.run_id} already exists: choose another --run-id.")
     return args.run_id
+
+
+def _check_processes(processes: int) -> None:
+    """At most a process per core (or per GPU, where there are more): each one is a whole torch of its own (some
+    300 MB), and --processes 999 would start them all."""
+    import torch
+
+    most = max(os.cpu_count() or 1, torch.cuda.device_count())
+    if processes > most:
+        raise UsageError(f"--processes: at most {most} on this machine (one per core"
+                         f"{' or GPU' if torch.cuda.is_available() else ''}); for more, add machines with torchrun.")
 
 
 def _launch(args: argparse.Namespace, store: RunStore) -> int:

@@ -135,9 +135,16 @@ def _upright(image: Image.Image, label: str, notices: list[str]) -> Image.Image:
 
 def _eight_bit(image: Image.Image) -> Image.Image:
     """16-bit greyscale scaled to 8 bits by its bit depth (65535 -> 255), never clipped."""
-    values = np.asarray(image).astype(np.float64)
+    values = np.asarray(image)  # whole numbers (16 or 32 bits): scaled in integers, one wide copy, not three floats
     bits = 16 if image.mode.startswith("I;16") else max(16, int(values.max()).bit_length())  # "I" is 32-bit
-    grey = np.rint(np.clip(values, 0, None) * (255.0 / (2 ** bits - 1))).astype(np.uint8)
+    top = 2 ** bits - 1
+    wide = np.uint32 if bits <= 24 else np.uint64  # room for x 255
+    scaled = (np.clip(values, 0, None) if values.dtype.kind == "i" else values).astype(wide)
+    scaled *= 255
+    scaled += top // 2  # rounds to the nearest level, as np.rint of the float scaling did
+    scaled //= top
+    grey = scaled.astype(np.uint8)
+    del scaled
     key = image.info.get("transparency")  # a tRNS grey level marks transparent pixels
     if isinstance(key, int) and bool((values == key).any()):
         alpha = np.where(values == key, 0, 255).astype(np.uint8)

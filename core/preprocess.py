@@ -66,7 +66,7 @@ def _array_pixels(array: np.ndarray) -> np.ndarray:
     if array.dtype == bool:
         return array.astype(np.float32) * 255.0
     if array.dtype.kind == "f":
-        values = np.nan_to_num(array.astype(np.float32))
+        values = np.nan_to_num(np.clip(array, -1.0, 256.0).astype(np.float32))  # clipped first: x 255 must stay finite
         return values * 255.0 if float(values.max()) <= 1.0 else np.clip(values, 0.0, 255.0)
     top = int(array.max())
     if array.dtype.itemsize == 1 or (array.dtype.kind == "i" and top <= 255):
@@ -110,6 +110,8 @@ def _array_planes(array: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (2, 3, 4)) or 0 in array.shape:
         raise ValueError(f"expected an image array (H, W), (H, W, 2), (H, W, 3) or (H, W, 4), got {array.shape}")
+    if array.dtype.kind not in "buif":  # text, complex numbers, Python objects: no pixel values
+        raise ValueError(f"expected an image array of real numbers, got {array.dtype}")
     array = _informative_channels(array)
     if array.ndim == 2:
         return _array_pixels(array), None

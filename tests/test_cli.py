@@ -80,6 +80,7 @@ def test_bad_arguments_exit_2_with_one_line(args, tmp_path):
     (["--optimizer", "rmsprop"], "rmsprop"), (["--schedule", "cosine2"], "cosine2"), (["--seed", "x"], "--seed"),
     (["--seed", str(2**64)], "seed must be a whole number from 0 to 9,223,372,036,854,775,807"),
     (["--seed", "-1"], "seed must be a whole number from 0 to 9,223,372,036,854,775,807"),
+    (["--processes", "999"], "--processes: at most"),  # each a whole torch: never 999 of them
     # --settings is JSON: any type may come in its place (each of these was a traceback or a saved "failed" run)
     *[(["--dataset", "digits", "--settings", json.dumps(settings)], words) for settings, words in [
         ({"epochs": "1"}, "epochs must be a whole number, not '1'"), ({"epochs": 1.5}, "epochs must be a whole number"),

@@ -208,6 +208,19 @@ def test_sixteen_bit_png_is_scaled_by_its_depth_not_clipped():
     assert dim.max() == 16 and len(np.unique(dim)) == 17
 
 
+def test_scaling_sixteen_bits_to_eight_holds_a_few_bytes_a_pixel_not_three_float_copies():
+    import tracemalloc
+
+    from core.images import _eight_bit
+
+    image = Image.fromarray(np.zeros((1000, 1000), dtype=np.uint16))  # a small file can declare 25 million of them
+    tracemalloc.start()
+    _eight_bit(image)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 12 * image.width * image.height  # three float64 copies held 24+ bytes a pixel
+
+
 def test_cmyk_jpeg_becomes_rgb_with_the_ink_in_place():
     loaded = load_image(encoded(digit("CMYK"), "JPEG", quality=95)).image
     assert loaded.mode == "RGB"

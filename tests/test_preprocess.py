@@ -431,3 +431,18 @@ def test_a_dot_or_dash_beside_digits_is_left_out_of_the_number():
     assert len(split_digits(row)) == 3
     pen.line([(200, 40), (250, 40)], fill=(255, 255, 255, 255), width=12)  # a dash above the 4
     assert len(split_digits(row)) == 3
+
+
+@pytest.mark.parametrize("ink", [np.finfo(np.float32).min, -np.inf, np.inf, 1e308, np.nan, -1e30])
+def test_a_float_array_of_any_magnitude_gives_a_clean_input_or_blank(ink):
+    array = np.zeros((64, 64), dtype=np.float64)
+    array[10:54, 28:38] = ink  # a bar drawn in extreme values: x 255 overflowed to inf, then NaN, then an IndexError
+    processed = preprocess(array)
+    assert processed.pixels.dtype == np.uint8 and processed.pixels.shape == (28, 28)
+
+
+@pytest.mark.parametrize("array", [np.full((8, 8), "x"), np.zeros((8, 8), dtype=complex), np.zeros((8, 8), dtype=object)],
+                         ids=["text", "complex", "objects"])
+def test_an_array_of_no_real_numbers_is_refused_in_one_sentence(array):
+    with pytest.raises(ValueError, match="expected an image array of real numbers"):
+        preprocess(array)
