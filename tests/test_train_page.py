@@ -209,6 +209,8 @@ def test_each_number_field_shows_the_range_core_validates(label, setting):
     ("Learning rate", "nan", "Learning rate: nan is not a finite number; still 0.5."),
     ("Seed", str(2**63), "Seed: 9223372036854775808 is above the maximum 9,223,372,036,854,775,807; still 0."),
     ("Training images (0: all)", "-1", "Training images (0: all): -1 is below the minimum 0; still 0."),
+    ("Batch size", "1,5", "Batch size: 1,5 is not a whole number; still 100."),  # a decimal comma: not 15
+    ("Learning rate", "0,5,0", "Learning rate: 0,5,0 is not a number; still 0.5."),
 ])
 def test_a_typed_number_out_of_range_is_not_taken_and_the_field_says_so(label, typed, note):
     app = open_page()
@@ -228,6 +230,13 @@ def test_a_whole_number_past_what_a_browser_can_hold_still_reaches_the_checks():
     assert button(app, "Start training").disabled
     type_into(app, "Epochs", "1,000")  # thousands separators read as such
     assert field(app, "Epochs").value == "1000" and not warnings(app)
+
+
+@pytest.mark.parametrize("typed, read", [("0,05", "0.05"), ("0,5", "0.5"), ("1,000", "1000"), ("1e-3", "0.001")])
+def test_a_decimal_comma_is_read_as_a_decimal_point_and_thousands_as_thousands(typed, read):
+    app = open_page()
+    type_into(app, "Learning rate", typed)  # "0,05" was read as 5: a learning rate 100 times too large, unsaid
+    assert field(app, "Learning rate").value == read and not warnings(app)
 
 
 def test_settings_the_data_cannot_train_are_refused_with_a_message():
@@ -664,3 +673,17 @@ def test_a_fresh_visit_after_a_run_draws_start_and_the_headline_first_and_the_ch
     visitor.run()  # what the fragment's tick asks for, a moment later
     assert any(trace["type"] == "heatmap" for figure in figures(visitor) for trace in figure["data"])
     assert "Drawing the curves" not in every_text(visitor)
+
+
+def test_the_settings_stay_as_they_were_after_a_visit_to_another_page():
+    app = AppTest.from_file(str(Path(PAGE).parent.parent / "streamlit_app.py"), default_timeout=120)
+    app.switch_page("pages/train.py").run()
+    assert not app.exception, app.exception
+    by_label(app.selectbox, "Model").set_value("lenet5")
+    by_label(app.selectbox, "Optimizer").set_value("sgd")
+    app.run()
+    app.switch_page("pages/home.py").run()
+    assert not app.exception, app.exception
+    app.switch_page("pages/train.py").run()
+    assert by_label(app.selectbox, "Model").value == "lenet5"  # Streamlit forgot both after the home page's run
+    assert by_label(app.selectbox, "Optimizer").value == "sgd"

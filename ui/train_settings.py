@@ -11,6 +11,7 @@ a number's field, `train_notes` the sentence per field about a value that was no
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 import streamlit as st
@@ -62,9 +63,17 @@ def shown(value: float) -> str:
     return str(value) if isinstance(value, int) else format(value, ".10g")
 
 
+THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?\Z")  # 1,000 and 12,345.5: commas between groups of three
+
+
 def typed_number(text: str, whole: bool) -> float:
-    """The number in a field's text ("1,000", " 0.5 ", "1e-4"); ValueError when there is none."""
-    cleaned = text.strip().replace(",", "").replace("_", "")
+    """The number in a field's text ("1,000", " 0.5 ", "1e-4", and "0,5" with a decimal comma, as much of Europe
+    writes it: read as 0.5, never as 5); ValueError when there is none."""
+    cleaned = text.strip().replace("_", "")
+    if THOUSANDS.match(cleaned):
+        cleaned = cleaned.replace(",", "")
+    elif cleaned.count(",") == 1 and "." not in cleaned:
+        cleaned = cleaned.replace(",", ".")
     if whole:
         try:
             return int(cleaned)
