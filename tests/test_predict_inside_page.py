@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -156,7 +157,15 @@ def test_a_file_uploaded_twice_is_shown_once():
     app = upload(page(), {"five.png": FIVE, "three.png": THREE, "again.png": FIVE})
     assert gallery_names(app, ["five.png", "three.png", "again.png"]) == ["five.png", "three.png"]
     assert app.selectbox(key="predict_explain").options == ["five.png", "three.png"]
-    assert "again.png is the same file as five.png: it is shown once." in alerts(app)
+    assert "again.png is the same picture as five.png: it is shown once." in alerts(app)
+
+
+def test_the_same_file_added_twice_is_said_so_not_compared_with_itself():
+    from ui.predict_inputs import once_each
+
+    twice = [SimpleNamespace(name="digit3.png", digest="d3"), SimpleNamespace(name="digit3.png", digest="d3")]
+    kept, notes = once_each(twice)
+    assert len(kept) == 1 and notes == ["digit3.png was added twice: it is shown once."]  # not "... same file as itself"
 
 
 def test_explain_follows_the_upload_picked_added_or_clicked():

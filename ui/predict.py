@@ -251,9 +251,9 @@ def show_reasons(run: LoadedRun, run_version: str, prediction: ImagePrediction) 
     with seen:
         st.markdown(f"**Model input** {size}x{size}")
         st.image(model_input_picture(pixels, top), width="stretch")
-        st.caption("Your ink cropped, scaled so its longer side is 20 of 28 pixels and centred by its mass, "
+        st.caption("The ink cropped, scaled so its longer side is 20 of 28 pixels and centred by its mass, "
                    "as MNIST's digits were made." if run.input_format.style == "mnist" else
-                   "Your ink in scikit-learn's 8x8 style: each pixel counts the ink in a 4x4 block, 0 to 16.")
+                   "The ink in scikit-learn's 8x8 style: each pixel counts the ink in a 4x4 block, 0 to 16.")
     with why:
         st.markdown(f"**Why {escape_markdown(run.class_names[prediction.label])}**: saliency")
         strength = cached_saliency(run, run_version, pixels, prediction.label)

@@ -77,7 +77,9 @@ def once_each(items: list[InputImage]) -> tuple[list[InputImage], list[str]]:
     notes = []
     for item in items:
         if item.digest in kept:
-            notes.append(f"{item.name} is the same file as {kept[item.digest].name}: it is shown once.")
+            first = kept[item.digest].name
+            notes.append(f"{item.name} was added twice: it is shown once." if item.name == first else
+                         f"{item.name} is the same picture as {first}: it is shown once.")
         else:
             kept[item.digest] = item
     return list(kept.values()), notes
@@ -128,5 +130,7 @@ def camera(is_open: bool) -> InputImage | None:
     """The camera, only while its tab is open: drawing it asks the browser for the camera (getUserMedia)."""
     if not is_open:
         return None
+    st.caption("No camera here, or the browser will not share it? Photograph the digit with a phone and open the "
+               "picture in the Upload tab.")
     photo = st.camera_input("Photograph a digit written on paper", key="predict_camera")
     return None if photo is None else decoded_upload("the photo", photo.getvalue())

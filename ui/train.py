@@ -92,6 +92,8 @@ def progress_text(snapshot: JobSnapshot) -> str:
 def chart_layout(title: str, y_title: str, *, percent_axis: bool = False, log: bool = False) -> dict[str, Any]:
     """The layout every training-curve chart shares, as plotly JSON: drag to zoom, double-click to see it all."""
     y_axis: dict[str, Any] = {"title": {"text": y_title}, "type": "log" if log else "linear"}
+    if log:  # plotly labels a log axis's in-between ticks with their first digit alone ("2", "5"), read as losses
+        y_axis["tickformat"] = "~g"  # with a format, every tick reads whole: 0.02, 0.05, 0.1
     if percent_axis:
         y_axis.update(ticksuffix=" %", hoverformat=".2f")
     return {"title": {"text": title, "x": 0.01}, "height": CHART_HEIGHT, "dragmode": "zoom",
