@@ -7,6 +7,8 @@ import math
 import stat
 import tempfile
 
+import pytest
+
 from dataclasses import replace
 
 from core.jobs import MAX_TRAIN_POINTS, EpochPoint, JobSnapshot, TrainPoint
@@ -16,7 +18,7 @@ from core.runlog import RunLogTail, followed
 from core.store import RunStore
 from ui import live_chart
 from ui.train import MARKED_EPOCHS, accuracy_figure, loss_figure
-from ui.train_charts import chart_reference
+from ui.train_charts import chart_reference, smoothing_note
 
 
 def snapshot(train_losses: list[float], epochs: int) -> JobSnapshot:
@@ -160,3 +162,16 @@ def test_train_and_test_and_every_compared_run_have_their_own_colour_from_a_colo
     assert RUN_COLORS[:2] == ("#0072B2", "#D55E00")  # Okabe-Ito's blue and vermilion, apart for every colour vision
     styles = [run_style(position) for position in range(2 * len(RUN_COLORS))]
     assert len(set(styles)) == len(styles)  # past the palette, the colours come back dashed
+
+
+@pytest.mark.parametrize("smoothing", [0.1, 0.3])
+def test_the_label_smoothing_note_gives_the_floor_torch_computes(smoothing):
+    import torch
+    import torch.nn.functional as F
+
+
+    target = torch.full((1, 10), smoothing / 10)
+    target[0, 0] += 1 - smoothing  # the smoothed target: the best a model can answer
+    floor = float(F.cross_entropy(target.log(), torch.tensor([0]), label_smoothing=smoothing))
+    assert f"cannot fall below about {floor:.2f}" in smoothing_note(smoothing)
+    assert smoothing_note(0.0) is None

@@ -3,6 +3,8 @@ under them; for this server's jobs and for runs followed from elsewhere alike.""
 
 from __future__ import annotations
 
+import math
+
 import streamlit as st
 
 from core.jobs import JobSnapshot
@@ -16,6 +18,19 @@ def curves(run: JobSnapshot | FollowedRun, *, key: str = "train_live") -> None:
     """The loss and accuracy charts, with the loss's scale to choose; drag to zoom, double-click for the whole run."""
     log = chart_controls(key)
     draw_charts(run, log=log, key=key)
+    if run.config is not None and (note := smoothing_note(run.config.label_smoothing)):
+        st.caption(note)
+
+
+def smoothing_note(smoothing: float, classes: int = 10) -> str | None:
+    """Why the training loss stays far above the test loss with label smoothing: the smoothed targets' own entropy is
+    a floor the training loss cannot pass (about 0.50 at 0.1), and the test loss is measured without smoothing."""
+    if smoothing <= 0:
+        return None
+    true, other = 1 - smoothing + smoothing / classes, smoothing / classes
+    floor = -(true * math.log(true) + (classes - 1) * other * math.log(other))
+    return (f"This run trains with label smoothing {smoothing:g}: its training loss cannot fall below about "
+            f"{floor:.2f}, while the test loss is measured without smoothing, so the two lines stay apart.")
 
 
 def chart_controls(key: str) -> bool:
