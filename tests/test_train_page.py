@@ -325,9 +325,11 @@ def test_the_queue_lists_each_waiting_run_with_its_settings_and_cancel_removes_i
     assert "1. Digits CNN (recipe) on scikit-learn digits (8x8) · 7 epochs · batch size 100 · learning rate 0.05" \
         in every_text(app).replace("\\", "")
     assert labels(app).count("Cancel") == 1 and "Stop" in labels(app)
+    assert "Your run waits in the queue behind this one." in every_text(app)
     button(app, "Cancel").click().run()
     assert [job.status for job in job_manager().jobs()] == ["cancelled", "running"]
     assert "Waiting in the queue" not in every_text(app) and "Cancel" not in labels(app)
+    assert "Your run waits in the queue" not in every_text(app)  # it stayed until the running one ended
 
 
 def ends_as(status: str, reason: str, epochs: int):

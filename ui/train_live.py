@@ -86,8 +86,14 @@ def status_line(snapshot: JobSnapshot, own_job: int | None) -> None:
         st.error(f"Failed: {reason}.", icon=":material/error:")
     elif snapshot.status == "cancelled":
         st.info(f"Cancelled: {reason}.", icon=":material/cancel:")
-    elif snapshot.status == "running" and own_job not in (None, snapshot.job_id):
+    elif snapshot.status == "running" and own_job not in (None, snapshot.job_id) and waiting(own_job):
         st.caption("Your run waits in the queue behind this one.")
+
+
+def waiting(job_id: int) -> bool:
+    """Whether the job still waits its turn (not cancelled from the queue since it was submitted)."""
+    own = job_manager().snapshot(job_id)
+    return own is not None and own.status == "queued"
 
 
 def queue_line(snapshot: JobSnapshot) -> str:
