@@ -109,6 +109,8 @@ def test_without_a_collection_the_form_says_how_to_keep_digits():
     app = opened_form()
     assert "Keep some first: on Predict" in every_text(app)
     assert button(app, "Start fine-tuning").disabled
+    assert not app.error, [e.value for e in app.error]  # nothing picked yet is a hint, not a red error
+    assert any("Pick a collection" in info.value for info in app.info)
 
 
 def test_runs_on_the_8x8_digits_are_not_offered_as_a_start_and_the_form_says_why(mine):

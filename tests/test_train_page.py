@@ -210,6 +210,7 @@ def test_each_number_field_shows_the_range_core_validates(label, setting):
     ("Seed", str(2**63), "Seed: 9223372036854775808 is above the maximum 9,223,372,036,854,775,807; still 0."),
     ("Training images (0: all)", "-1", "Training images (0: all): -1 is below the minimum 0; still 0."),
     ("Batch size", "1,5", "Batch size: 1,5 is not a whole number; still 100."),  # a decimal comma: not 15
+    ("Batch size", "  ", "Batch size: the field was left empty; still 100."),  # not "Batch size: is not a number"
     ("Learning rate", "0,5,0", "Learning rate: 0,5,0 is not a number; still 0.5."),
 ])
 def test_a_typed_number_out_of_range_is_not_taken_and_the_field_says_so(label, typed, note):

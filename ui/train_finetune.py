@@ -75,7 +75,9 @@ def fine_tune_form() -> None:
             collection_share=float(collection_share), held_out_share=float(held_out_share)),
             trained=split_sizes(folder, float(held_out_share)))
     problem = fine_tune_problem(config, folder)
-    if problem:
+    if folder is None:  # nothing picked yet: what to do, not an error
+        st.info(escape_markdown(problem), icon=":material/folder_open:")
+    elif problem:
         st.error(escape_markdown(problem), icon=":material/error:")
     st.button("Start fine-tuning", type="primary", key="train_ft_start", icon=":material/play_arrow:",
               disabled=config is None or problem is not None, on_click=start_fine_tune, args=(config,))

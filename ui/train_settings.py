@@ -99,7 +99,8 @@ def take_typed(field: NumberField) -> None:
         return
     echo = typed.strip() if len(typed.strip()) <= MAX_ECHO else typed.strip()[:MAX_ECHO] + "…"
     st.session_state[f"train_{field.name}_typed"] = shown(previous)
-    notes[field.name] = f"{field.label}: {echo} {problem}; still {shown(previous)}."
+    notes[field.name] = (f"{field.label}: {echo} {problem}; still {shown(previous)}." if echo else
+                         f"{field.label}: the field was left empty; still {shown(previous)}.")
 
 
 def number_field(container, name: str) -> None:
