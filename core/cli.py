@@ -451,7 +451,10 @@ def cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
     """The saved runs, newest first."""
     from core.store import RunStore
 
-    runs = RunStore(args.runs_dir).list_runs()
+    store = RunStore(args.runs_dir)
+    if store.root.exists() and not store.root.is_dir():
+        raise UsageError(f"--runs-dir {store.root} is a file, not a folder of runs.")
+    runs = store.list_runs()
     for info in runs:
         if args.json:
             out.write(json.dumps({"run_id": info.run_id, "status": info.status, "model": info.get("model"),

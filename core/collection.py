@@ -256,8 +256,19 @@ def save_sample(root: Path | str, name: str, image: Image.Image | np.ndarray | b
     if not stays_inside(class_dir, Path(root)):  # a class folder that is a link: never write through it
         raise CollectionError(f"{name}/{label} is a link to somewhere outside the collections; nothing was saved.")
     path = class_dir / new_sample_name()
-    write_new_file(path, data)
+    try:
+        write_new_file(path, data)
+    except OSError:
+        _remove_if_empty(class_dir)  # an empty class folder would stop training on the whole collection
+        raise
     return Sample(path, label)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # it holds other images: it stays
+        pass
 
 
 def delete_sample(root: Path | str, name: str, label: int, file_name: str) -> None:
@@ -272,10 +283,7 @@ def delete_sample(root: Path | str, name: str, label: int, file_name: str) -> No
     if not (path.is_symlink() or path.is_file()):
         raise CollectionError(f"{name}/{label}/{file_name} is no longer there.")
     path.unlink()
-    try:
-        class_dir.rmdir()  # only when that was its last file: an empty class would stop training on the folder
-    except OSError:
-        pass
+    _remove_if_empty(class_dir)  # only when that was its last file: an empty class would stop training on the folder
 
 
 def read_sample(sample: Sample) -> Image.Image:

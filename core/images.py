@@ -74,6 +74,7 @@ def _open_header(stream: _EndWatchingStream, label: str) -> Image.Image:
     """Identify the format and size from the header alone; nothing is decoded yet."""
     try:
         with _WARNINGS_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Corrupt EXIF data" and the like: PIL's words on stderr, not ours
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return Image.open(stream, formats=ALLOWED_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -127,7 +128,9 @@ def _decode_first_frame(image: Image.Image, stream: _EndWatchingStream, label: s
 def _upright(image: Image.Image, label: str, notices: list[str]) -> Image.Image:
     """Apply the EXIF orientation so phone photos stand upright."""
     try:
-        return ImageOps.exif_transpose(image)
+        with _WARNINGS_LOCK, warnings.catch_warnings():  # PIL warns of a corrupt EXIF block on stderr, in its own
+            warnings.simplefilter("ignore")  # words and with its file's path
+            return ImageOps.exif_transpose(image)
     except Exception:  # a broken EXIF block should not cost the user their picture
         notices.append(f"{label} has an unreadable EXIF orientation; it is used as stored.")
         return image

@@ -83,6 +83,8 @@ def _informative_channels(array: np.ndarray) -> np.ndarray:
     if array.shape[2] == 4 and array.flags.c_contiguous and sys.byteorder == "little":
         return _informative_rgba(array)
     if array.shape[2] in (2, 4) and int(array[..., -1].max()) - int(array[..., -1].min()) <= MIN_CONTRAST:
+        if int(array[..., -1].max()) == 0:
+            return np.zeros(array.shape[:2], dtype=np.uint8)  # wholly transparent: shown empty, so read as empty
         array = array[..., :-1]
     if array.shape[2] == 3 and np.array_equal(array[..., 0], array[..., 1]) \
             and np.array_equal(array[..., 1], array[..., 2]):
@@ -96,6 +98,8 @@ def _informative_rgba(array: np.ndarray) -> np.ndarray:
     words = array.view(np.uint32)[..., 0]
     if (int(words.max()) >> 24) - (int(words.min()) >> 24) > MIN_CONTRAST:
         return array  # the alpha may hold the drawing
+    if int(words.max()) >> 24 == 0:
+        return np.zeros(array.shape[:2], dtype=np.uint8)  # wholly transparent: shown empty, so read as empty
     shifted = words >> 8
     shifted ^= words
     shifted &= 0xFFFF  # R^G and G^B

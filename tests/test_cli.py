@@ -371,3 +371,10 @@ def test_bad_fine_tune_arguments_exit_2_with_one_line(tmp_path, capsys, args, wo
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and err.startswith("error:") and words in err, err
     assert not (tmp_path / "runs").exists()
+
+
+def test_runs_on_a_file_says_it_is_not_a_folder(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not runs")
+    code = main(["runs", "--runs-dir", str(tmp_path / "notes.txt")], out=io.StringIO())
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "is a file, not a folder of runs" in err, err  # "No runs yet" before

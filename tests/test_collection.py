@@ -302,3 +302,14 @@ def test_a_runs_image_folder_is_read_back_only_from_the_apps_collections(tmp_pat
                             ({"image_folder": None}, "does not say which")):
         with pytest.raises(CollectionError, match=words):
             trained_folder(meta(mine, **settings), data_dir)
+
+
+def test_a_sample_the_disk_refuses_leaves_no_empty_class_folder(tmp_path, monkeypatch):
+    import core.collection as collection
+
+    def full_disk(path, data):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(collection, "write_new_file", full_disk)
+    with pytest.raises(OSError):
+        collection.save_sample(tmp_path, "mine", drawn(4), 4)
+    assert not (collection_dir(tmp_path, "mine") / "4").exists()  # it made the collection untrainable

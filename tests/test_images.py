@@ -309,3 +309,14 @@ def test_corrupted_bytes_only_ever_raise_image_error():
             except ImageError:
                 continue
             assert loaded.image.mode in ("L", "RGB", "RGBA")
+
+
+def test_a_corrupt_exif_block_warns_nobody_and_the_picture_is_kept():
+    stream = io.BytesIO()
+    digit("RGB").save(stream, "JPEG", exif=b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x05\x00\x12\x01\x03\x00\x01\x00\x00\x00"
+                                           b"\x06\x00\x00\x00cut short")  # says 5 entries, holds less than one
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = load_image(stream.getvalue(), name="phone.jpg")
+    assert [str(w.message) for w in caught] == []  # PIL's "Corrupt EXIF data" reached the command line's stderr
+    assert loaded.image.size == digit().size

@@ -446,3 +446,9 @@ def test_a_float_array_of_any_magnitude_gives_a_clean_input_or_blank(ink):
 def test_an_array_of_no_real_numbers_is_refused_in_one_sentence(array):
     with pytest.raises(ValueError, match="expected an image array of real numbers"):
         preprocess(array)
+
+
+def test_a_wholly_transparent_picture_is_blank_whatever_its_hidden_colours_hold():
+    digit = np.asarray(drawn(3).convert("L"))
+    hidden = np.dstack([digit, digit, digit, np.zeros_like(digit)])  # a 3 in the colours, alpha 0 everywhere
+    assert preprocess(Image.fromarray(hidden, "RGBA")).blank  # the user sees an empty picture: it was read as a 3
