@@ -135,6 +135,28 @@ def _locate_fashion(root: Path) -> Path | None:
     return _idx_folder([root / "FashionMNIST" / "raw", root / "FashionMNIST", FASHION_SYSTEM_DIR])
 
 
+def _idx_count(path: Path) -> int | None:
+    """The number of items an IDX file's header declares (its first dimension), reading 8 bytes, not the file."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as stream:
+            header = stream.read(8)
+    except (OSError, EOFError):
+        return None
+    return struct.unpack(">I", header[4:8])[0] if len(header) == 8 and header[:3] == b"\0\0\x08" else None
+
+
+def split_sizes_on_disk(name: str, root: Path | None = None) -> tuple[int, int] | None:
+    """(training, test) images of an IDX dataset as its files' headers state them (a subset of MNIST says so), without
+    loading it; None for the digits, a dataset that is absent, or a header that cannot be read."""
+    spec = dataset_spec(name)
+    folder = spec.locator(Path(root) if root else default_data_dir()) if name != "digits" else None
+    if folder is None:
+        return None
+    counts = [_idx_count(_idx_file(folder, stem)) for stem in (IDX_STEMS[1], IDX_STEMS[3])]  # type: ignore[arg-type]
+    return (counts[0], counts[1]) if None not in counts else None  # type: ignore[return-value]
+
+
 def _load_idx_dataset(name: str, folder: Path) -> Dataset:
     arrays = [read_idx(_idx_file(folder, stem)) for stem in IDX_STEMS]  # type: ignore[arg-type]
     return _dataset(name, tuple(arrays))

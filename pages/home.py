@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.data import DATASETS
+from core.data import DATASETS, split_sizes_on_disk
 from core.recipes import RECIPES
 from core.store import RunInfo
 from ui.shared import (RUNS_COLUMNS, available_datasets, data_dir, public_demo, run_inside_the_frame, run_store,
@@ -36,7 +36,9 @@ def datasets_section() -> None:
             st.markdown(f"**{spec.title}**")
             st.caption(spec.description)
             if status[name] is None:
-                st.success("Ready", icon=":material/check_circle:")
+                sizes = split_sizes_on_disk(name, data_dir())
+                here = f": {sizes[0]:,} to train on, {sizes[1]:,} to test here" if sizes else ""
+                st.success(f"Ready{here}", icon=":material/check_circle:")  # a subset of MNIST says its own size
             else:
                 st.warning(status[name], icon=":material/cloud_download:")
     st.caption(f"Datasets are read from `{shown_path(data_dir())}` (set `DIGIT_STUDIO_DATA` to use another folder).")

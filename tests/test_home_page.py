@@ -62,3 +62,14 @@ def test_where_to_go_next_links_each_page_with_what_it_does_before_the_terminal_
         assert kind == "text" and len(text.split()) >= 8 and text.endswith("."), text
     terminal = next(position for position, (_, text) in enumerate(items) if "python -m core" in str(text))
     assert terminal > max(links)  # the pages first; the command line after them
+
+
+def test_a_dataset_card_says_how_many_images_are_here(mnist_dir, monkeypatch):
+    from core.data import load_dataset, split_sizes_on_disk
+
+    monkeypatch.setenv("DIGIT_STUDIO_DATA", str(mnist_dir))
+    data = load_dataset("mnist", mnist_dir)
+    sizes = (len(data.train_labels), len(data.test_labels))  # the offline subset: not the 60,000 of the full set
+    assert split_sizes_on_disk("mnist", mnist_dir) == sizes
+    app = open_app("pages/home.py")
+    assert f"Ready: {sizes[0]:,} to train on, {sizes[1]:,} to test here" in [s.value for s in app.success]
