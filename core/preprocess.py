@@ -25,6 +25,10 @@ UNEVEN_BORDER = 8.0  # of 255: the border's quartiles further apart than this me
 INK_FLOOR = 0.2  # fraction of the ink's peak below which a pixel is background (paper texture, noise)
 STROKE_LEVEL = 0.3  # ink above this is stroke; below it, anti-aliasing fringe
 SPECK_SHARE = 0.02  # components smaller than this share of the largest one are specks
+CLUSTER_REACH = 0.25  # of the digit's size: ink further than this from the digit is another mark, not part of it
+RULE_SPAN = 0.85  # a line of ink across this share of the picture is a ruled line of the paper, not a stroke
+RULE_THICKNESS = 0.02  # of the picture's side: ruled lines are hair-lines; a stroke drawn edge to edge is thicker
+RULE_KEEPS = 0.3  # removing the lines must leave this share of the stroke pixels, or they were the drawing
 MIN_INK_PIXELS = 6  # fewer stroke pixels than this is no drawing at all
 MIN_INK_EXTENT = 0.02  # ink spanning less than this share of the image's longer side is a speck, not a digit
 DOT_SPAN = 2.0  # ink spanning fewer stroke widths than this is a dot or blob: a disc spans 1.8, the stubbiest of
@@ -388,12 +392,42 @@ def _touching(regions: np.ndarray, count: int, mask: np.ndarray) -> np.ndarray:
 
 
 def _single_digit(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The stroke mask and the ink support (strokes and their fringe) of everything but specks."""
+    """The stroke mask and the ink support (strokes and their fringe) of the digit: the pieces of ink gathered
+    round the largest one, without specks or marks far from it (a stray stroke in a corner of the page)."""
     regions, count = ndimage.label(ink > 0, structure=EIGHT_NEIGHBOURS)
     strokes = ink > STROKE_LEVEL
     keep = _kept(np.bincount(regions[strokes], minlength=count + 1))  # specks judged by their stroke pixels
+    if np.count_nonzero(keep) > 1:
+        keep &= _near_the_largest(regions, count, keep, strokes)
     support = keep[regions]
     return strokes & support, support
+
+
+def _near_the_largest(regions: np.ndarray, count: int, keep: np.ndarray, strokes: np.ndarray) -> np.ndarray:
+    """Per region: whether it joins the cluster grown from the largest kept one, a piece at a time, taking any piece
+    whose box lies within CLUSTER_REACH of the cluster's size (or 3 stroke widths) of the cluster's box: a 5's bar,
+    the dashes of a dashed stroke, the dots of a dotted one join; a mark in a far corner does not."""
+    boxes = ndimage.find_objects(regions, count)
+    sizes = np.bincount(regions[strokes], minlength=count + 1) * keep
+    largest = int(sizes.argmax())
+    (top, bottom), (left, right) = ((box.start, box.stop) for box in boxes[largest - 1])
+    width = _stroke_width(strokes & (regions == largest))
+    joined = np.zeros(count + 1, dtype=bool)
+    joined[largest] = True
+    waiting = [label for label in np.flatnonzero(keep) if label != largest]
+    grown = True
+    while grown and waiting:
+        grown = False
+        reach = max(3.0 * width, CLUSTER_REACH * max(bottom - top, right - left))
+        for label in list(waiting):
+            rows, cols = boxes[label - 1]
+            gap = max(rows.start - bottom, top - rows.stop, cols.start - right, left - cols.stop, 0)
+            if gap <= reach:
+                joined[label], grown = True, True
+                waiting.remove(label)
+                top, bottom = min(top, rows.start), max(bottom, rows.stop)
+                left, right = min(left, cols.start), max(right, cols.stop)
+    return joined
 
 
 def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -575,10 +609,43 @@ def _scale_to_source(image: Image.Image | np.ndarray, ink: np.ndarray) -> tuple[
     return width / ink.shape[1], height / ink.shape[0]
 
 
+def _thin_bands(lines: np.ndarray, thickest: int) -> np.ndarray:
+    """The runs of True in `lines` no longer than `thickest`."""
+    labels, count = ndimage.label(lines)
+    lengths = np.bincount(labels)
+    thin = lengths <= thickest
+    thin[0] = False
+    return thin[labels]
+
+
+def _without_rules(ink: np.ndarray) -> np.ndarray:
+    """The ink without the ruled lines, squares or margin of the paper it was written on: hair-lines of ink running
+    across nearly the whole picture. A digit's own stroke from edge to edge (a 1 drawn full height on the canvas) is
+    thicker, and removing lines that held most of the strokes would remove the drawing, so neither happens."""
+    if min(ink.shape) < 4 * COARSEST_SHAPE:  # small pictures are crops of one digit: no paper round it
+        return ink
+    present = ink > 0
+    thickest = max(2, round(RULE_THICKNESS * max(ink.shape)))
+    rows = _thin_bands(present.mean(axis=1) >= RULE_SPAN, thickest)
+    cols = _thin_bands(present.mean(axis=0) >= RULE_SPAN, thickest)
+    if not (rows.any() or cols.any()):
+        return ink
+    kept = ink.copy()
+    kept[rows] = 0.0
+    kept[:, cols] = 0.0
+    strokes = np.count_nonzero(ink > STROKE_LEVEL)
+    return kept if np.count_nonzero(kept > STROKE_LEVEL) >= RULE_KEEPS * strokes else ink
+
+
+def _digit_ink(image: Image.Image | np.ndarray) -> np.ndarray:
+    """The picture's ink (see ink_map) at working resolution, without the paper's ruled lines."""
+    return _without_rules(_working_ink(image))
+
+
 def preprocess(image: Image.Image | np.ndarray, fmt: InputFormat = MNIST_FORMAT) -> Preprocessed:
     """Turn a drawing, scan or photo into the model's input, or report it blank (with the reason when it has ink
     that is no digit)."""
-    ink = _working_ink(image)
+    ink = _digit_ink(image)
     if not ink.any():
         return _blank(fmt)
     left, top, right, bottom = _box(ink > 0)  # all later work only where there is ink at all
@@ -621,7 +688,7 @@ def _column_ranges(groups: list[tuple[list[int], int, int]], width: int) -> list
 def split_digits(image: Image.Image | np.ndarray, fmt: InputFormat = MNIST_FORMAT) -> list[Preprocessed]:
     """Several digits written in a row: one Preprocessed per digit, left to right (empty when blank). Marks that are
     no digit by themselves (a decimal point, a minus sign, a dot or dash anywhere) are left out."""
-    ink = _working_ink(image)
+    ink = _digit_ink(image)
     labels, count = _strokes(ink)
     if _is_speck(labels > 0, max(ink.shape)):
         return []

@@ -119,3 +119,27 @@ def bad_and_odd_files() -> dict[str, tuple[bytes, str]]:
         "print.jpg": (encoded(drawn(4, mode="L", background=255, ink=0).convert("CMYK"), "JPEG", quality=95),
                       "print.jpg is a CMYK (print) image"),
     }
+
+
+def on_notebook_paper(digit: int, *, squared: bool = False, margin: bool = True, stray: bool = False) -> Image.Image:
+    """A digit in dark pen on a notebook page photographed whole: pale blue ruled lines (or squares) across it, a red
+    margin line, and, with `stray`, a scribble in a far corner of the page."""
+    size = (600, 450)
+    ink = np.asarray(drawn(digit, width=8, size=size, box=(250, 120, 400, 360), mode="L", background=0, ink=255),
+                     dtype=np.float32)[..., None] / 255
+    page = np.empty((size[1], size[0], 3), dtype=np.float32)
+    page[:] = (238, 236, 228)
+    blue, red = np.array((150, 190, 235), np.float32), np.array((225, 90, 90), np.float32)
+    for y in range(30, size[1], 32):
+        page[y:y + 2] = blue
+    if squared:
+        for x in range(20, size[0], 32):
+            page[:, x:x + 2] = blue
+    if margin:
+        page[:, 70:73] = red
+    if stray:
+        scribble = np.asarray(drawn(2, width=6, size=size, box=(520, 380, 580, 440), mode="L", background=0, ink=255),
+                              dtype=np.float32)[..., None] / 255
+        ink = np.maximum(ink, scribble)
+    pixels = page * (1 - ink) + np.array((30, 30, 40), np.float32) * ink
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))

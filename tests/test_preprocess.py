@@ -452,3 +452,37 @@ def test_a_wholly_transparent_picture_is_blank_whatever_its_hidden_colours_hold(
     digit = np.asarray(drawn(3).convert("L"))
     hidden = np.dstack([digit, digit, digit, np.zeros_like(digit)])  # a 3 in the colours, alpha 0 everywhere
     assert preprocess(Image.fromarray(hidden, "RGBA")).blank  # the user sees an empty picture: it was read as a 3
+
+
+@pytest.mark.parametrize("paper", [{}, {"squared": True}, {"margin": False}, {"stray": True}],
+                         ids=["ruled-with-margin", "squared", "ruled", "stray-scribble"])
+def test_a_digit_on_notebook_paper_is_read_without_the_papers_lines_or_a_far_mark(paper):
+    from core.inference import load_default_model, predict_image
+    from tests.drawn_digits import on_notebook_paper
+
+    run = load_default_model()
+    read = [predict_image(run, on_notebook_paper(digit, **paper)).label for digit in range(10)]
+    clean = [predict_image(run, on_notebook_paper(digit, margin=False, **{**paper, "squared": False})).label
+             for digit in range(10)] if paper.get("stray") else None
+    assert sum(label == digit for digit, label in enumerate(read)) >= 9, read  # the lines were read as the digit
+    if clean is not None:
+        assert read == clean
+
+
+EDGE_TO_EDGE = {  # strokes from one edge of the canvas to the other, as a bold user draws them
+    "1": [[(140, 0), (140, 279)]], "11": [[(90, 0), (90, 279)], [(190, 0), (190, 279)]],
+    "7": [[(0, 30), (279, 30), (110, 279)]]}
+
+
+@pytest.mark.parametrize("digits", list(EDGE_TO_EDGE))
+def test_a_stroke_drawn_from_edge_to_edge_is_the_digit_not_a_ruled_line(digits):
+    from core.inference import load_default_model, predict_image, read_number
+
+    image = Image.new("RGBA", (280, 280), (0, 0, 0, 255))
+    for stroke in EDGE_TO_EDGE[digits]:
+        ImageDraw.Draw(image).line(stroke, fill=(255, 255, 255, 255), width=18, joint="curve")
+    left, top, right, bottom = preprocess(image).ink_box
+    assert max(right - left, bottom - top) >= 275  # the whole stroke, not a part the line removal left
+    run = load_default_model()
+    read = read_number(run, image).text if len(digits) > 1 else str(predict_image(run, image).label)
+    assert read == digits
