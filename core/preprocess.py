@@ -29,6 +29,8 @@ CLUSTER_REACH = 0.25  # of the digit's size: ink further than this from the digi
 RULE_SPAN = 0.85  # a line of ink across this share of the picture is a ruled line of the paper, not a stroke
 RULE_THICKNESS = 0.02  # of the picture's side: ruled lines are hair-lines; a stroke drawn edge to edge is thicker
 RULE_KEEPS = 0.3  # removing the lines must leave this share of the stroke pixels, or they were the drawing
+SHEET_SHARE = 0.4  # a level this much of the picture has, far from the border's, is the paper's (on a desk)
+FRAME_WIDTH = 3.0  # a desk round the sheet is this many times wider than the pen's strokes on it, or more
 MIN_INK_PIXELS = 6  # fewer stroke pixels than this is no drawing at all
 MIN_INK_EXTENT = 0.02  # ink spanning less than this share of the image's longer side is a speck, not a digit
 DOT_SPAN = 2.0  # ink spanning fewer stroke widths than this is a dot or blob: a disc spans 1.8, the stubbiest of
@@ -262,6 +264,8 @@ def _evenly_lit(values: np.ndarray, overview: np.ndarray) -> np.ndarray:
     with _openblas().limit(limits=1):  # the fits are small: waking OpenBLAS's second thread cost a photo 35 ms of
         light = _paper_light(_grey(overview), values.shape[-2:])  # CPU and 0.3-0.5 s of waiting on a busy 2-core machine
     typical = float(np.median(light))
+    if not typical >= MIN_CONTRAST:  # a dark background (a black canvas whose stroke touches its edges): no paper lit
+        return values  # by a lamp, and dividing by its light of about 0 made every pixel NaN
     return values * (typical / np.maximum(light, 0.1 * typical))
 
 
@@ -273,8 +277,24 @@ def _background(values: np.ndarray, overview: np.ndarray) -> tuple[np.ndarray, b
         background = lowest.astype(np.float32)
     else:
         background = np.median(border, axis=-1).astype(np.float32)  # float64 would double every later step
+        background = _sheet_level(overview, background)
     lows, highs = overview.min(axis=(-2, -1)), overview.max(axis=(-2, -1))  # averaged: a hot pixel is not ink
     return background, float(np.max(background - lows)) > float(np.max(highs - background))  # ink lies far out
+
+
+def _sheet_level(overview: np.ndarray, border_level: np.ndarray) -> np.ndarray:
+    """The background's level: the border's, unless most of the picture is of another level, far from it (a sheet of
+    paper photographed on a darker desk: the border is the desk). Then that commonest level, and the desk round it
+    becomes ink that frames the picture, which _without_frame removes."""
+    grey = _grey(overview)
+    counts, edges = np.histogram(grey, bins=32, range=(0.0, 256.0))
+    commonest = int(counts.argmax())
+    if counts[commonest] < SHEET_SHARE * grey.size:
+        return border_level
+    near = (grey >= edges[commonest]) & (grey < edges[commonest + 1])
+    sheet = np.median(overview[..., near], axis=-1).astype(np.float32)  # each channel's level on the sheet
+    apart = abs(float(np.mean(_grey(sheet))) - float(np.mean(_grey(border_level))))
+    return sheet if apart > MIN_CONTRAST else border_level
 
 
 def _ink_signal(values: np.ndarray, overview: np.ndarray) -> np.ndarray:
@@ -637,9 +657,29 @@ def _without_rules(ink: np.ndarray) -> np.ndarray:
     return kept if np.count_nonzero(kept > STROKE_LEVEL) >= RULE_KEEPS * strokes else ink
 
 
+def _without_frame(ink: np.ndarray) -> np.ndarray:
+    """The ink without a piece that touches all four sides of the picture round the rest (the desk round a sheet of
+    paper, a dark surround), unless too little ink would be left for a digit (a 0 drawn to the canvas's edges)."""
+    if min(ink.shape) < 4 * COARSEST_SHAPE:
+        return ink
+    regions, count = ndimage.label(ink > 0, structure=EIGHT_NEIGHBOURS)
+    if count < 2:
+        return ink
+    sides = [set(np.unique(edge)) for edge in (regions[0], regions[-1], regions[:, 0], regions[:, -1])]
+    framing = set.intersection(*sides) - {0}
+    if not framing:
+        return ink
+    frame = np.isin(regions, list(framing))
+    kept = np.where(frame, 0.0, ink).astype(np.float32)
+    inside = kept > STROKE_LEVEL
+    if _is_speck(inside, max(ink.shape)) or _stroke_width(frame) < FRAME_WIDTH * _stroke_width(inside):
+        return ink  # a digit drawn to the edges (its stroke no wider than the rest's), not a desk round a sheet
+    return kept
+
+
 def _digit_ink(image: Image.Image | np.ndarray) -> np.ndarray:
-    """The picture's ink (see ink_map) at working resolution, without the paper's ruled lines."""
-    return _without_rules(_working_ink(image))
+    """The picture's ink (see ink_map) at working resolution, without the paper's ruled lines or a desk round it."""
+    return _without_frame(_without_rules(_working_ink(image)))
 
 
 def preprocess(image: Image.Image | np.ndarray, fmt: InputFormat = MNIST_FORMAT) -> Preprocessed:

@@ -143,3 +143,16 @@ def on_notebook_paper(digit: int, *, squared: bool = False, margin: bool = True,
         ink = np.maximum(ink, scribble)
     pixels = page * (1 - ink) + np.array((30, 30, 40), np.float32) * ink
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def on_a_desk(digit: int) -> Image.Image:
+    """A sheet of paper with a digit in dark pen, photographed on a darker wooden desk that shows all round it."""
+    size = (800, 600)
+    ink = np.asarray(drawn(digit, width=10, size=size, box=(330, 150, 480, 450), mode="L", background=0, ink=255),
+                     dtype=np.float32)[..., None] / 255
+    picture = np.empty((size[1], size[0], 3), dtype=np.float32)
+    picture[:] = (110, 80, 60)  # the desk
+    picture[60:540, 90:700] = (236, 233, 226)  # the sheet
+    pixels = picture * (1 - ink) + np.array((30, 30, 40), np.float32) * ink
+    noise = np.random.default_rng(digit).normal(0, 4, pixels.shape)
+    return Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8))

@@ -486,3 +486,21 @@ def test_a_stroke_drawn_from_edge_to_edge_is_the_digit_not_a_ruled_line(digits):
     run = load_default_model()
     read = read_number(run, image).text if len(digits) > 1 else str(predict_image(run, image).label)
     assert read == digits
+
+
+def test_a_sheet_photographed_on_a_darker_desk_is_read_on_the_sheet():
+    from core.inference import load_default_model, predict_image
+    from tests.drawn_digits import on_a_desk
+
+    run = load_default_model()
+    read = [predict_image(run, on_a_desk(digit)).label for digit in range(10)]
+    assert sum(label == digit for digit, label in enumerate(read)) >= 9, read  # the sheet was read as the ink
+
+
+def test_a_zero_drawn_to_all_four_edges_of_the_canvas_is_still_the_digit():
+    from core.inference import load_default_model, predict_image
+
+    image = Image.new("RGBA", (280, 280), (0, 0, 0, 255))
+    ImageDraw.Draw(image).ellipse((0, 0, 279, 279), outline=(255, 255, 255, 255), width=18)  # touches every side
+    ImageDraw.Draw(image).line([(120, 130), (160, 150)], fill=(255, 255, 255, 255), width=18)  # a slash inside
+    assert predict_image(load_default_model(), image).label == 0
