@@ -638,6 +638,18 @@ def _thin_bands(lines: np.ndarray, thickest: int) -> np.ndarray:
     return thin[labels]
 
 
+def _spanning(present: np.ndarray) -> np.ndarray:
+    """Per row: whether ink covers RULE_SPAN of it. Only rows with ink near both ends can, so the rest are not
+    counted (a drawing in the middle of the canvas is passed over in microseconds)."""
+    width = present.shape[1]
+    end = int(np.ceil((1 - RULE_SPAN) * width)) + 1
+    candidates = np.flatnonzero(present[:, :end].any(axis=1) & present[:, width - end:].any(axis=1))
+    spanning = np.zeros(present.shape[0], dtype=bool)
+    if candidates.size:
+        spanning[candidates] = np.count_nonzero(present[candidates], axis=1) >= RULE_SPAN * width
+    return spanning
+
+
 def _without_rules(ink: np.ndarray) -> np.ndarray:
     """The ink without the ruled lines, squares or margin of the paper it was written on: hair-lines of ink running
     across nearly the whole picture. A digit's own stroke from edge to edge (a 1 drawn full height on the canvas) is
@@ -646,10 +658,10 @@ def _without_rules(ink: np.ndarray) -> np.ndarray:
         return ink
     present = ink > 0
     thickest = max(2, round(RULE_THICKNESS * max(ink.shape)))
-    rows = _thin_bands(present.mean(axis=1) >= RULE_SPAN, thickest)
-    cols = _thin_bands(present.mean(axis=0) >= RULE_SPAN, thickest)
+    rows, cols = _spanning(present), _spanning(present.T)
     if not (rows.any() or cols.any()):
         return ink
+    rows, cols = _thin_bands(rows, thickest), _thin_bands(cols, thickest)
     kept = ink.copy()
     kept[rows] = 0.0
     kept[:, cols] = 0.0
@@ -660,8 +672,8 @@ def _without_rules(ink: np.ndarray) -> np.ndarray:
 def _without_frame(ink: np.ndarray) -> np.ndarray:
     """The ink without a piece that touches all four sides of the picture round the rest (the desk round a sheet of
     paper, a dark surround), unless too little ink would be left for a digit (a 0 drawn to the canvas's edges)."""
-    if min(ink.shape) < 4 * COARSEST_SHAPE:
-        return ink
+    if min(ink.shape) < 4 * COARSEST_SHAPE or not all(side.any() for side in (ink[0], ink[-1], ink[:, 0], ink[:, -1])):
+        return ink  # nothing touches all four sides: no labelling (a drawing in the canvas's middle)
     regions, count = ndimage.label(ink > 0, structure=EIGHT_NEIGHBOURS)
     if count < 2:
         return ink
