@@ -30,6 +30,7 @@ RULE_SPAN = 0.85  # a line of ink across this share of the picture is a ruled li
 RULE_THICKNESS = 0.02  # of the picture's side: ruled lines are hair-lines; a stroke drawn edge to edge is thicker
 RULE_KEEPS = 0.3  # removing the lines must leave this share of the stroke pixels, or they were the drawing
 SHEET_SHARE = 0.4  # a level this much of the picture has, far from the border's, is the paper's (on a desk)
+BOX_SIDE = 0.15  # a box's sides lie within this share of the ink's extent from its edges
 FRAME_WIDTH = 3.0  # a desk round the sheet is this many times wider than the pen's strokes on it, or more
 MIN_INK_PIXELS = 6  # fewer stroke pixels than this is no drawing at all
 MIN_INK_EXTENT = 0.02  # ink spanning less than this share of the image's longer side is a speck, not a digit
@@ -689,9 +690,34 @@ def _without_frame(ink: np.ndarray) -> np.ndarray:
     return kept
 
 
+def _without_box(ink: np.ndarray) -> np.ndarray:
+    """The ink without a box drawn round it (an answer box, a form's square): lines spanning its whole extent on all
+    four sides. Unless too little would be left (a 0 drawn square is such lines alone)."""
+    present = ink > 0
+    if not present.any():
+        return ink
+    left, top, right, bottom = _box(present)
+    inside = present[top:bottom, left:right]
+    if min(inside.shape) < COARSEST_SHAPE:
+        return ink
+    rows, cols = _spanning(inside), _spanning(inside.T)
+    near = [max(2, round(BOX_SIDE * side)) for side in inside.shape]
+    sides = (rows[:near[0]], rows[-near[0]:], cols[:near[1]], cols[-near[1]:])
+    hollow = rows[near[0]:-near[0]].mean() <= 0.5 and cols[near[1]:-near[1]].mean() <= 0.5  # a 1 spans every row
+    if not (hollow and all(side.any() for side in sides)):
+        return ink
+    rows[near[0]:-near[0]] = False  # only the box's own sides: a 7's bar or a 4's crossbar inside it stays
+    cols[near[1]:-near[1]] = False
+    kept = ink.copy()
+    kept[top:bottom, left:right][rows] = 0.0
+    kept[top:bottom, left:right][:, cols] = 0.0
+    return ink if _is_speck(kept > STROKE_LEVEL, max(ink.shape)) else kept
+
+
 def _digit_ink(image: Image.Image | np.ndarray) -> np.ndarray:
-    """The picture's ink (see ink_map) at working resolution, without the paper's ruled lines or a desk round it."""
-    return _without_frame(_without_rules(_working_ink(image)))
+    """The picture's ink (see ink_map) at working resolution, without the paper's ruled lines, a desk round it or a
+    box drawn round the digit."""
+    return _without_box(_without_frame(_without_rules(_working_ink(image))))
 
 
 def preprocess(image: Image.Image | np.ndarray, fmt: InputFormat = MNIST_FORMAT) -> Preprocessed:

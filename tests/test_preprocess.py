@@ -504,3 +504,26 @@ def test_a_zero_drawn_to_all_four_edges_of_the_canvas_is_still_the_digit():
     ImageDraw.Draw(image).ellipse((0, 0, 279, 279), outline=(255, 255, 255, 255), width=18)  # touches every side
     ImageDraw.Draw(image).line([(120, 130), (160, 150)], fill=(255, 255, 255, 255), width=18)  # a slash inside
     assert predict_image(load_default_model(), image).label == 0
+
+
+@pytest.mark.parametrize("touching", [False, True], ids=["box-round-it", "box-touching-it"])
+def test_a_box_drawn_round_the_digit_is_left_out(touching):
+    from core.inference import load_default_model, predict_image
+
+    run = load_default_model()
+    read = []
+    for digit in range(10):
+        image = drawn(digit, box=(80, 60, 200, 220))
+        margin = 0 if touching else 30
+        ImageDraw.Draw(image).rectangle((80 - margin, 60 - margin, 200 + margin, 220 + margin), outline=(255,) * 4,
+                                        width=12)
+        read.append(predict_image(run, image).label)
+    assert sum(label == digit for digit, label in enumerate(read)) >= (8 if touching else 9), read
+
+
+def test_a_zero_drawn_as_a_square_is_still_a_zero():
+    from core.inference import load_default_model, predict_image
+
+    image = Image.new("RGBA", (280, 280), (0, 0, 0, 255))
+    ImageDraw.Draw(image).rectangle((70, 40, 210, 240), outline=(255, 255, 255, 255), width=18)
+    assert predict_image(load_default_model(), image).label == 0  # its four sides are the digit, not a box round it
