@@ -59,5 +59,8 @@ def _job_line(train_page: st.Page) -> None:
     where = f"epoch {max(progress.epoch, 1)}/{progress.epochs}" if progress else "starting"
     waiting = sum(1 for job in job_manager().jobs() if job.status == "queued")
     queued = f", {waiting} waiting" if waiting else ""
-    st.progress(progress.fraction if progress else 0.0, text=f"Training {snapshot.config.model}: {where}{queued}")
+    from core.models import model_spec  # torch: loaded already, since a job trains in this process
+
+    title = model_spec(snapshot.config.model).title
+    st.progress(progress.fraction if progress else 0.0, text=f"Training {title}: {where}{queued}")
     st.page_link(train_page, label="Watch it on the Train page", icon=":material/monitoring:")

@@ -25,7 +25,7 @@ def test_one_trains_two_predict_and_a_second_start_is_queued(page, new_tab, app_
         assert settled_answer(drawer, str(digit)) == str(digit), f"drew a {digit} while a run trained"
         drawer.locator(".dc-toolbar button[title='Reset canvas & history']").click()
         expect(drawer.locator(".predict-answer")).to_have_count(0, timeout=ANSWER_TIMEOUT)
-    expect(drawer.get_by_text(re.compile("Training digits-cnn: epoch"))).to_be_visible(timeout=30_000)
+    expect(drawer.get_by_text(re.compile(r"Training Digits CNN \(recipe\): epoch"))).to_be_visible(timeout=30_000)
 
     (tmp_path / "five.png").write_bytes(encoded(drawn(5, mode="L", background=255, ink=0), "PNG"))
     open_predict(uploader, app_url)

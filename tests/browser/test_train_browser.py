@@ -116,7 +116,7 @@ def test_training_carries_on_across_pages_and_closed_tabs_and_nothing_runs_after
     open_train_page(page, app_server.url)
     start_training(page, epochs=5000)
     page.get_by_role("link", name="Home").first.click()
-    page.get_by_text(re.compile("Training digits-cnn: epoch")).wait_for(timeout=30_000)  # the sidebar follows it
+    page.get_by_text(re.compile(r"Training Digits CNN \(recipe\): epoch")).wait_for(timeout=30_000)  # the sidebar follows it
     page.get_by_role("link", name="Train").first.click()
     page.get_by_role("button", name="Stop").wait_for(timeout=30_000)  # the same job, still running
     page.close()
