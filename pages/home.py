@@ -56,11 +56,22 @@ def runs_section() -> None:
     names = run_names(runs)
     st.dataframe(runs_frame(runs, names, running="training (see the Train page)"), hide_index=True, width="stretch",
                  column_config=RUNS_COLUMNS)
-    scored = [info for info in runs if info.status == "done" and is_number(test_accuracy(info))]
-    best = max(scored, key=test_accuracy, default=None)
-    said = (f"The best finished run is {escape_markdown(names[best.run_id])}, with {percent(test_accuracy(best))} test "
-            "accuracy. ") if best else ""
-    st.caption(f"{said}Runs are saved in `{shown_path(store.root)}`.")
+    st.caption(f"{best_runs(runs, names)}Runs are saved in `{shown_path(store.root)}`.")
+
+
+def best_runs(runs: list[RunInfo], names: dict[str, str]) -> str:
+    """The best finished run of each dataset, in words: accuracies on different test sets are not compared."""
+    best: dict[str, RunInfo] = {}
+    for info in runs:
+        dataset = str(info.get("dataset"))
+        if info.status == "done" and is_number(test_accuracy(info)) and (
+                dataset not in best or test_accuracy(info) > test_accuracy(best[dataset])):
+            best[dataset] = info
+    said = [f"{escape_markdown(names[info.run_id])}, with {percent(test_accuracy(info))} test accuracy"
+            for info in best.values()]
+    if len(said) == 1:
+        return f"The best finished run is {said[0]}. "
+    return f"The best finished run of each dataset: {'; '.join(said)}. " if said else ""
 
 
 def test_accuracy(info: RunInfo) -> object:
