@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from safetensors import SafetensorError
 
-from core.formats import InputFormat
+from core.formats import DIGITS_FORMAT, MNIST_FORMAT, InputFormat
 
 if TYPE_CHECKING:  # torch is imported by the functions that need it: listing runs must not cost its 2 s import
     import torch
@@ -526,6 +526,8 @@ def load_run_dir(run_dir: Path) -> LoadedRun:
 
     model = _rebuild(run_dir, meta, _read_weights(run_dir, meta["weights_file"]))
     fmt = InputFormat(*(meta["input_format"][key] for key in ("size", "max_value", "style")))  # extra keys ignored
+    _check(fmt in (MNIST_FORMAT, DIGITS_FORMAT), f"{run_dir.name}: its input_format mixes MNIST's and the digits' "
+                                                 f"(size {fmt.size}, max_value {fmt.max_value}, style {fmt.style}).")
     norm = meta["normalization"]
     return LoadedRun(run_dir.name, run_dir, meta, model, model_spec(meta["model"]).output, fmt,
                      float(meta["pixel_scale"]), float(norm["mean"]), float(norm["std"]), tuple(meta["class_names"]))

@@ -146,6 +146,8 @@ DAMAGE = {
     "float64 weights past float32": (lambda f: rewrite_tensors(f, lambda t: torch.full(t.shape, 1e300,
                                                                                       dtype=torch.float64)),
                                      "NaN or infinite values \\(as the model's torch.float32", False),
+    "mixed input format": (lambda f: rewrite_meta(f, lambda m: m["input_format"].update(max_value=255)),
+                           "input_format mixes MNIST's and the digits'", False),
     "float8 weights": (lambda f: rewrite_tensors(f, lambda t: t.to(torch.float8_e4m3fn)),
                        "holds float8_e4m3fn numbers; the model needs float32", False),
     "complex weights": (lambda f: rewrite_tensors(f, lambda t: t.to(torch.complex64)), "holds complex64 numbers", False),
