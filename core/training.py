@@ -51,10 +51,10 @@ def _range_errors(config: TrainConfig) -> list[str]:
         (config.test_batch_size >= 1, "test batch size must be at least 1"),
         (config.step_epochs >= 0, "step epochs must not be negative"),
         (config.progress_every >= 0, "progress every must not be negative"),
-        (config.normalize_std is None or (math.isfinite(config.normalize_std) and config.normalize_std > 0),
-         "normalisation std must be a positive number"),
-        (config.normalize_mean is None or math.isfinite(config.normalize_mean),  # saved settings must be finite
-         "normalisation mean must be a finite number"),
+        (config.normalize_std is None or 1e-6 <= config.normalize_std <= 1e6,  # float32 must carry it (and the
+         "normalisation std must be a number from 1e-06 to 1e+06"),  # store loads no run outside this)
+        (config.normalize_mean is None or -1e6 <= config.normalize_mean <= 1e6,
+         "normalisation mean must be a number from -1e+06 to 1e+06"),
         (config.train_limit is None or config.train_limit >= 1, "train limit must be at least 1"),
         (_whole_in_bounds(config.seed, "seed"), f"seed must be {SETTING_BOUNDS['seed'].describe()}, not "
                                                 f"{str(config.seed)[:40]}"),  # torch's seeds are 64-bit

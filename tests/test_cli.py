@@ -92,7 +92,9 @@ def test_bad_arguments_exit_2_with_one_line(args, tmp_path):
         ({"batch_size": True}, "batch size must be a whole number"), ({"test_batch_size": 1.5}, "test batch size"),
         ({"train_limit": 2.5}, "train limit must be a whole number"), ({"augment_flip": "yes"}, "augment flip must"),
         ({"step_epochs": 1.5}, "step epochs must be a whole number"),
-        ({"progress_every": -5}, "progress every must not be negative")]],
+        ({"progress_every": -5}, "progress every must not be negative"),
+        ({"normalize_std": 1e-300}, "normalisation std must be a number from 1e-06"),  # "diverged: lower the rate"
+        ({"normalize_mean": 1e300}, "normalisation mean must be a number from")]],
     *([] if __import__("torch").cuda.is_available() else [
         (["--dataset", "digits", "--settings", '{"device": "cuda:7"}'], "needs a CUDA GPU")]),
 ])

@@ -123,7 +123,8 @@ def test_a_run_that_diverges_after_an_epoch_keeps_that_epochs_weights():
     ({"seed": 2**63}, "seed must be a whole number from 0 to 9,223,372,036,854,775,807, not 9223372036854775808"),
     ({"seed": 2**64}, "seed must be a whole number from 0"), ({"seed": -1}, "seed must be a whole number from 0"),
     ({"weight_decay": float("inf")}, "weight decay must be a finite number"),  # would make its own run unreadable
-    ({"normalize_mean": float("nan")}, "normalisation mean must be a finite number"),
+    ({"normalize_mean": float("nan")}, "normalisation mean must be a number from"),
+    ({"normalize_std": float("inf")}, "normalisation std must be a number from"),
 ])
 def test_settings_out_of_range_are_refused(changes, words):
     with pytest.raises(ConfigError, match=words):
