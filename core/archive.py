@@ -49,6 +49,9 @@ def export_run(store: RunStore, run_id: str, output: Path) -> Path:
 
 def _open_folder(info: RunInfo) -> int:
     """The run folder, opened without following a link: files are then opened relative to it, never elsewhere."""
+    if info.path.is_symlink():  # O_NOFOLLOW would say "Not a directory", which it is not
+        raise RunError(f"Run {info.run_id} cannot be downloaded: its folder is a link, and links are never followed "
+                       f"into a download; download the run it links to instead.")
     try:
         return os.open(info.path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0))
     except OSError as error:

@@ -120,3 +120,11 @@ def test_a_link_swapped_in_between_the_check_and_the_read_is_refused(shipped_run
     monkeypatch.setattr(os, "open", swap_then_open)
     with pytest.raises(RunError, match="not a plain file of its own folder"):
         run_archive(store.info(run_id))
+
+
+def test_a_run_folder_that_links_to_another_run_says_so_when_downloaded(shipped_run):
+    store, run_id, _ = shipped_run
+    (store.root / "alias").symlink_to(store.root / run_id, target_is_directory=True)  # inside the runs: it loads
+    assert store.load("alias").run_id == "alias"
+    with pytest.raises(RunError, match="its folder is a link.*download the run it links to instead"):
+        run_archive(store.info("alias"))  # it said "cannot be opened (Not a directory)"
