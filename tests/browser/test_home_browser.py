@@ -1,3 +1,5 @@
+import re
+
 from playwright.sync_api import expect
 
 from core.data import DATASETS, is_available
@@ -12,7 +14,7 @@ def test_home_page_opens_with_no_error(page, app_url, app_folders):
     page.get_by_text("Saved runs").wait_for()
     page.get_by_text("Where to go next").wait_for()
     ready = sum(is_available(name, app_folders["data"]) for name in DATASETS)  # digits always; MNIST when found
-    expect(page.get_by_text("Ready", exact=True)).to_have_count(ready)
+    expect(page.get_by_text(re.compile(r"^Ready(: [\d,]+ to train on, [\d,]+ to test here)?$"))).to_have_count(ready)
     assert_no_error(page)
     screenshot(page, "home")
 
