@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from tests.test_train_page import Gate, button, by_label, nothing_left_training, open_page  # noqa: F401 (fixture)
 from ui.jobs import job_manager
 
@@ -16,6 +18,10 @@ def test_advanced_offers_one_process_per_core_and_start_trains_on_the_chosen_num
     assert any("DistributedDataParallel" in caption.value for caption in app.caption)
     button(app, "Start training").click().run()
     assert job_manager().latest().processes == 2
+    deadline = time.monotonic() + 30
+    while job_manager().latest().status == "queued" and time.monotonic() < deadline:
+        time.sleep(0.05)  # the manager's thread takes it up a moment later: under load, after the page's rerun
+    app.run()
     assert "Starting 2 training processes" in " ".join(str(bar.text) for bar in app.get("progress"))
 
 
