@@ -131,7 +131,7 @@ def every_model_section(choices: list[ModelChoice], chosen_first: ModelChoice, i
     rows = every_model_rows(models, image, several, read)
     st.markdown(agreement(rows))
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
-        "model": st.column_config.TextColumn("model", width="large"),
+        "model": st.column_config.TextColumn("model", width="medium"),
         "trained on": st.column_config.TextColumn("trained on", help="Each model gets the picture in its own "
                                                   "data's format: 28x28 for MNIST, 8x8 for scikit-learn's digits."),
         "test accuracy": st.column_config.NumberColumn("accuracy", format="percent", width="small",
