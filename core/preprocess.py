@@ -30,6 +30,8 @@ RULE_SPAN = 0.85  # a line of ink across this share of the picture is a ruled li
 RULE_THICKNESS = 0.02  # of the picture's side: ruled lines are hair-lines; a stroke drawn edge to edge is thicker
 RULE_KEEPS = 0.3  # removing the lines must leave this share of the stroke pixels, or they were the drawing
 SHEET_SHARE = 0.4  # a level this much of the picture has, far from the border's, is the paper's (on a desk)
+UNDERLINE_FLATNESS = 4.0  # an underline is at least this many times wider than high
+UNDERLINE_SPAN = 1.1  # and wider than the digit above it (a 2's base drawn apart is about as wide as its curve)
 BOX_SIDE = 0.15  # a box's sides lie within this share of the ink's extent from its edges
 FRAME_WIDTH = 3.0  # a desk round the sheet is this many times wider than the pen's strokes on it, or more
 MIN_INK_PIXELS = 6  # fewer stroke pixels than this is no drawing at all
@@ -420,8 +422,28 @@ def _single_digit(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     keep = _kept(np.bincount(regions[strokes], minlength=count + 1))  # specks judged by their stroke pixels
     if np.count_nonzero(keep) > 1:
         keep &= _near_the_largest(regions, count, keep, strokes)
+    if np.count_nonzero(keep) > 1:
+        keep &= ~_underlines(regions, count, keep)
     support = keep[regions]
     return strokes & support, support
+
+
+def _underlines(regions: np.ndarray, count: int, keep: np.ndarray) -> np.ndarray:
+    """Per region: whether it is a line drawn under the rest of the ink: a separate piece, lying flat, below every
+    other kept piece and wider than they are together."""
+    boxes = ndimage.find_objects(regions, count)
+    kept = list(np.flatnonzero(keep))
+    under = np.zeros(count + 1, dtype=bool)
+    for label in kept:
+        rows, cols = boxes[label - 1]
+        others = [boxes[other - 1] for other in kept if other != label]
+        others_width = max(box[1].stop for box in others) - min(box[1].start for box in others)
+        flat = (cols.stop - cols.start) >= UNDERLINE_FLATNESS * (rows.stop - rows.start)
+        gap = rows.start - max(box[0].stop for box in others)  # a clear space above it, its own height at least:
+        below = gap >= max(2, rows.stop - rows.start)  # a 2's base drawn apart lies close under the curve's end
+        if flat and below and (cols.stop - cols.start) >= UNDERLINE_SPAN * others_width:
+            under[label] = True
+    return under
 
 
 def _near_the_largest(regions: np.ndarray, count: int, keep: np.ndarray, strokes: np.ndarray) -> np.ndarray:

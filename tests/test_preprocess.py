@@ -527,3 +527,25 @@ def test_a_zero_drawn_as_a_square_is_still_a_zero():
     image = Image.new("RGBA", (280, 280), (0, 0, 0, 255))
     ImageDraw.Draw(image).rectangle((70, 40, 210, 240), outline=(255, 255, 255, 255), width=18)
     assert predict_image(load_default_model(), image).label == 0  # its four sides are the digit, not a box round it
+
+
+def test_a_line_drawn_under_the_digit_is_left_out():
+    from core.inference import load_default_model, predict_image
+
+    run = load_default_model()
+    read = []
+    for digit in range(10):
+        image = drawn(digit, box=(90, 30, 190, 200))
+        ImageDraw.Draw(image).line([(70, 235), (215, 232)], fill=(255,) * 4, width=12)  # underlined, with a gap
+        read.append(predict_image(run, image).label)
+    assert sum(label == digit for digit, label in enumerate(read)) >= 9, read  # the line pulled the digit down
+
+
+def test_a_two_whose_base_is_a_separate_stroke_keeps_it():
+    from core.inference import load_default_model, predict_image
+
+    image = Image.new("RGBA", (280, 280), (0, 0, 0, 255))
+    pen = ImageDraw.Draw(image)
+    pen.line([(80, 90), (110, 60), (160, 60), (185, 95), (170, 140), (100, 198)], fill=(255,) * 4, width=18, joint="curve")
+    pen.line([(100, 222), (235, 222)], fill=(255,) * 4, width=18)  # lifted at the corner: level with it, not below
+    assert predict_image(load_default_model(), image).label == 2
