@@ -373,7 +373,8 @@ def _working_ink(image: Image.Image | np.ndarray) -> np.ndarray:
     if _is_drawing(alpha):  # ink of any colour on transparent: the alpha is the drawing
         return _stretched_levels(alpha, LEVELS) if alpha.dtype == np.uint8 else _stretch(alpha)
     overview = _overview(values)
-    if _is_unevenly_lit(overview):
+    if min(values.shape[-2:]) >= 4 * COARSEST_SHAPE and _is_unevenly_lit(overview):  # a tiny image's border is
+        # most of it: its digit would be taken for a lamp's light and divided out
         values = _evenly_lit(_floats(values), overview)
         overview = _overview(values)
     elif values.ndim == 2 and values.dtype == np.uint8:  # canvases and clean scans

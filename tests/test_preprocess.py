@@ -549,3 +549,14 @@ def test_a_two_whose_base_is_a_separate_stroke_keeps_it():
     pen.line([(80, 90), (110, 60), (160, 60), (185, 95), (170, 140), (100, 198)], fill=(255,) * 4, width=18, joint="curve")
     pen.line([(100, 222), (235, 222)], fill=(255,) * 4, width=18)  # lifted at the corner: level with it, not below
     assert predict_image(load_default_model(), image).label == 2
+
+
+def test_scikit_learns_8x8_digits_uploaded_as_they_are_are_read():
+    from sklearn.datasets import load_digits
+
+    from core.inference import load_default_model, predict_image
+
+    digits, run = load_digits(), load_default_model()
+    images = [Image.fromarray(np.clip(image * 16, 0, 255).astype(np.uint8)) for image in digits.images[:100]]
+    right = sum(predict_image(run, image).label == label for image, label in zip(images, digits.target[:100]))
+    assert right >= 85  # about 70 before: the 8x8 border is most of the image, and its digit was taken for lamplight
