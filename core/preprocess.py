@@ -30,6 +30,7 @@ RULE_SPAN = 0.85  # a line of ink across this share of the picture is a ruled li
 RULE_THICKNESS = 0.02  # of the picture's side: ruled lines are hair-lines; a stroke drawn edge to edge is thicker
 RULE_KEEPS = 0.3  # removing the lines must leave this share of the stroke pixels, or they were the drawing
 SHEET_SHARE = 0.4  # a level this much of the picture has, far from the border's, is the paper's (on a desk)
+MAX_PIECES = 64  # a digit is a few pieces of ink (a dotted one some dozens): past this, no piece is judged
 UNDERLINE_FLATNESS = 4.0  # an underline is at least this many times wider than high
 UNDERLINE_SPAN = 1.1  # and wider than the digit above it (a 2's base drawn apart is about as wide as its curve)
 BOX_SIDE = 0.15  # a box's sides lie within this share of the ink's extent from its edges
@@ -421,9 +422,9 @@ def _single_digit(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     regions, count = ndimage.label(ink > 0, structure=EIGHT_NEIGHBOURS)
     strokes = ink > STROKE_LEVEL
     keep = _kept(np.bincount(regions[strokes], minlength=count + 1))  # specks judged by their stroke pixels
-    if np.count_nonzero(keep) > 1:
-        keep &= _near_the_largest(regions, count, keep, strokes)
-    if np.count_nonzero(keep) > 1:
+    if 1 < np.count_nonzero(keep) <= MAX_PIECES:  # more is noise or a page of text: the pieces' pairs would cost
+        keep &= _near_the_largest(regions, count, keep, strokes)  # seconds (a hostile upload of 10,000 dots)
+    if 1 < np.count_nonzero(keep) <= MAX_PIECES:
         keep &= ~_underlines(regions, count, keep)
     support = keep[regions]
     return strokes & support, support
