@@ -15,5 +15,9 @@ class InputFormat:
     style: Literal["mnist", "digits"]
 
 
+# |mean|, std and pixel_scale beyond this (std and pixel_scale also below its inverse) become 0 or infinite in float32
+# arithmetic, and every prediction NaN: the store loads no run outside it, and training starts none
+NORMALIZATION_LIMIT = 1e6
+
 MNIST_FORMAT = InputFormat(28, 255, "mnist")
 DIGITS_FORMAT = InputFormat(8, 16, "digits")

@@ -421,21 +421,22 @@ def _single_digit(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     round the largest one, without specks or marks far from it (a stray stroke in a corner of the page)."""
     regions, count = ndimage.label(ink > 0, structure=EIGHT_NEIGHBOURS)
     strokes = ink > STROKE_LEVEL
-    keep = _kept(np.bincount(regions[strokes], minlength=count + 1))  # specks judged by their stroke pixels
+    sizes = np.bincount(regions[strokes], minlength=count + 1)  # stroke pixels of each piece
+    keep = _kept(sizes)  # specks judged by their stroke pixels
     if 1 < np.count_nonzero(keep) <= MAX_PIECES:  # more is noise or a page of text: the pieces' pairs would cost
-        keep &= _near_the_largest(regions, count, keep, strokes)  # seconds (a hostile upload of 10,000 dots)
-    if 1 < np.count_nonzero(keep) <= MAX_PIECES:
-        keep &= ~_underlines(regions, count, keep)
+        boxes = ndimage.find_objects(regions, count)  # seconds (a hostile upload of 10,000 dots)
+        keep &= _near_the_largest(regions, boxes, sizes * keep, strokes)
+        if np.count_nonzero(keep) > 1:
+            keep &= ~_underlines(boxes, keep)
     support = keep[regions]
     return strokes & support, support
 
 
-def _underlines(regions: np.ndarray, count: int, keep: np.ndarray) -> np.ndarray:
+def _underlines(boxes: list[tuple[slice, slice]], keep: np.ndarray) -> np.ndarray:
     """Per region: whether it is a line drawn under the rest of the ink: a separate piece, lying flat, below every
     other kept piece and wider than they are together."""
-    boxes = ndimage.find_objects(regions, count)
     kept = list(np.flatnonzero(keep))
-    under = np.zeros(count + 1, dtype=bool)
+    under = np.zeros(len(keep), dtype=bool)
     for label in kept:
         rows, cols = boxes[label - 1]
         others = [boxes[other - 1] for other in kept if other != label]
@@ -448,18 +449,18 @@ def _underlines(regions: np.ndarray, count: int, keep: np.ndarray) -> np.ndarray
     return under
 
 
-def _near_the_largest(regions: np.ndarray, count: int, keep: np.ndarray, strokes: np.ndarray) -> np.ndarray:
-    """Per region: whether it joins the cluster grown from the largest kept one, a piece at a time, taking any piece
-    whose box lies within CLUSTER_REACH of the cluster's size (or 3 stroke widths) of the cluster's box: a 5's bar,
-    the dashes of a dashed stroke, the dots of a dotted one join; a mark in a far corner does not."""
-    boxes = ndimage.find_objects(regions, count)
-    sizes = np.bincount(regions[strokes], minlength=count + 1) * keep
+def _near_the_largest(regions: np.ndarray, boxes: list[tuple[slice, slice]], sizes: np.ndarray,
+                      strokes: np.ndarray) -> np.ndarray:
+    """Per region: whether it joins the cluster grown from the largest one (`sizes`: each kept piece's stroke pixels,
+    0 for the rest), a piece at a time, taking any piece whose box lies within CLUSTER_REACH of the cluster's size
+    (or 3 stroke widths) of the cluster's box: a 5's bar, the dashes of a dashed stroke, the dots of a dotted one
+    join; a mark in a far corner does not."""
     largest = int(sizes.argmax())
     (top, bottom), (left, right) = ((box.start, box.stop) for box in boxes[largest - 1])
     width = _stroke_width(strokes & (regions == largest))
-    joined = np.zeros(count + 1, dtype=bool)
+    joined = np.zeros(len(sizes), dtype=bool)
     joined[largest] = True
-    waiting = [label for label in np.flatnonzero(keep) if label != largest]
+    waiting = [label for label in np.flatnonzero(sizes) if label != largest]
     grown = True
     while grown and waiting:
         grown = False

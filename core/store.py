@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from safetensors import SafetensorError
 
-from core.formats import DIGITS_FORMAT, MNIST_FORMAT, InputFormat
+from core.formats import DIGITS_FORMAT, MNIST_FORMAT, NORMALIZATION_LIMIT, InputFormat
 
 if TYPE_CHECKING:  # torch is imported by the functions that need it: listing runs must not cost its 2 s import
     import torch
@@ -40,8 +40,6 @@ MAX_SAFE_INTEGER = 2**53 - 1  # what a browser's numbers (and pages' tables) car
 MAX_HOST_CHARS = 255  # a host name, as the system gives it
 MAX_SETTING_CHARS = 4096  # a setting's text: at most a path
 MAX_REASON_CHARS = 4000  # why a run ended: a sentence, or an error message quoted whole
-NORMALIZATION_LIMIT = 1e6  # |mean|, std and pixel_scale beyond this (or std, pixel_scale below its inverse) become
-#                            0 or infinite in float32 arithmetic, and every prediction NaN
 SILENT_HOST_SECONDS = 120.0  # a run of another machine not heard from for this long is taken as interrupted
 PID_MAX = 2**31 - 1  # pid_t is a signed 32-bit number on Linux and macOS: os.kill overflows past it
 MAX_WORLD_SIZE = 65_536  # processes of one distributed run, as its metadata records them

@@ -18,6 +18,7 @@ from core.config import (DEFAULT_MODEL_RUN, FOLDER_DATASET, FOLDER_MIXES_WITH, L
                          OPTIMIZERS, SCHEDULES, SETTING_BOUNDS, ConfigError, LossName, OptimizerName, ScheduleName,
                          TrainConfig)  # re-exported: core.training stays the engine's entry point
 from core.data import Dataset, dataset_spec, ensure_dataset, pixel_scale_for
+from core.formats import NORMALIZATION_LIMIT
 from core.models import Output, build_model, count_parameters, leading_resize, model_spec, to_log_probs, to_probs
 
 if TYPE_CHECKING:
@@ -51,10 +52,10 @@ def _range_errors(config: TrainConfig) -> list[str]:
         (config.test_batch_size >= 1, "test batch size must be at least 1"),
         (config.step_epochs >= 0, "step epochs must not be negative"),
         (config.progress_every >= 0, "progress every must not be negative"),
-        (config.normalize_std is None or 1e-6 <= config.normalize_std <= 1e6,  # float32 must carry it (and the
-         "normalisation std must be a number from 1e-06 to 1e+06"),  # store loads no run outside this)
-        (config.normalize_mean is None or -1e6 <= config.normalize_mean <= 1e6,
-         "normalisation mean must be a number from -1e+06 to 1e+06"),
+        (config.normalize_std is None or 1 / NORMALIZATION_LIMIT <= config.normalize_std <= NORMALIZATION_LIMIT,
+         f"normalisation std must be a number from {1 / NORMALIZATION_LIMIT:g} to {NORMALIZATION_LIMIT:g}"),
+        (config.normalize_mean is None or -NORMALIZATION_LIMIT <= config.normalize_mean <= NORMALIZATION_LIMIT,
+         f"normalisation mean must be a number from {-NORMALIZATION_LIMIT:g} to {NORMALIZATION_LIMIT:g}"),
         (config.train_limit is None or config.train_limit >= 1, "train limit must be at least 1"),
         (_whole_in_bounds(config.seed, "seed"), f"seed must be {SETTING_BOUNDS['seed'].describe()}, not "
                                                 f"{str(config.seed)[:40]}"),  # torch's seeds are 64-bit
@@ -77,7 +78,7 @@ def _folder_checks(config: TrainConfig) -> list[tuple[bool, str]]:
 
 
 def _whole_in_bounds(value: object, setting: str) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and SETTING_BOUNDS[setting].problem(value) is None
+    return _whole_number(value) and SETTING_BOUNDS[setting].problem(value) is None
 
 
 def _choice_errors(config: TrainConfig) -> list[str]:
@@ -434,7 +435,8 @@ class Training:
         trained = _train_size(config, self.data)
         if not 0 < trained < config.batch_size:
             return config
-        note = f"Each step trains on the folder's whole training part, a batch of {trained} images, not {config.batch_size}."
+        note = (f"Each step trains on the folder's whole training part, a batch of {trained} images, "
+                f"not {config.batch_size}.")
         self.folder = replace(self.folder, notices=(*self.folder.notices, note))
         return replace(config, batch_size=trained)
 
