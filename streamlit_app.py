@@ -3,7 +3,8 @@
 import streamlit as st
 
 from ui.jobs import sidebar_job_status
-from ui.shared import keep_settings_across_pages, run_store, sweep_runs_once
+from ui.shared import run_store, sweep_runs_once
+from ui.train_settings import keep_settings_across_pages
 
 # An emoji icon is drawn in the page: a Material icon as favicon is fetched from Google's font servers.
 st.set_page_config(page_title="Digit Studio", page_icon="✍️", layout="wide")

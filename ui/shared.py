@@ -101,16 +101,3 @@ def sweep_runs_once(root: str) -> int:
         return RunStore(root).sweep()
     except OSError:  # an unreadable runs folder is reported where runs are listed, not at start
         return 0
-
-
-# The Train page's settings: widgets whose values come from the session (none has a default of its own to clash with)
-KEPT_ACROSS_PAGES = ("train_dataset", "train_preset", "train_model", "train_optimizer", "train_schedule", "train_loss",
-                     "train_augment_shift", "train_augment_rotation", "train_augment_scale", "train_processes")
-
-
-def keep_settings_across_pages() -> None:
-    """Streamlit forgets a widget's value after a run that did not draw it (a visit to another page), and the Train
-    page then started again from digits and its preset: written back on every run, the settings stay as they were."""
-    for key in KEPT_ACROSS_PAGES:
-        if key in st.session_state:
-            st.session_state[key] = st.session_state[key]

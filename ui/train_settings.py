@@ -56,6 +56,17 @@ NUMBER_FIELDS = {field.name: field for field in (
 )}
 CONFIG_NUMBERS = tuple(name for name in NUMBER_FIELDS if name != "limit")
 FIELDS = (*CHOICE_FIELDS, *CONFIG_NUMBERS, *SLIDER_FIELDS)
+# The widgets of these settings take their values from the session (none has a default of its own to clash with)
+KEPT_ACROSS_PAGES = ("train_dataset", "train_preset", *(f"train_{name}" for name in (*CHOICE_FIELDS, *SLIDER_FIELDS)),
+                     PROCESSES)
+
+
+def keep_settings_across_pages() -> None:
+    """Streamlit forgets a widget's value after a run that did not draw it (a visit to another page), and the Train
+    page then started again from digits and its preset: written back on every run, the settings stay as they were."""
+    for key in KEPT_ACROSS_PAGES:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
 
 
 def shown(value: float) -> str:
