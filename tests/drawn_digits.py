@@ -121,12 +121,23 @@ def bad_and_odd_files() -> dict[str, tuple[bytes, str]]:
     }
 
 
+def _pen(digit: int, size: tuple[int, int], box: tuple[float, float, float, float], width: int) -> np.ndarray:
+    """How much pen covers each pixel, 0..1, (H, W, 1): the digit drawn into `box` of a picture of `size`."""
+    return np.asarray(drawn(digit, width=width, size=size, box=box, mode="L", background=0, ink=255),
+                      dtype=np.float32)[..., None] / 255
+
+
+def _written_on(page: np.ndarray, pen: np.ndarray, noise: np.ndarray | float = 0.0) -> Image.Image:
+    """Dark blue-black pen over an RGB page (float, H x W x 3), as an 8-bit picture."""
+    pixels = page * (1 - pen) + np.array((30, 30, 40), np.float32) * pen + noise
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
 def on_notebook_paper(digit: int, *, squared: bool = False, margin: bool = True, stray: bool = False) -> Image.Image:
     """A digit in dark pen on a notebook page photographed whole: pale blue ruled lines (or squares) across it, a red
     margin line, and, with `stray`, a scribble in a far corner of the page."""
     size = (600, 450)
-    ink = np.asarray(drawn(digit, width=8, size=size, box=(250, 120, 400, 360), mode="L", background=0, ink=255),
-                     dtype=np.float32)[..., None] / 255
+    pen = _pen(digit, size, (250, 120, 400, 360), 8)
     page = np.empty((size[1], size[0], 3), dtype=np.float32)
     page[:] = (238, 236, 228)
     blue, red = np.array((150, 190, 235), np.float32), np.array((225, 90, 90), np.float32)
@@ -138,21 +149,15 @@ def on_notebook_paper(digit: int, *, squared: bool = False, margin: bool = True,
     if margin:
         page[:, 70:73] = red
     if stray:
-        scribble = np.asarray(drawn(2, width=6, size=size, box=(520, 380, 580, 440), mode="L", background=0, ink=255),
-                              dtype=np.float32)[..., None] / 255
-        ink = np.maximum(ink, scribble)
-    pixels = page * (1 - ink) + np.array((30, 30, 40), np.float32) * ink
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+        pen = np.maximum(pen, _pen(2, size, (520, 380, 580, 440), 6))
+    return _written_on(page, pen)
 
 
 def on_a_desk(digit: int) -> Image.Image:
     """A sheet of paper with a digit in dark pen, photographed on a darker wooden desk that shows all round it."""
     size = (800, 600)
-    ink = np.asarray(drawn(digit, width=10, size=size, box=(330, 150, 480, 450), mode="L", background=0, ink=255),
-                     dtype=np.float32)[..., None] / 255
     picture = np.empty((size[1], size[0], 3), dtype=np.float32)
     picture[:] = (110, 80, 60)  # the desk
     picture[60:540, 90:700] = (236, 233, 226)  # the sheet
-    pixels = picture * (1 - ink) + np.array((30, 30, 40), np.float32) * ink
-    noise = np.random.default_rng(digit).normal(0, 4, pixels.shape)
-    return Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8))
+    return _written_on(picture, _pen(digit, size, (330, 150, 480, 450), 10),
+                       np.random.default_rng(digit).normal(0, 4, picture.shape))
