@@ -16,7 +16,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# Two workers (the suite's goal is under 5 min on 2 cores): the browser tests all go to one of them, in order, sharing
-# one served app and one Chromium (tests/browser/conftest.py groups them), while the other takes the rest file by
-# file. The 30 slowest tests are listed at the end. Arguments come last, so "-n 0" runs everything in one process.
-exec python -m pytest -n 2 --dist loadgroup --durations=30 "$@"
+# Two workers (the suite's goal is under 5 min on 2 cores): the browser tests in two groups, one to each worker, in
+# order, each group sharing one served app and one Chromium (tests/conftest.py groups them and collects them first;
+# --no-loadscope-reorder keeps that order), while the other files fill in around them, file by file. The 30 slowest
+# tests are listed at the end. Arguments come last, so "-n 0" runs everything in one process.
+exec python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder --durations=30 "$@"

@@ -16,6 +16,12 @@ from typing import Iterator
 
 import pytest
 
+# One thread per process under test: the suite runs two workers on two cores beside a served app, torchrun workers and
+# command-line processes, and every torch (OpenMP) or OpenBLAS pool with more threads than its share of the cores spins
+# waiting for the others: half the suite's CPU time went there (bench/README.md, "The test suite on two workers").
+# Set before anything imports torch or numpy, and inherited by every process a test starts; a developer's own wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 STARTUP_DATA = os.environ.get("DIGIT_STUDIO_DATA")  # read once, before isolated_folders points it at each tmp_path
 SHARED_DATA = REPO.parent / "shared" / "data"  # the MNIST subset beside a checkout on the project's machines
@@ -101,15 +107,30 @@ def mnist_dir(mnist_root) -> Path:
     return mnist_root
 
 
+# The browser files in two shares of about equal time (bench/README.md, "The test suite on two workers"): each share
+# is served by its own app, with its own Chromium and runs folder, on its own worker. A file not named joins the second.
+FIRST_BROWSER_SHARE = frozenset({"test_train_browser", "test_load_browser", "test_explore_browser", "test_follow_browser",
+                                 "test_network_browser", "test_home_browser", "test_predict_compare_browser"})
+
+
+def xdist_group(item: pytest.Item) -> str:
+    """The group pytest-xdist's --dist loadgroup keeps on one worker: a browser share, else the test's own file."""
+    if item.path.parent.name != "browser":
+        return item.path.stem
+    return "browser-1" if item.path.stem in FIRST_BROWSER_SHARE else "browser-2"
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups into the test ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """For pytest-xdist's --dist loadgroup (scripts/test.sh): every browser test in one group, so one worker serves
-    the app and runs Chromium once for all of them, in order; every other file a group of its own, so a module's
-    fixtures (a trained tiny run) are built once, on one worker. Browser tests are also marked `browser`."""
+    """For pytest-xdist's --dist loadgroup (scripts/test.sh): the browser tests in two groups, each run in order on
+    one worker that serves the app and runs Chromium once for its group; every other file a group of its own, so a
+    module's fixtures (a trained tiny run) are built once, on one worker. The browser groups, the longest, are
+    collected first, so that with --no-loadscope-reorder each worker starts on one and the files fill in around them.
+    Browser tests are also marked `browser`."""
+    items.sort(key=lambda item: item.path.parent.name != "browser")  # stable: each file's own order is kept
     for item in items:
-        browser = item.path.parent.name == "browser"
-        item.add_marker(pytest.mark.xdist_group("browser" if browser else item.path.stem))
-        if browser:
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
+        if item.path.parent.name == "browser":
             item.add_marker(pytest.mark.browser)  # so that `-m "not browser"` runs the rest alone
 
 

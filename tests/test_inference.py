@@ -1,4 +1,5 @@
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -288,7 +289,16 @@ def test_saliency_of_an_8x8_run_is_8x8():
 
 # ---- threads ------------------------------------------------------------------------------------------------------
 
-def test_single_images_run_on_one_thread_and_overlapping_pages_restore_the_count(default_run):
+@pytest.fixture
+def two_threads() -> Iterator[None]:
+    """Torch on 2 threads, the app's own count on 2 cores, for one test (the suite runs on one: tests/conftest.py)."""
+    suite = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(suite)
+
+
+def test_single_images_run_on_one_thread_and_overlapping_pages_restore_the_count(default_run, two_threads):
     import threading
 
     from core.inference import at_most_threads

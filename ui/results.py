@@ -19,7 +19,7 @@ from core.config import FOLDER_DATASET
 from core.store import RunError, RunInfo
 from ui.charts import confusion_figure, framed_tiles, per_class_accuracy_figure
 from ui.explore import clicked_cell
-from ui.shared import data_dir, run_store
+from ui.shared import data_dir
 from ui.text import escape_markdown
 from ui.train_finetune import before_after
 from ui.train_format import MISSING, STATUS_WORDS, duration, is_number, percent, signed_percent, spaced_percents

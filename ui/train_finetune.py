@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.collection import CollectionError, collections_root, list_collections, scan_folder
-from core.config import DEFAULT_MODEL_RUN, FINE_TUNE_SETTINGS, FOLDER_DATASET, SETTING_BOUNDS, TrainConfig, \
+from core.config import DEFAULT_MODEL_RUN, FINE_TUNE_SETTINGS, FOLDER_DATASET, TrainConfig, \
     fine_tune_config
 from core.data import is_available
 from core.jobs import JobRefused

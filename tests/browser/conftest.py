@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 REPO = Path(__file__).resolve().parents[2]
@@ -169,6 +170,33 @@ def assert_no_error(page, expected_errors: int = 0) -> None:
     exceptions, errors = page.locator('[data-testid="stException"]'), page.locator('[data-testid="stAlertContentError"]')
     assert exceptions.count() == 0, exceptions.first.inner_text()
     assert errors.count() == expected_errors, errors.all_inner_texts()
+
+
+def settled_box(locator, tries: int = 40) -> dict:
+    """The element's box once two reads 0.25 s apart agree: a rerun that moves the element moves the click, and one
+    that replaces it (a page reruns once more after a run ends) leaves no box for a moment."""
+    box = None
+    for _ in range(tries):
+        again = locator.bounding_box()
+        if again is not None and again == box:
+            return box
+        box = again
+        time.sleep(0.25)
+    raise AssertionError(f"{locator} did not settle in {tries / 4:.0f} s (last box {box})")
+
+
+def settled_on_screen(locator, tries: int = 5) -> dict:
+    """The element's settled box once it is scrolled into the window (the reruns that replace it may scroll away)."""
+    for _ in range(tries):
+        try:
+            locator.scroll_into_view_if_needed(timeout=10_000)
+            box = settled_box(locator)
+        except (PlaywrightError, AssertionError):
+            continue
+        viewport = locator.page.viewport_size
+        if box["y"] >= 0 and box["y"] + box["height"] <= viewport["height"]:
+            return box
+    raise AssertionError(f"{locator} did not stay on screen")
 
 
 @pytest.fixture

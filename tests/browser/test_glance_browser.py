@@ -8,10 +8,9 @@ import re
 import shutil
 import time
 
-from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
-from tests.browser.conftest import assert_no_error, screenshot, wait_for_app
+from tests.browser.conftest import assert_no_error, screenshot, settled_on_screen, wait_for_app
 from tests.browser.test_train_browser import click_row, finished_tiny_run, plant_run, wait_for_more_points
 from ui.live_chart import COMPONENT_NAME
 
@@ -94,15 +93,7 @@ def test_a_live_chart_zooms_on_a_drag_and_a_double_click_shows_it_whole(page, ap
     page.get_by_role("heading", name=re.compile("^Results:")).wait_for(timeout=300_000)
     wait_for_app(page)
     page.get_by_text("Test images the model got wrong", exact=False).first.wait_for(timeout=60_000)  # all drawn
-    chart = page.locator(CHARTS).first
-    for _ in range(5):  # the page reruns once more after a run ends, and may replace the frame while it is scrolled to
-        try:
-            chart.scroll_into_view_if_needed(timeout=10_000)
-            break
-        except PlaywrightError:
-            time.sleep(1.0)
-    time.sleep(1.0)
-    box = chart.bounding_box()
+    box = settled_on_screen(page.locator(CHARTS).first)
     left, top = box["x"] + 80, box["y"] + 120  # inside the loss chart's plot area
     page.mouse.move(left, top)
     page.mouse.down()

@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 from core.record import RecordedTraining
 from core.store import RunStore
 from core.training import TrainConfig
-from tests.browser.conftest import assert_no_error, cpu_seconds, screenshot, wait_for_app
+from tests.browser.conftest import assert_no_error, cpu_seconds, screenshot, settled_box, wait_for_app
 from ui.live_chart import COMPONENT_NAME
 from ui.train_format import run_name
 
@@ -156,18 +156,6 @@ def test_a_typed_number_is_never_dropped_unseen(page, app_url):
 
 
 ROW_PIXELS = 35  # st.dataframe's header and row height
-
-
-def settled_box(locator, tries: int = 20) -> dict:
-    """The element's box once two reads 0.25 s apart agree: a rerun that moves the table moves the click."""
-    box = locator.bounding_box()
-    for _ in range(tries):
-        time.sleep(0.25)
-        again = locator.bounding_box()
-        if again == box:
-            return box
-        box = again
-    return box
 
 
 NOTHING_TICKED = "Tick runs in the table's first column"  # ui.saved_runs' hint, shown while no run is picked
