@@ -214,19 +214,21 @@ def new_tab(browser):
         context.close()
 
 
-def stop_everything(tab, names: str = "^(Stop|Cancel)$", timeout: float = 90.0, first_wait: float = 8_000) -> int:
+IDLE_CONFIRM_SECONDS = 1.5  # longer than a live redraw's tick: a queued job takes a stopped one's place within one
+
+
+def stop_everything(tab, names: str = "^(Stop|Cancel)$", timeout: float = 90.0, first_wait: float = 8.0) -> int:
     """Press Stop (or Cancel) until no job is left running (or queued); returns how many presses landed.
 
     The live panel redraws every second, and a stopped job's place is taken at once by the queued one, so a
     button found a moment ago may be gone: each press is retried on a fresh lookup instead of waiting on it.
-    `first_wait` (ms): how long a button may take to appear before the first press.
+    `first_wait` (s): how long a button may take to appear before the first press (8 s after a press), unless the
+    Train page says sooner that nothing is left.
     """
     button = tab.get_by_role("button", name=re.compile(names)).first
     deadline, presses = time.monotonic() + timeout, 0
     while time.monotonic() < deadline:
-        try:
-            button.wait_for(timeout=first_wait if presses == 0 else 8_000)
-        except PlaywrightTimeout:
+        if not button_comes(tab, button, first_wait if presses == 0 else 8.0):
             return presses
         try:
             button.click(timeout=3_000)
@@ -238,6 +240,24 @@ def stop_everything(tab, names: str = "^(Stop|Cancel)$", timeout: float = 90.0, 
     raise AssertionError(f"a button named {names} was still there after {timeout:.0f} s")
 
 
+def button_comes(tab, button, seconds: float) -> bool:
+    """Whether `button` shows within `seconds`; False sooner when the Train page's Start button (not Queue: no job
+    is running or waiting) has shown with no such button for IDLE_CONFIRM_SECONDS."""
+    idle = tab.get_by_role("button", name="Start training")
+    deadline, idle_since = time.monotonic() + seconds, None
+    while time.monotonic() < deadline:
+        if button.is_visible():
+            return True
+        if idle.is_visible():
+            idle_since = idle_since or time.monotonic()
+            if time.monotonic() - idle_since >= IDLE_CONFIRM_SECONDS:
+                return False
+        else:
+            idle_since = None
+        time.sleep(0.1)
+    return False
+
+
 @pytest.fixture
 def no_training_left(browser, app_url):
     """After the test, stop whatever it left training or queued, so later tests get the CPU."""
@@ -246,7 +266,7 @@ def no_training_left(browser, app_url):
     tab = context.new_page()
     tab.goto(f"{app_url}/train")
     wait_for_app(tab)
-    try:  # the page has run whole: a job running or queued shows its button within moments (not 8 s each time)
-        stop_everything(tab, first_wait=2_500)
+    try:  # the page has run whole: a job running or queued shows its button within moments
+        stop_everything(tab, first_wait=2.5)
     finally:
         context.close()
