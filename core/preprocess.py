@@ -21,6 +21,8 @@ from core.formats import DIGITS_FORMAT, MNIST_FORMAT, InputFormat  # noqa: F401 
 
 WORKING_SIDE = 512  # larger inputs (phone photos) are shrunk first: the answer does not need 12 megapixels
 MIN_CONTRAST = 40.0  # of 255: less than this between ink and background is a blank image
+FAINT_CONTRAST = 20.0  # of 255: ink this faint (a light pencil) still counts where the picture's noise is this small:
+NOISE_MARGIN = 6.0  # the ink's peak this many times the noise's spread (noise alone peaks at about 3 times it)
 UNEVEN_BORDER = 8.0  # of 255: the border's quartiles further apart than this mean uneven lighting
 INK_FLOOR = 0.2  # fraction of the ink's peak below which a pixel is background (paper texture, noise)
 STROKE_LEVEL = 0.3  # ink above this is stroke; below it, anti-aliasing fringe
@@ -311,6 +313,15 @@ def _ink_signal(values: np.ndarray, overview: np.ndarray) -> np.ndarray:
     return np.maximum(np.maximum(planes[0], planes[1]), planes[2])
 
 
+def _least_contrast(counts: np.ndarray) -> float:
+    """The faintest ink peak that is not a blank picture's noise, from the histogram _peak_of reads: MIN_CONTRAST,
+    or less (down to FAINT_CONTRAST) in a quiet picture. The background's departures are noise centred on 0, half
+    of them cut to 0: their 75th percentile is 0.674 of their spread, the ink (a small share) barely moves it."""
+    size = int(counts.sum())
+    spread = float(np.searchsorted(np.cumsum(counts), 0.75 * size)) / 0.674
+    return min(MIN_CONTRAST, max(FAINT_CONTRAST, NOISE_MARGIN * spread))
+
+
 def _peak_of(counts: np.ndarray, top: float) -> float:
     """The ink's peak from a histogram of a quarter of its values in whole levels and its maximum `top`: the 99.9th
     percentile (a few hot pixels are not the ink), at least half the maximum."""
@@ -319,11 +330,11 @@ def _peak_of(counts: np.ndarray, top: float) -> float:
     return max(percentile, 0.5 * top)
 
 
-def _robust_peak(values: np.ndarray) -> float:
-    """_peak_of the ink `values`."""
+def _robust_peak(values: np.ndarray) -> tuple[float, float]:
+    """_peak_of the ink `values`, and the least a peak must be (_least_contrast)."""
     sample = values[::2, ::2]  # a quarter of the pixels estimates a percentile just as well, 4x faster
     counts = np.bincount(np.clip(sample, 0, 255).astype(np.uint8).ravel(), minlength=256)  # faster than a sort
-    return _peak_of(counts, float(values.max()))
+    return _peak_of(counts, float(values.max())), _least_contrast(counts)
 
 
 def _scaled_to_peak(values: np.ndarray, peak: float) -> np.ndarray:
@@ -336,8 +347,8 @@ def _scaled_to_peak(values: np.ndarray, peak: float) -> np.ndarray:
 
 def _stretch(values: np.ndarray) -> np.ndarray:
     """Background to 0, the ink's peak to 1, faint texture cut; all zeros when the contrast is too low."""
-    peak = _robust_peak(values)
-    if peak < MIN_CONTRAST:
+    peak, least = _robust_peak(values)
+    if peak < least:
         return np.zeros(values.shape, dtype=np.float32)
     return _scaled_to_peak(values, peak)
 
@@ -352,7 +363,7 @@ def _stretched_levels(plane: np.ndarray, level_ink: np.ndarray) -> np.ndarray:
     counts = np.bincount(level_bins, weights=np.bincount(plane[::2, ::2].ravel(), minlength=256), minlength=256)
     top = max(float(level_ink[plane.min()]), float(level_ink[plane.max()]))  # monotonic: the maximum is at an end
     peak = _peak_of(counts, top)
-    if peak < MIN_CONTRAST:
+    if peak < _least_contrast(counts):
         return np.zeros(plane.shape, dtype=np.float32)
     return np.take(_scaled_to_peak(level_ink, peak), plane)
 

@@ -161,3 +161,15 @@ def on_a_desk(digit: int) -> Image.Image:
     picture[60:540, 90:700] = (236, 233, 226)  # the sheet
     return _written_on(picture, _pen(digit, size, (330, 150, 480, 450), 10),
                        np.random.default_rng(digit).normal(0, 4, picture.shape))
+
+
+def in_faint_pencil(digit: int | None, *, darker: float = 0.12, noise: float = 3.0, seed: int = 0) -> Image.Image:
+    """A light pencil's digit (`darker`: the share of the paper's light it takes, 0.12 = about 26 grey levels) on a
+    sheet lit unevenly, with sensor noise, saved and reloaded as a JPEG; `digit` None: the sheet with nothing on it."""
+    rng = np.random.default_rng(seed)
+    size = (480, 360)
+    pen = _pen(digit, size, (170, 50, 330, 310), 10)[..., 0] if digit is not None else np.zeros(size[::-1], np.float32)
+    light = np.linspace(195, 235, size[0])[None, :] + np.linspace(-8, 8, size[1])[:, None]
+    pixels = light * (1 - darker * pen) + rng.normal(0, noise, pen.shape)
+    sheet = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).convert("RGB")
+    return Image.open(io.BytesIO(encoded(sheet, "JPEG", quality=85)))

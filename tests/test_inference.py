@@ -32,7 +32,7 @@ from core.preprocess import (
     split_digits,
 )
 from core.store import LoadedRun
-from tests.drawn_digits import drawn, encoded, on_transparent, photo_of
+from tests.drawn_digits import drawn, encoded, in_faint_pencil, on_transparent, photo_of
 
 
 @pytest.fixture(scope="module")
@@ -328,3 +328,15 @@ def test_single_images_run_on_one_thread_and_overlapping_pages_restore_the_count
     images = np.stack([preprocess(drawn(d)).pixels for d in range(10)] * 8)  # 80 images: above SMALL_BATCH
     assert np.allclose(predict_proba(default_run, images[:1]), predict_proba(default_run, images)[:1], atol=1e-5)
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("digit", range(10))
+def test_a_digit_in_faint_pencil_is_read(default_run, digit):
+    """About 26 grey levels darker than the paper: too faint for the 40 a noisy picture needs, plain on a quiet one."""
+    assert predict_image(default_run, in_faint_pencil(digit, seed=digit)).label == digit
+
+
+@pytest.mark.parametrize("noise", [1.0, 3.0, 6.0])
+def test_a_quiet_or_grainy_sheet_with_nothing_on_it_stays_blank(default_run, noise):
+    assert predict_image(default_run, in_faint_pencil(None, noise=noise)).blank
+
