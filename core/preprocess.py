@@ -45,6 +45,8 @@ LINE_THINNESS = 0.3  # ink this much thinner than long (minor/major axis, as sta
 LINE_TILT = 60.0  # degrees from upright past which such a line is a scratch, not a 1: MNIST's straight ones lean <= 56
 LINE_FILL = 0.6  # share of that bar the ink must cover: a drawn line covers 0.9 or more, a row of digits under 0.5
 COARSEST_SHAPE = 16  # px: in smaller images (scikit-learn's 8x8 digits) a digit's shape is too coarse to judge
+THICK_SHARE = 2.0  # strokes this many times MNIST's width or more (a thick brush; 1 MNIST digit in 100) are thinned
+THIN_TO = 1.4  # to this many times its width: as MNIST's thicker digits, so the shape changes no more than needed
 MNIST_STROKE = 2.6  # px at 28x28 for thin strokes: MNIST's test digits' median (10th-90th percentile: 2.1-3.7)
 DIGITS_STROKE = 4.5  # px in the 32x32 bitmap: one 4x4 block, as upscaled scikit-learn digits measure
 EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
@@ -599,11 +601,31 @@ def _thickened(crop: np.ndarray, mask: np.ndarray, width: float, glyph_side: int
     return widened[top:bottom, left:right]
 
 
+def _thinned(crop: np.ndarray, mask: np.ndarray, width: float, glyph_side: int, target: float) -> np.ndarray:
+    """Strokes `width` px wide (a thick brush) narrowed so that, once scaled to glyph_side, they are THIN_TO times
+    `target` px: each side gives up the excess. Where that would break a stroke or lose a piece (too narrow in
+    places to give it up), the crop is left as it is."""
+    wanted = THIN_TO * target * max(crop.shape) / glyph_side
+    distance = ndimage.distance_transform_edt(mask)
+    thinned = crop * np.clip(distance - (width - wanted) / 2 + 0.5, 0.0, 1.0).astype(np.float32)  # the fringe too
+    if _pieces(thinned > STROKE_LEVEL) != _pieces(mask):
+        return crop
+    left, top, right, bottom = _box(thinned > 0)
+    return thinned[top:bottom, left:right]
+
+
+def _pieces(mask: np.ndarray) -> int:
+    return ndimage.label(mask, structure=EIGHT_NEIGHBOURS)[1]
+
+
 def _glyph(crop: np.ndarray, mask: np.ndarray, glyph_side: int, target: float) -> np.ndarray:
-    """The ink scaled so its longer side is glyph_side (aspect kept, anti-aliased), thin strokes thickened first."""
+    """The ink scaled so its longer side is glyph_side (aspect kept, anti-aliased), thin strokes thickened first and
+    very thick ones thinned."""
     width = _stroke_width(mask)
     if width * glyph_side / max(crop.shape) < target:
         crop = _thickened(crop, mask, width, glyph_side, target)
+    elif width * glyph_side / max(crop.shape) > THICK_SHARE * target:
+        crop = _thinned(crop, mask, width, glyph_side, target)
     scale = glyph_side / max(crop.shape)
     size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
     return np.clip(_resized(crop, size, Image.Resampling.LANCZOS), 0.0, 1.0)

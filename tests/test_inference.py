@@ -4,7 +4,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 from torch import nn
 
 from core.images import load_image
@@ -339,4 +339,25 @@ def test_a_digit_in_faint_pencil_is_read(default_run, digit):
 @pytest.mark.parametrize("noise", [1.0, 3.0, 6.0])
 def test_a_quiet_or_grainy_sheet_with_nothing_on_it_stays_blank(default_run, noise):
     assert predict_image(default_run, in_faint_pencil(None, noise=noise)).blank
+
+
+def drawn_with_a_thick_brush(digit: np.ndarray, side: int) -> Image.Image:
+    """Real handwriting (an MNIST digit) as a thick brush would leave it: strokes widened by 4 px at 28x28 (about
+    2.5x MNIST's), scaled to `side` px on a 280 px black canvas."""
+    thick = Image.fromarray(digit).filter(ImageFilter.MaxFilter(5))
+    canvas = Image.new("L", (280, 280), 0)
+    canvas.paste(thick.resize((side, side), Image.Resampling.BILINEAR), (40, 60))
+    return canvas
+
+
+@pytest.mark.parametrize("side", [50, 200])
+def test_real_digits_drawn_with_a_thick_brush_are_read(default_run, mnist_dir, side):
+    """Thinned towards MNIST's strokes first: 82 % of these were read right before, 92-94 % after."""
+    from core.data import load_dataset
+
+    mnist = load_dataset("mnist", mnist_dir)
+    images, labels = mnist.test_images[:200].numpy(), mnist.test_labels[:200].tolist()
+    right = sum(predict_image(default_run, drawn_with_a_thick_brush(image, side)).label == label
+                for image, label in zip(images, labels))
+    assert right >= 180, f"{right} of 200 read right"
 
