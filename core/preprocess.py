@@ -21,8 +21,8 @@ from core.formats import DIGITS_FORMAT, MNIST_FORMAT, InputFormat  # noqa: F401 
 
 WORKING_SIDE = 512  # larger inputs (phone photos) are shrunk first: the answer does not need 12 megapixels
 MIN_CONTRAST = 40.0  # of 255: less than this between ink and background is a blank image
-FAINT_CONTRAST = 20.0  # of 255: ink this faint (a light pencil) still counts where the picture's noise is this small:
-NOISE_MARGIN = 6.0  # the ink's peak this many times the noise's spread (noise alone peaks at about 3 times it)
+FAINT_CONTRAST = 20.0  # of 255: ink this faint (a light pencil) still counts in a quiet picture, where it is at least
+NOISE_MARGIN = 6.0  # this many times the noise's spread (noise alone peaks at about 3 times it)
 UNEVEN_BORDER = 8.0  # of 255: the border's quartiles further apart than this mean uneven lighting
 INK_FLOOR = 0.2  # fraction of the ink's peak below which a pixel is background (paper texture, noise)
 STROKE_LEVEL = 0.3  # ink above this is stroke; below it, anti-aliasing fringe
@@ -46,7 +46,7 @@ LINE_TILT = 60.0  # degrees from upright past which such a line is a scratch, no
 LINE_FILL = 0.6  # share of that bar the ink must cover: a drawn line covers 0.9 or more, a row of digits under 0.5
 COARSEST_SHAPE = 16  # px: in smaller images (scikit-learn's 8x8 digits) a digit's shape is too coarse to judge
 THICK_SHARE = 2.0  # strokes this many times MNIST's width or more (a thick brush; 1 MNIST digit in 100) are thinned
-THIN_TO = 1.4  # to this many times its width: as MNIST's thicker digits, so the shape changes no more than needed
+THIN_TO = 1.4  # to this many times MNIST's width, as its thicker digits: the shape changes no more than needed
 MNIST_STROKE = 2.6  # px at 28x28 for thin strokes: MNIST's test digits' median (10th-90th percentile: 2.1-3.7)
 DIGITS_STROKE = 4.5  # px in the 32x32 bitmap: one 4x4 block, as upscaled scikit-learn digits measure
 EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
