@@ -690,3 +690,17 @@ def test_the_settings_stay_as_they_were_after_a_visit_to_another_page():
     app.switch_page("pages/train.py").run()
     assert by_label(app.selectbox, "Model").value == "lenet5"  # Streamlit forgot both after the home page's run
     assert by_label(app.selectbox, "Optimizer").value == "sgd"
+
+
+@pytest.mark.parametrize("threads, words", [(1, "CPU, 1 thread"), (2, "CPU, 2 threads")])
+def test_the_cpu_is_described_with_its_thread_count(threads, words):
+    import torch
+
+    from ui.shared import device_description
+
+    suite = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert device_description.__wrapped__() == words  # st.cache_data keeps the function as __wrapped__
+    finally:
+        torch.set_num_threads(suite)

@@ -82,7 +82,8 @@ def device_description() -> str:
         return f"GPU: {torch.cuda.get_device_name(0)}"
     if device.type == "mps":
         return "Apple GPU (MPS)"
-    return f"CPU, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"CPU, {threads} thread{'' if threads == 1 else 's'}"
 
 
 def runs_frame(runs: list[RunInfo], names: dict[str, str], running: str = RUNNING) -> pd.DataFrame:

@@ -33,14 +33,35 @@ SLOT_KEY = "train_live"  # the live panel's container: its CSS class is st-key-t
 TARGETS = {"live": SLOT_KEY, "results": SLOT_KEY, "table_results": "train_table_results"}
 # Brings a part of the page under the app's header. "if_seen": only when some of it is on screen already (the end of
 # a run must not pull away someone reading further down). Run once: the element is drawn in one script run only.
+# On a busy machine what lies below it may not be drawn yet (the live charts' frame sizes itself once plotly.js has
+# loaded), so the page cannot scroll that far: it stopped 24 to 240 px short (measured). For KEEP_MS it is brought
+# to its place again as the page grows, until the person scrolls, clicks or types.
+KEEP_MS = 5000
 SCROLL_SCRIPT = """<script>
 setTimeout(() => requestAnimationFrame(() => {
-  const target = document.querySelector(".st-key-%(key)s");
+  const find = () => document.querySelector(".st-key-%(key)s");
+  const target = find();
   if (!target) return;
   const box = target.getBoundingClientRect();
   if (%(if_seen)s && (box.bottom < 0 || box.top > window.innerHeight)) return;
-  target.style.scrollMarginTop = "4.5rem";
-  target.scrollIntoView({block: "start", behavior: "instant"});
+  const bring = (element) => {
+    element.style.scrollMarginTop = "4.5rem";
+    element.scrollIntoView({block: "start", behavior: "instant"});
+  };
+  const margin = 4.5 * parseFloat(getComputedStyle(document.documentElement).fontSize);
+  bring(target);
+  let person = false;
+  for (const name of ["wheel", "touchstart", "keydown", "mousedown"]) {
+    window.addEventListener(name, () => { person = true; }, {once: true, capture: true});
+  }
+  const until = performance.now() + %(keep_ms)d;
+  const keep = () => {
+    const element = find();
+    if (person || !element || performance.now() > until) return;
+    if (Math.abs(element.getBoundingClientRect().top - margin) > 2) bring(element);
+    requestAnimationFrame(keep);
+  };
+  requestAnimationFrame(keep);
 }), 60);
 </script>"""
 
@@ -221,5 +242,6 @@ def job_header(snapshot: JobSnapshot) -> None:
 def scroll_into_view(target: str) -> None:
     """Bring a part of the page into view once, from this script run ("live", "results" or "table_results")."""
     if target in TARGETS:
-        st.html(SCROLL_SCRIPT % {"key": TARGETS[target], "if_seen": "true" if target == "results" else "false"},
+        st.html(SCROLL_SCRIPT % {"key": TARGETS[target], "if_seen": "true" if target == "results" else "false",
+                                 "keep_ms": KEEP_MS},
                 unsafe_allow_javascript=True)  # our constant script: nothing from a run or the browser is in it

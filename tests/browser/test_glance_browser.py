@@ -24,6 +24,9 @@ GRID_DRAWN = ("() => { const grid = document.querySelector('.st-key-explore_grid
 SCROLLED = "() => document.querySelector('[data-testid=\"stMain\"]').scrollTop"
 
 
+UNDER_THE_HEADER = 72  # px: where a part brought into view lands (its scroll margin, 4.5rem)
+
+
 def open_train(page, app_url: str) -> None:
     page.goto(f"{app_url}/train")
     wait_for_app(page)
@@ -67,6 +70,7 @@ def test_start_brings_the_live_charts_into_view_and_the_results_come_where_they_
     time.sleep(1.0)  # the page has settled after the scroll
     assert on_screen(page.locator(CHARTS).first), page.locator(CHARTS).first.bounding_box()
     live_top = page.locator(".st-key-train_live").bounding_box()["y"]
+    assert abs(live_top - UNDER_THE_HEADER) < 8, live_top  # all the way up, even where the page grew after the scroll
     screenshot(page, "glance-train-during-run")
 
     results = page.get_by_role("heading", name=re.compile("^Results:"))
