@@ -35,7 +35,8 @@ TARGETS = {"live": SLOT_KEY, "results": SLOT_KEY, "table_results": "train_table_
 # a run must not pull away someone reading further down). Run once: the element is drawn in one script run only.
 # On a busy machine what lies below it may not be drawn yet (the live charts' frame sizes itself once plotly.js has
 # loaded), so the page cannot scroll that far: it stopped 24 to 240 px short (measured). For KEEP_MS it is brought
-# to its place again as the page grows, until the person scrolls, clicks or types.
+# to its place again as the page grows, until the person scrolls, clicks or types, on the page or in a frame of it
+# (the live charts' frame is the app's own; a wheel over it reaches only the frame's window).
 KEEP_MS = 5000
 SCROLL_SCRIPT = """<script>
 setTimeout(() => requestAnimationFrame(() => {
@@ -51,8 +52,11 @@ setTimeout(() => requestAnimationFrame(() => {
   const margin = 4.5 * parseFloat(getComputedStyle(document.documentElement).fontSize);
   bring(target);
   let person = false;
-  for (const name of ["wheel", "touchstart", "keydown", "mousedown"]) {
-    window.addEventListener(name, () => { person = true; }, {once: true, capture: true});
+  const mark = () => { person = true; };
+  for (const view of [window, ...Array.from(document.querySelectorAll("iframe"), (frame) => frame.contentWindow)]) {
+    for (const name of ["wheel", "touchstart", "keydown", "mousedown"]) {
+      try { view.addEventListener(name, mark, {once: true, capture: true}); } catch (error) {}  // another origin's
+    }
   }
   const until = performance.now() + %(keep_ms)d;
   const keep = () => {
