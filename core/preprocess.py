@@ -622,9 +622,10 @@ def _glyph(crop: np.ndarray, mask: np.ndarray, glyph_side: int, target: float) -
     """The ink scaled so its longer side is glyph_side (aspect kept, anti-aliased), thin strokes thickened first and
     very thick ones thinned."""
     width = _stroke_width(mask)
-    if width * glyph_side / max(crop.shape) < target:
+    scaled_width = width * glyph_side / max(crop.shape)
+    if scaled_width < target:
         crop = _thickened(crop, mask, width, glyph_side, target)
-    elif width * glyph_side / max(crop.shape) > THICK_SHARE * target:
+    elif scaled_width > THICK_SHARE * target:
         crop = _thinned(crop, mask, width, glyph_side, target)
     scale = glyph_side / max(crop.shape)
     size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))

@@ -113,9 +113,13 @@ FIRST_BROWSER_SHARE = frozenset({"test_train_browser", "test_load_browser", "tes
                                  "test_network_browser", "test_home_browser", "test_predict_compare_browser"})
 
 
+def is_browser(item: pytest.Item) -> bool:
+    return item.path.parent.name == "browser"
+
+
 def xdist_group(item: pytest.Item) -> str:
     """The group pytest-xdist's --dist loadgroup keeps on one worker: a browser share, else the test's own file."""
-    if item.path.parent.name != "browser":
+    if not is_browser(item):
         return item.path.stem
     return "browser-1" if item.path.stem in FIRST_BROWSER_SHARE else "browser-2"
 
@@ -127,10 +131,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     module's fixtures (a trained tiny run) are built once, on one worker. The browser groups, the longest, are
     collected first, so that with --no-loadscope-reorder each worker starts on one and the files fill in around them.
     Browser tests are also marked `browser`."""
-    items.sort(key=lambda item: item.path.parent.name != "browser")  # stable: each file's own order is kept
+    items.sort(key=lambda item: not is_browser(item))  # stable: each file's own order is kept
     for item in items:
         item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
-        if item.path.parent.name == "browser":
+        if is_browser(item):
             item.add_marker(pytest.mark.browser)  # so that `-m "not browser"` runs the rest alone
 
 

@@ -49,8 +49,8 @@ setTimeout(() => requestAnimationFrame(() => {
     element.style.scrollMarginTop = "4.5rem";
     element.scrollIntoView({block: "start", behavior: "instant"});
   };
-  const margin = 4.5 * parseFloat(getComputedStyle(document.documentElement).fontSize);
   bring(target);
+  const margin = parseFloat(getComputedStyle(target).scrollMarginTop);  // bring's 4.5rem, in px
   let person = false;
   const mark = () => { person = true; };
   for (const view of [window, ...Array.from(document.querySelectorAll("iframe"), (frame) => frame.contentWindow)]) {
