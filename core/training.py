@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core import optimizers
 from core.augment import augment_batch
 from core.config import (DEFAULT_MODEL_RUN, FOLDER_DATASET, FOLDER_MIXES_WITH, LOSSES, MAX_EPOCHS,  # noqa: F401
                          OPTIMIZERS, SCHEDULES, SETTING_BOUNDS, ConfigError, LossName, OptimizerName, ScheduleName,
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 
 PROGRESS_INTERVAL_SECONDS = 0.2
 PREPARE_CHUNK = 4096  # images resized at a time when a dataset is prepared: bounds the temporary memory
-FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")  # one fused kernel updates every parameter: measured faster (bench/README)
 CHANNELS_LAST_DEVICES = ("cpu",)  # oneDNN's convolutions run faster on NHWC weights here, measured (bench/README)
 AUTOCAST_OUTPUTS = ("logits",)  # bfloat16 autocast on CUDA, for models whose loss reads logits (in float32):
 # a softmax or log-softmax computed in bfloat16 loses the small probabilities BCE and NLL train on. Unmeasured here.
@@ -349,28 +349,6 @@ def evaluation_sums(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor
     return total_loss, correct
 
 
-def _make_optimizer(config: TrainConfig, model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
-    params, lr, decay = model.parameters(), config.learning_rate, config.weight_decay
-    fused = device.type in FUSED_OPTIMIZER_DEVICES
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=config.betas, weight_decay=decay, fused=fused)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=config.betas, weight_decay=decay, fused=fused)
-    momentum = config.momentum if config.optimizer == "momentum" else 0.0
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=decay, fused=fused)
-
-
-def _make_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
-    """The LR schedule and whether it steps per batch (True) or per epoch (False)."""
-    if config.schedule == "one-cycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.learning_rate,
-                                                   total_steps=steps_per_epoch * config.epochs), True
-    if config.schedule == "step":
-        every = config.step_epochs or max(1, config.epochs // 3)
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=every, gamma=0.1), False
-    return None, False
-
-
 class Training:
     """One training run: builds the model and data, then `events()` trains it, yielding progress.
 
@@ -590,8 +568,8 @@ class Training:
         held_out = self._held_out()
         steps_per_epoch = self.steps_per_epoch
         total_steps = steps_per_epoch * config.epochs
-        optimizer = _make_optimizer(config, self.model, self.device)
-        schedule, per_batch = _make_schedule(config, optimizer, steps_per_epoch)
+        optimizer = optimizers.make_optimizer(config, self.model, self.device)
+        schedule, per_batch = optimizers.make_schedule(config, optimizer, steps_per_epoch)
         generator = torch.Generator().manual_seed(config.seed)
         augment_generator = self._augment_generator(generator)
         yield self._started(steps_per_epoch, test_x, test_y, held_out)
@@ -670,7 +648,7 @@ class Training:
         loss = compute_loss(output, labels, self.output, self.config.loss, self.config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         (loss if weight == 1.0 else loss * weight).backward()
-        optimizer.step()
+        optimizers.step(optimizer)
         return loss.detach(), (output.argmax(1) == labels).sum()
 
     def _forward(self, images: torch.Tensor) -> torch.Tensor:
