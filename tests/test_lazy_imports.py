@@ -2,6 +2,7 @@
 machine, all before the first page shows): the modules it imports load them only when a function needs them."""
 
 import ast
+import json
 import os
 import subprocess
 import sys
@@ -91,3 +92,33 @@ def test_a_training_process_does_not_import_scipy(tmp_path, mnist_dir):
             f"code = main({arguments!r}, out=io.StringIO())\n"
             "print(code, *sorted(name for name in ('scipy', 'core.preprocess') if name in sys.modules))")
     assert _imported_modules(code) == ["0"], "the training path imported scipy through core.preprocess"
+
+
+# `python -m core` with core.cli's main replaced by a report of the process as the command finds it
+AS_A_COMMAND_FINDS_IT = """
+import gc, json, runpy, sys
+import core.cli
+core.cli.main = lambda: print(json.dumps({"collecting": gc.isenabled(), "kept_out": gc.get_freeze_count(),
+                                          "torch": "torch" in sys.modules})) or 0
+sys.argv = ["core", *sys.argv[1:]]
+runpy.run_module("core", run_name="__main__")
+"""
+
+
+def _as_a_command_finds_it(*argv: str) -> dict:
+    done = subprocess.run([sys.executable, "-c", AS_A_COMMAND_FINDS_IT, *argv], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_a_command_that_needs_torch_finds_it_imported_outside_the_collector_which_still_runs():
+    for command in ("train", "predict"):
+        found = _as_a_command_finds_it(command, "--help")
+        assert found["torch"] and found["collecting"]
+        assert found["kept_out"] > 100_000  # torch's import made that many objects; none is collected again
+
+
+def test_a_command_without_torch_does_not_import_it():
+    found = _as_a_command_finds_it("runs")
+    assert found == {"collecting": True, "kept_out": 0, "torch": False}
