@@ -33,6 +33,10 @@ def open_train(page, app_url: str) -> None:
     page.get_by_role("button", name=re.compile("Start training|Queue training")).wait_for(timeout=60_000)
 
 
+PAGE_SCROLL = """() => { const main = document.querySelector('[data-testid="stMain"]') || document.scrollingElement;
+  return {scrolled: main.scrollTop, height: main.scrollHeight}; }"""
+
+
 def on_screen(locator) -> bool:
     """Whether the element lies wholly inside the 1,000 px high window, as it is scrolled now."""
     box = locator.bounding_box()
@@ -141,7 +145,11 @@ def test_show_results_opens_them_under_the_table_in_view(page, app_url, app_fold
         time.sleep(1.0)
         opened = page.locator(".st-key-train_table_results")
         expect(opened.get_by_role("heading", name=re.compile("^Results:"))).to_be_visible(timeout=60_000)
-        assert on_screen(opened.get_by_role("heading", name=re.compile("^Results:")))
+        heading = opened.get_by_role("heading", name=re.compile("^Results:"))
+        if not on_screen(heading):
+            screenshot(page, "glance-train-table-results-not-in-view")
+            raise AssertionError(f"the results' heading lies at {heading.bounding_box()} in a window {HEIGHT} px high "
+                                 f"(the page: {page.evaluate(PAGE_SCROLL)})")
         assert_no_error(page)
         screenshot(page, "glance-train-table-results")
     finally:  # later tests count the table's rows from the top
