@@ -11,7 +11,8 @@ address; rounds interleave Home, Train and Explore, and the figures are medians.
 "Ready" is when the page's main control can be used: Home's last link ("Predict"), Train's enabled Start button,
 Explore's sample grid drawn (its image loaded and its tiles clickable; an older checkout's plotly grid: the chart
 with its points). "Done" is when the script run is over (no running
-indicator). The ratio is against Home's "ready" of the same round.
+indicator). The ratio is against Home's "ready" of the same round. "Chromium" is the CPU all of Chromium's
+processes used from the visit's start until SETTLE_SECONDS after its script run (its frames' scripts loaded too).
 
 With --after-a-run, a short run (digits, 3 epochs) is first trained from the Train page, as a person would before
 coming back to it: every later visit to Train then shows that run's results (charts, confusion matrix, mistakes).
@@ -42,9 +43,11 @@ sys.path.insert(0, str(REPO))
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, SHARED_DATA, serve_app, stop_app, wait_for_app  # noqa: E402
+from tests.browser.conftest import (CHROMIUM, CHROMIUM_ARGS, SHARED_DATA, cpu_seconds, serve_app, stop_app,  # noqa: E402
+                                    wait_for_app)
 
 GOAL_SECONDS = 2.5
+SETTLE_SECONDS = 2.0
 GOALS = ("train", "explore")
 GRID_DRAWN = ("() => { const grid = document.querySelector('.st-key-explore_grid');"
               " const plot = grid && grid.querySelector('.js-plotly-plot');"  # the grid as a plotly figure (before)
@@ -88,17 +91,37 @@ def ready_plotly_floor(page) -> None:
 FLOORS = {"floor": ("/", ready_floor), "plotly floor": ("/?plotly=1", ready_plotly_floor)}
 
 
-def load(browser, url: str, ready) -> tuple[float, float]:
-    """(seconds until ready, seconds until the script run is over) for one fresh visit."""
+def chromium_cpu() -> float:
+    """CPU seconds (user + system) Chromium's processes have used so far (Debian's /usr/bin/chromium starts
+    /usr/lib/chromium/chromium): the benchmark's browser is the only one."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")  # renderers rewrite theirs, spaced
+            if command.split(b" ", 1)[0].endswith(b"/chromium"):
+                total += cpu_seconds(entry.name)
+        except OSError:  # a process that ended meanwhile
+            continue
+    return total
+
+
+def load(browser, url: str, ready) -> tuple[float, float, float]:
+    """(seconds until ready, seconds until the script run is over, Chromium's CPU seconds) for one fresh visit; the
+    CPU is counted until SETTLE_SECONDS after the script run, when the page's frames have loaded their scripts."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     try:
+        cpu = chromium_cpu()
         start = time.perf_counter()
         page.goto(url, wait_until="commit")
         ready(page)
         usable = time.perf_counter() - start
         wait_for_app(page, timeout=60_000)
-        return usable, time.perf_counter() - start
+        done = time.perf_counter() - start
+        time.sleep(SETTLE_SECONDS)
+        return usable, done, chromium_cpu() - cpu
     finally:
         context.close()
 
@@ -133,7 +156,7 @@ def trained_runs(folder: Path, count: int) -> None:
 
 
 def measure(browser, urls: dict[str, str], rounds: int,
-            chosen: tuple[str, ...] = tuple(GOALS)) -> dict[str, list[tuple[float, float]]]:
+            chosen: tuple[str, ...] = tuple(GOALS)) -> dict[str, list[tuple[float, float, float]]]:
     """Home and the `chosen` pages of PAGES (at urls["app"]), FLOORS (at urls["floor"]) and, with urls["before"], that
     app's `chosen` pages, `rounds` times, interleaved."""
     pages = {name: (urls["app"] + path, ready) for name, (path, ready) in PAGES.items() if name in ("home", *chosen)}
@@ -145,7 +168,7 @@ def measure(browser, urls: dict[str, str], rounds: int,
             load(browser, address, ready)
         except PlaywrightTimeout:  # a first visit paying every import on a busy machine: once more, warmer
             load(browser, address, ready)
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name in pages}
+    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in pages}
     for round_number in range(rounds):
         for name, (address, ready) in pages.items():
             results[name].append(load(browser, address, ready))
@@ -154,12 +177,13 @@ def measure(browser, urls: dict[str, str], rounds: int,
     return results
 
 
-def report(results: dict[str, list[tuple[float, float]]]) -> None:
-    home = statistics.median(ready for ready, _ in results["home"])
+def report(results: dict[str, list[tuple[float, float, float]]]) -> None:
+    home, home_cpu = (statistics.median(column) for column in list(zip(*results["home"]))[::2])
     for name, times in results.items():
-        ready, done = (statistics.median(column) for column in zip(*times))
+        ready, done, cpu = (statistics.median(column) for column in zip(*times))
         goal = f", goal under {GOAL_SECONDS} s" if name in GOALS else ""
-        print(f"{name:16s} ready {ready:.2f} s (x{ready / home:.2f} Home){goal}; script done {done:.2f} s")
+        print(f"{name:16s} ready {ready:.2f} s (x{ready / home:.2f} Home){goal}; script done {done:.2f} s; "
+              f"Chromium {cpu:.2f} CPU s (x{cpu / home_cpu:.2f} Home)")
 
 
 def main() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import math
+import re
 import stat
 import tempfile
 
@@ -74,15 +76,24 @@ def test_a_run_followed_from_its_log_draws_the_figure_its_process_wrote(tmp_path
     assert chart_reference(followed(recorded.run_id, tail, alive=False, here="here")) == (0.9828, "measured")
 
 
+def test_the_bundle_is_the_plotly_js_release_the_installed_plotly_package_is_built_for():
+    # the figures are plotly JSON from the Python side: a plotly upgrade needs the bundle of its plotly.js
+    shipped = (importlib.resources.files("plotly") / "package_data" / "plotly.min.js").read_bytes()[:200].decode()
+    ours = live_chart.BUNDLE.read_bytes()[:200].decode()
+    release = re.compile(r"plotly\.js \(basic - minified\) (v\d+\.\d+\.\d+)")
+    assert release.search(ours) and f"plotly.js {release.search(ours).group(1)}\n" in shipped
+    assert 'name:"scatter"' in live_chart.BUNDLE.read_text()  # the one trace type the charts draw
+
+
 def test_the_component_folder_holds_the_page_and_plotly_js_and_is_built_once(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     folder = live_chart.component_folder()
     assert folder.parent == tmp_path / "digit-studio"
     assert (folder / "index.html").read_bytes() == live_chart.PAGE.read_bytes()
-    assert (folder / "plotly.min.js").read_bytes() == live_chart.plotly_js()
-    built = (folder / "plotly.min.js").stat().st_mtime_ns
+    assert (folder / live_chart.BUNDLE.name).read_bytes() == live_chart.plotly_js()
+    built = (folder / live_chart.BUNDLE.name).stat().st_mtime_ns
     assert live_chart.component_folder() == folder
-    assert (folder / "plotly.min.js").stat().st_mtime_ns == built
+    assert (folder / live_chart.BUNDLE.name).stat().st_mtime_ns == built
     assert not [path for path in folder.iterdir() if path.name.endswith(".tmp")]
 
 
@@ -93,7 +104,7 @@ def test_an_unwritable_cache_falls_back_to_a_private_folder(tmp_path, monkeypatc
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
     folder = live_chart.component_folder()
     assert not folder.is_relative_to(blocked)
-    assert (folder / "index.html").is_file() and (folder / "plotly.min.js").is_file()
+    assert (folder / "index.html").is_file() and (folder / live_chart.BUNDLE.name).is_file()
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700  # served to the browser: nobody else may write there
 
 
@@ -119,7 +130,7 @@ def test_files_removed_while_the_app_runs_are_put_back_before_the_next_redraw(tm
     folder, drawn = tmp_path / "served", []
     live_chart.write_component(folder, live_chart.PAGE.read_bytes())
     monkeypatch.setattr(live_chart, "_component", lambda: (lambda **args: drawn.append(args), folder))
-    (folder / "plotly.min.js").unlink()  # someone cleaned ~/.cache
+    (folder / live_chart.BUNDLE.name).unlink()  # someone cleaned ~/.cache
     live_chart.live_charts({"data": []}, {"data": []}, height=320, key="charts")
     assert live_chart.complete(folder) and drawn[0]["height"] == 320
 

@@ -3,14 +3,18 @@
 Measured by bench/bench_live_chart.py on the 2-core machine of bench/README.md: two st.plotly_chart elements
 redrawn once a second cost Chromium 0.30 cores, this component 0.14, and where the browser shares the cores that
 train, every core it takes is taken from training.
+
+The frame loads plotly.js's basic bundle (scatter, bar and pie traces with the whole layout: axes, zoom, shapes,
+annotations), 1.2 MB, not the 4.6 MB full bundle the plotly package ships: the frame is on every Train page, and
+Chromium parsed and compiled the full one on each visit (bench/bench_page_load.py's CPU column). It is the
+plotly.js release the installed plotly package is built for (tests/test_live_chart.py checks), copied unchanged
+from npm's plotly.js-basic-dist-min with its licence (ui/plotly-basic.LICENSE).
 """
 
 from __future__ import annotations
 
 import atexit
 import hashlib
-import importlib.metadata
-import importlib.resources
 import os
 import shutil
 import tempfile
@@ -23,6 +27,7 @@ import streamlit.components.v1 as components
 from core.store import atomic_write
 
 PAGE = Path(__file__).with_name("live_chart.html")
+BUNDLE = Path(__file__).with_name("plotly-basic.min.js")  # served under its own name; live_chart.html loads it
 COMPONENT_NAME = "live_charts"
 
 
@@ -33,28 +38,27 @@ def cache_root() -> Path:
 
 
 def plotly_js() -> bytes:
-    """plotly.js as the installed plotly package ships it: no network, and the version matches the Python side."""
-    return (importlib.resources.files("plotly") / "package_data" / "plotly.min.js").read_bytes()
+    """plotly.js's basic bundle, from the app's own files: no network."""
+    return BUNDLE.read_bytes()
 
 
 def write_component(folder: Path, page: bytes) -> None:
     """The page and plotly.js side by side (Streamlit serves a component's files from one folder); the page last,
     so a folder with a page is complete."""
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(folder / "plotly.min.js", plotly_js())
+    atomic_write(folder / BUNDLE.name, plotly_js())
     atomic_write(folder / "index.html", page)
 
 
 def complete(folder: Path) -> bool:
-    return (folder / "index.html").is_file() and (folder / "plotly.min.js").is_file()
+    return (folder / "index.html").is_file() and (folder / BUNDLE.name).is_file()
 
 
 def component_folder() -> Path:
-    """The folder to serve, built once per page and plotly version (its name says which)."""
+    """The folder to serve, built once per page and bundle (its name says which)."""
     page = PAGE.read_bytes()
-    version = importlib.metadata.version("plotly")
     try:
-        folder = cache_root() / f"live-chart-{hashlib.sha256(page + version.encode()).hexdigest()[:16]}"
+        folder = cache_root() / f"live-chart-{hashlib.sha256(page + plotly_js()).hexdigest()[:16]}"
         if not complete(folder):
             write_component(folder, page)
         return folder
