@@ -10,7 +10,7 @@ import time
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import assert_no_error, screenshot, settled_on_screen, wait_for_app
+from tests.browser.conftest import assert_no_error, screenshot, settled_box, settled_on_screen, wait_for_app
 from tests.browser.test_train_browser import click_row, finished_tiny_run, plant_run, wait_for_more_points
 from ui.live_chart import COMPONENT_NAME
 
@@ -180,7 +180,7 @@ def test_every_class_filter_is_whole_on_screen_at_1400_px(page, app_url):
 def test_the_augmentation_tab_shows_the_sample_clicked_in_the_grid(page, app_url):
     open_explore(page, app_url)
     mosaic = page.locator(".st-key-explore_grid img.mosaic")
-    box = mosaic.bounding_box()
+    box = settled_box(mosaic)  # the page may still be laying out what lies above the grid: a click then misses #23
     tile, columns, rows = 23, 10, 10  # third row, fourth column of the first page: sample #23 in index order
     page.mouse.click(box["x"] + (tile % columns + 0.5) / columns * box["width"],
                      box["y"] + (tile // columns + 0.4) / rows * box["height"])
