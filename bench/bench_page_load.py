@@ -40,11 +40,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 
-from tests.browser.conftest import (CHROMIUM, CHROMIUM_ARGS, SHARED_DATA, cpu_seconds, serve_app, stop_app,  # noqa: E402
-                                    wait_for_app)
+from bench_app_overhead import chromium_cpu_seconds  # noqa: E402
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, SHARED_DATA, serve_app, stop_app, wait_for_app  # noqa: E402
 
 GOAL_SECONDS = 2.5
 SETTLE_SECONDS = 2.0
@@ -91,29 +92,13 @@ def ready_plotly_floor(page) -> None:
 FLOORS = {"floor": ("/", ready_floor), "plotly floor": ("/?plotly=1", ready_plotly_floor)}
 
 
-def chromium_cpu() -> float:
-    """CPU seconds (user + system) Chromium's processes have used so far (Debian's /usr/bin/chromium starts
-    /usr/lib/chromium/chromium): the benchmark's browser is the only one."""
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")  # renderers rewrite theirs, spaced
-            if command.split(b" ", 1)[0].endswith(b"/chromium"):
-                total += cpu_seconds(entry.name)
-        except OSError:  # a process that ended meanwhile
-            continue
-    return total
-
-
 def load(browser, url: str, ready) -> tuple[float, float, float]:
     """(seconds until ready, seconds until the script run is over, Chromium's CPU seconds) for one fresh visit; the
     CPU is counted until SETTLE_SECONDS after the script run, when the page's frames have loaded their scripts."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     try:
-        cpu = chromium_cpu()
+        cpu = chromium_cpu_seconds()
         start = time.perf_counter()
         page.goto(url, wait_until="commit")
         ready(page)
@@ -121,7 +106,7 @@ def load(browser, url: str, ready) -> tuple[float, float, float]:
         wait_for_app(page, timeout=60_000)
         done = time.perf_counter() - start
         time.sleep(SETTLE_SECONDS)
-        return usable, done, chromium_cpu() - cpu
+        return usable, done, chromium_cpu_seconds() - cpu
     finally:
         context.close()
 

@@ -1,11 +1,11 @@
 """Entry point for `python -m core` (the command line, and each torchrun worker).
 
 Such a process lives for one command, and Python's cyclic garbage collector costs it time twice for nothing
-(bench/README.md, "A command line process and the garbage collector"): the collections that run while torch is
-imported walk the objects the import creates and free nothing (0.18 s of a 1.1 s import), and the collection at
-exit walks them all again just before the process ends (0.25 s). So the commands that need torch import it first,
-with collections paused, and keep what it made out of later collections (gc.freeze); at exit everything is kept out.
-While the command runs, garbage is collected as ever.
+(bench/README.md, "Without torch's compiler, and without the collector's walks"): the collections that run while
+torch is imported walk the objects the import creates and free nothing (0.18 s of a 1.1 s import), and the
+collection at exit walks them all again just before the process ends (0.25 s). So the commands that need torch
+import it first, with collections paused, and keep what it made out of later collections (gc.freeze); at exit
+everything is kept out. While the command runs, garbage is collected as ever.
 """
 
 import gc
