@@ -7,12 +7,13 @@ Interleaved A B C C2 D rounds, each timing `repeats` calls; the figures are the 
 call over all calls (many short rounds, so that the load other programs put on the machine falls on every variant
 alike), in wall-clock time and in the process's CPU time (which a loaded machine stretches far less: a call that is
 preempted waits without using CPU).
-A: the bare default model's forward pass on an already preprocessed tensor, one thread as in C (the baseline).
+A: the bare default model's forward pass on an already preprocessed tensor, on the kernels C runs it on (one thread,
+   torch's own convolutions: core.inference.small_batch_kernels; one thread alone in checkouts before it).
 B: core.preprocess.preprocess of the canvas (opaque black RGBA with white strokes, as the canvas sends it).
 C: core.inference.predict_image: B, then the model (what the page does after each stroke). Small batches run on
-   one torch thread (core.inference.SMALL_BATCH).
-C2: the same with all of torch's threads, as before that rule: on a busy 2-core machine, waking the second
-   thread after the numpy work of B can cost far more than the forward pass itself.
+   one torch thread and torch's own convolutions (core.inference.SMALL_BATCH).
+C2: the same with all of torch's threads and oneDNN's convolutions, as before that rule: on a busy 2-core machine,
+   waking the second thread after the numpy work of B can cost far more than the forward pass itself.
 D: what else the page does for a drawing: decode the canvas's PNG and the SmoothGrad saliency map.
 Then C alone, --back-to-back calls in a row (in the rounds, one call in --repeats is the first after another
 action), and batch prediction of the 10,000 MNIST test images (already 28x28) in images/s.
@@ -79,8 +80,10 @@ def worker_actions(root: Path, canvas_file: Path, threads: int | None) -> tuple[
     png = buffer.getvalue()
     tensor = model_inputs(run, preprocess(canvas).pixels)
 
+    kernels = getattr(core.inference, "small_batch_kernels", lambda: at_most_threads(1))  # older checkouts: 1 thread
+
     def bare_forward() -> None:
-        with torch.inference_mode(), at_most_threads(1):  # as C runs it
+        with torch.inference_mode(), kernels():  # as C runs it
             run.model(tensor)
 
     def all_threads() -> None:

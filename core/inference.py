@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ContextManager, TypeVar
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 LOW_CONFIDENCE = 0.6  # below this the UI says the model is unsure
 SMALL_BATCH = 64  # up to this many images one thread answers sooner: waking a second costs more on a busy CPU
 Result = TypeVar("Result")
+Setting = TypeVar("Setting", int, bool)
 
 
 def model_inputs(run: LoadedRun, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -35,26 +36,44 @@ def model_inputs(run: LoadedRun, pixels: np.ndarray | torch.Tensor) -> torch.Ten
 
 
 @contextmanager
-def at_most_threads(count: int) -> Iterator[None]:
-    """At most `count` torch intra-op threads for this block, restored after it. The count is process-wide, so a
-    training thread beside it runs on one thread for those few milliseconds (on a busy 2-core machine, about as
-    fast); overlapping blocks find the count already lowered, leave it, and the first one restores it."""
-    before = torch.get_num_threads()
-    if count >= before:
+def _lowered(current: Callable[[], Setting], change: Callable[[Setting], None], wanted: Setting) -> Iterator[None]:
+    """A process-wide torch setting lowered to `wanted` for this block, restored after it. A training thread beside
+    it runs so for those few milliseconds (on a busy 2-core machine, about as fast); overlapping blocks (Streamlit
+    runs each session's script in a thread) find it already lowered, leave it, and the first one restores it."""
+    before = current()
+    if wanted >= before:
         yield
         return
-    torch.set_num_threads(count)
+    change(wanted)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        change(before)
+
+
+def at_most_threads(count: int) -> ContextManager[None]:
+    """At most `count` torch intra-op threads for this block (see _lowered)."""
+    return _lowered(torch.get_num_threads, torch.set_num_threads, count)
+
+
+def _set_onednn(enabled: bool) -> None:
+    torch.backends.mkldnn.enabled = enabled
+
+
+@contextmanager
+def small_batch_kernels() -> Iterator[None]:
+    """For one image or a few: one torch thread, and torch's own convolutions instead of oneDNN's, whose set-up on
+    each call costs more than a small batch's arithmetic (the default model's forward pass on one image: 0.40 ms ->
+    0.23 ms; bench/README.md, "Prediction on torch's own kernels"). See _lowered for overlapping blocks."""
+    with at_most_threads(1), _lowered(lambda: torch.backends.mkldnn.enabled, _set_onednn, False):
+        yield
 
 
 def predict_proba(run: LoadedRun, pixels: np.ndarray | torch.Tensor, batch_size: int = 2000) -> np.ndarray:
     """Class probabilities (N, classes) for a batch of preprocessed images (N, H, W)."""
     inputs = model_inputs(run, pixels)
     chunks = []
-    with torch.inference_mode(), at_most_threads(1 if len(inputs) <= SMALL_BATCH else torch.get_num_threads()):
+    with torch.inference_mode(), small_batch_kernels() if len(inputs) <= SMALL_BATCH else nullcontext():
         for start in range(0, len(inputs), batch_size):
             chunks.append(to_probs(run.model(inputs[start:start + batch_size]), run.output))
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, len(run.class_names)), dtype=np.float32)
@@ -78,7 +97,7 @@ def saliency(run: LoadedRun, pixels: np.ndarray, target: int | None = None, *, s
         spread = float(inputs.max() - inputs.min()) or 1.0
         generator = torch.Generator().manual_seed(seed)  # the same map for the same input, rerun after rerun
         batch[1:] += torch.randn(batch[1:].shape, generator=generator) * (noise * spread)  # copy 0 stays clean
-    with torch.inference_mode(False), torch.enable_grad(), at_most_threads(1):
+    with torch.inference_mode(False), torch.enable_grad(), small_batch_kernels():
         batch = batch.clone().requires_grad_(True)
         log_probs = to_log_probs(run.model(batch), run.output)  # log p: same direction as p, never saturated to 0
         chosen = int(log_probs[0].argmax()) if target is None else target

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.inference import at_most_threads, model_inputs
+from core.inference import model_inputs, small_batch_kernels
 from core.models import to_probs
 from core.store import LoadedRun
 
@@ -131,7 +131,7 @@ def first_conv_filters(model: nn.Module) -> np.ndarray | None:
 def look_inside(run: LoadedRun, pixels: np.ndarray) -> InsideView:
     """Each layer's activations for one preprocessed image (H, W) in the run's input format."""
     inputs = model_inputs(run, pixels)[:1]
-    with at_most_threads(1):
+    with small_batch_kernels():
         layers, output = layer_outputs(run.model, inputs)
     probabilities = to_probs(output, run.output)[0].numpy()
     return InsideView(inputs[0, 0].numpy().copy(), layers, first_conv_filters(run.model), probabilities)

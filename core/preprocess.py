@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import functools
+import math
 import sys
 from itertools import pairwise
 
@@ -50,6 +51,7 @@ THIN_TO = 1.4  # to this many times MNIST's width, as its thicker digits: the sh
 MNIST_STROKE = 2.6  # px at 28x28 for thin strokes: MNIST's test digits' median (10th-90th percentile: 2.1-3.7)
 DIGITS_STROKE = 4.5  # px in the 32x32 bitmap: one 4x4 block, as upscaled scikit-learn digits measure
 EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
+SHIFTED_REACH = 2.5  # px: a brush's reach up to which shifting the strokes beats a distance transform (see _brush_cover)
 
 
 
@@ -68,6 +70,43 @@ class Preprocessed:
     blank: bool  # nothing to read: pixels are all zero and must not be predicted
     ink_box: tuple[int, int, int, int] | None  # (left, top, right, bottom) in the source image, right/bottom exclusive
     refusal: str | None = None  # TOO_LITTLE_INK, NOT_A_STROKE or NOT_A_DIGIT_LINE when ink was found but refused
+
+
+@dataclass(frozen=True)
+class _Ink:
+    """Ink in 0..1 (float32) within its box in the working image, and none outside it: the later steps read the box
+    alone (a drawing on the canvas covers about a third of it)."""
+
+    values: np.ndarray  # the box's ink, (bottom - top, right - left); (0, 0) when there is none
+    left: int
+    top: int
+    shape: tuple[int, int]  # the working image's (height, width)
+
+    @property
+    def side(self) -> int:
+        """The working image's longer side."""
+        return max(self.shape)
+
+    def whole(self) -> np.ndarray:
+        """The ink at the working image's size (the box's own array when that is all of it)."""
+        if self.values.shape == self.shape:
+            return self.values
+        whole = np.zeros(self.shape, dtype=np.float32)
+        whole[self.top:self.top + self.values.shape[0], self.left:self.left + self.values.shape[1]] = self.values
+        return whole
+
+
+def _in_box(values: np.ndarray, inked: np.ndarray | None = None, left: int = 0, top: int = 0,
+            shape: tuple[int, int] | None = None) -> _Ink:
+    """`values` (at left, top in a working image of `shape`, by default all of it) cut to the box of `inked` (by
+    default values > 0), which holds every pixel with ink."""
+    inked = values > 0 if inked is None else inked
+    rows = np.flatnonzero(inked.any(axis=1))
+    if not rows.size:
+        return _Ink(np.zeros((0, 0), dtype=np.float32), 0, 0, shape or values.shape)
+    cols = np.flatnonzero(inked.any(axis=0))
+    top_row, bottom_row, left_col, right_col = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    return _Ink(values[top_row:bottom_row, left_col:right_col], left + left_col, top + top_row, shape or values.shape)
 
 
 # ---- any image to float pixels in 0..255 -------------------------------------------------------------------------
@@ -358,19 +397,28 @@ def _stretch(values: np.ndarray) -> np.ndarray:
 LEVELS = np.arange(256, dtype=np.float32)
 
 
-def _stretched_levels(plane: np.ndarray, level_ink: np.ndarray) -> np.ndarray:
+def _stretched_levels(plane: np.ndarray, level_ink: np.ndarray) -> _Ink:
     """_stretch(level_ink[plane]) for an 8-bit plane whose ink depends on its level alone, `level_ink` monotonic:
-    the same float32 steps on the 256 levels, then one lookup a pixel instead of five float passes (same values)."""
+    the same float32 steps on the 256 levels, then one lookup a pixel instead of five float passes (same values),
+    and only in the box of the levels that are ink (one end of the range, found by comparing bytes)."""
     level_bins = np.clip(level_ink, 0, 255).astype(np.uint8)  # each level's bin in _robust_peak's histogram
     counts = np.bincount(level_bins, weights=np.bincount(plane[::2, ::2].ravel(), minlength=256), minlength=256)
     top = max(float(level_ink[plane.min()]), float(level_ink[plane.max()]))  # monotonic: the maximum is at an end
     peak = _peak_of(counts, top)
     if peak < _least_contrast(counts):
-        return np.zeros(plane.shape, dtype=np.float32)
-    return np.take(_scaled_to_peak(level_ink, peak), plane)
+        return _Ink(np.zeros((0, 0), dtype=np.float32), 0, 0, plane.shape)
+    stretched = _scaled_to_peak(level_ink, peak)
+    levels = np.flatnonzero(stretched)
+    if not levels.size:
+        return _Ink(np.zeros((0, 0), dtype=np.float32), 0, 0, plane.shape)
+    lowest, highest = int(levels[0]), int(levels[-1])  # every ink level lies between (all of them, if monotonic)
+    inked = plane >= lowest if highest == 255 else plane <= highest if lowest == 0 else \
+        (plane >= lowest) & (plane <= highest)
+    box = _in_box(plane, inked)
+    return _Ink(np.take(stretched, box.values), box.left, box.top, box.shape)
 
 
-def _grey_levels_ink(plane: np.ndarray, overview: np.ndarray) -> np.ndarray:
+def _grey_levels_ink(plane: np.ndarray, overview: np.ndarray) -> _Ink:
     """_ink_signal then _stretch of an evenly lit 8-bit grey plane, level by level."""
     background, ink_is_darker = _background(plane, overview)
     signal = background - LEVELS if ink_is_darker else LEVELS - background
@@ -381,11 +429,11 @@ def _floats(values: np.ndarray) -> np.ndarray:
     return values.astype(np.float32) if values.dtype == np.uint8 else values
 
 
-def _working_ink(image: Image.Image | np.ndarray) -> np.ndarray:
+def _working_ink(image: Image.Image | np.ndarray) -> _Ink:
     """Ink in 0..1 at working resolution (no larger than WORKING_SIDE)."""
     values, alpha = _working_planes(image)
     if _is_drawing(alpha):  # ink of any colour on transparent: the alpha is the drawing
-        return _stretched_levels(alpha, LEVELS) if alpha.dtype == np.uint8 else _stretch(alpha)
+        return _stretched_levels(alpha, LEVELS) if alpha.dtype == np.uint8 else _in_box(_stretch(alpha))
     overview = _overview(values)
     if min(values.shape[-2:]) >= 4 * COARSEST_SHAPE and _is_unevenly_lit(overview):  # a tiny image's border is
         # most of it: its digit would be taken for a lamp's light and divided out
@@ -394,12 +442,12 @@ def _working_ink(image: Image.Image | np.ndarray) -> np.ndarray:
     elif values.ndim == 2 and values.dtype == np.uint8:  # canvases and clean scans
         return _grey_levels_ink(values, overview)
     signal = _ink_signal(_floats(values), overview)
-    return _stretch(np.maximum(signal, 0.0, out=signal))  # a fresh array: no copy needed
+    return _in_box(_stretch(np.maximum(signal, 0.0, out=signal)))  # a fresh array: no copy needed
 
 
 def ink_map(image: Image.Image | np.ndarray) -> np.ndarray:
     """Float32 (H, W) in [0, 1] where 1 is ink, whatever the image's mode, polarity, background or lighting."""
-    ink, size = _working_ink(image), _source_size(image)
+    ink, size = _working_ink(image).whole(), _source_size(image)
     if ink.shape == (size[1], size[0]):
         return ink
     return np.clip(_resized(ink, size, Image.Resampling.BILINEAR), 0.0, 1.0)
@@ -432,8 +480,13 @@ def _touching(regions: np.ndarray, count: int, mask: np.ndarray) -> np.ndarray:
 def _single_digit(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The stroke mask and the ink support (strokes and their fringe) of the digit: the pieces of ink gathered
     round the largest one, without specks or marks far from it (a stray stroke in a corner of the page)."""
-    regions, count = ndimage.label(ink > 0, structure=EIGHT_NEIGHBOURS)
+    present = ink > 0
+    regions, count = ndimage.label(present, structure=EIGHT_NEIGHBOURS)
     strokes = ink > STROKE_LEVEL
+    if count == 1:  # one piece of ink (most drawings): the digit unless a speck, found with no per-pixel lookups
+        if _kept(np.array([0, np.count_nonzero(strokes)]))[1]:
+            return strokes, present
+        return np.zeros_like(strokes), np.zeros_like(present)
     sizes = np.bincount(regions[strokes], minlength=count + 1)  # stroke pixels of each piece
     keep = _kept(sizes)  # specks judged by their stroke pixels
     if 1 < np.count_nonzero(keep) <= MAX_PIECES:  # more is noise or a page of text: the pieces' pairs would cost
@@ -595,10 +648,39 @@ def _thickened(crop: np.ndarray, mask: np.ndarray, width: float, glyph_side: int
     longer = max(pooled.shape)
     radius = max(0.0, (target * longer - glyph_side * width) / (2 * glyph_side - 2 * target))  # the box grows too
     pad = int(np.ceil(radius)) + 1
-    distance = ndimage.distance_transform_edt(~_padded(pooled_mask, pad))
-    widened = np.maximum(_padded(pooled, pad), np.clip(radius + 0.5 - distance, 0.0, 1.0).astype(np.float32))
+    widened = np.maximum(_padded(pooled, pad), _brush_cover(_padded(pooled_mask, pad), radius + 0.5))
     left, top, right, bottom = _box(widened > 0)
     return widened[top:bottom, left:right]
+
+
+def _brush_cover(mask: np.ndarray, reach: float) -> np.ndarray:
+    """clip(reach - d, 0, 1) as float32, d each pixel's distance to the nearest True pixel of `mask` (whose frame of
+    ceil(reach) pixels is False): a round brush run along the strokes, its edge anti-aliased. Short reaches (those
+    of a canvas's brush) shift the mask by each offset within reach, several times faster than a distance
+    transform of the whole mask, with the same values (the same float64 distances)."""
+    if reach > SHIFTED_REACH:
+        return np.clip(reach - ndimage.distance_transform_edt(~mask), 0.0, 1.0).astype(np.float32)
+    height, width = mask.shape
+    cover = np.zeros(mask.shape, dtype=np.float32)
+    for squared, offsets in reversed(_offsets_within(reach)):  # far to near: nearer pixels' higher cover last
+        reached = np.zeros_like(mask)
+        for dy, dx in offsets:
+            reached[max(dy, 0):height + min(dy, 0), max(dx, 0):width + min(dx, 0)] |= \
+                mask[max(-dy, 0):height + min(-dy, 0), max(-dx, 0):width + min(-dx, 0)]
+        cover[reached] = min(reach - math.sqrt(squared), 1.0)
+    return cover
+
+
+@functools.cache
+def _offsets_within(reach: float) -> tuple[tuple[int, tuple[tuple[int, int], ...]], ...]:
+    """The (dy, dx) offsets closer than `reach`, grouped by their squared length, nearest first."""
+    span = math.ceil(reach)
+    groups: dict[int, list[tuple[int, int]]] = {}
+    for dy in range(-span, span + 1):
+        for dx in range(-span, span + 1):
+            if math.sqrt(dy * dy + dx * dx) < reach:
+                groups.setdefault(dy * dy + dx * dx, []).append((dy, dx))
+    return tuple((squared, tuple(offsets)) for squared, offsets in sorted(groups.items()))
 
 
 def _thinned(crop: np.ndarray, mask: np.ndarray, width: float, glyph_side: int, target: float) -> np.ndarray:
@@ -634,7 +716,9 @@ def _glyph(crop: np.ndarray, mask: np.ndarray, glyph_side: int, target: float) -
 
 def _placed_by_mass(glyph: np.ndarray, side: int) -> np.ndarray:
     """The glyph in a side x side square, shifted by whole pixels so its centre of mass is at the centre (MNIST)."""
-    centre_y, centre_x = ndimage.center_of_mass(glyph)
+    total = float(glyph.sum(dtype=np.float64)) or 1.0  # ndimage.center_of_mass's sums, without its generic labelling
+    centre_y = float(glyph.sum(axis=1, dtype=np.float64) @ np.arange(glyph.shape[0])) / total
+    centre_x = float(glyph.sum(axis=0, dtype=np.float64) @ np.arange(glyph.shape[1])) / total
     top = min(max(round(side / 2 - centre_y), 0), side - glyph.shape[0])  # MNIST's mean is (14.0, 14.0)
     left = min(max(round(side / 2 - centre_x), 0), side - glyph.shape[1])
     canvas = np.zeros((side, side), dtype=np.float32)
@@ -683,7 +767,7 @@ def _from_ink(ink: np.ndarray, mask: np.ndarray, support: np.ndarray, fmt: Input
     return Preprocessed(pixels, False, box)
 
 
-def _scale_to_source(image: Image.Image | np.ndarray, ink: np.ndarray) -> tuple[float, float]:
+def _scale_to_source(image: Image.Image | np.ndarray, ink: _Ink) -> tuple[float, float]:
     """(x, y) factors from working pixels to the source's."""
     width, height = _source_size(image)
     return width / ink.shape[1], height / ink.shape[0]
@@ -710,31 +794,36 @@ def _spanning(present: np.ndarray) -> np.ndarray:
     return spanning
 
 
-def _without_rules(ink: np.ndarray) -> np.ndarray:
+def _without_rules(ink: _Ink) -> _Ink:
     """The ink without the ruled lines, squares or margin of the paper it was written on: hair-lines of ink running
     across nearly the whole picture. A digit's own stroke from edge to edge (a 1 drawn full height on the canvas) is
     thicker, and removing lines that held most of the strokes would remove the drawing, so neither happens."""
     if min(ink.shape) < 4 * COARSEST_SHAPE:  # small pictures are crops of one digit: no paper round it
         return ink
-    present = ink > 0
+    if ink.values.shape[0] < RULE_SPAN * ink.shape[0] and ink.values.shape[1] < RULE_SPAN * ink.shape[1]:
+        return ink  # no line of it runs across the picture
+    whole = ink.whole()
+    present = whole > 0
     thickest = max(2, round(RULE_THICKNESS * max(ink.shape)))
     rows, cols = _spanning(present), _spanning(present.T)
     if not (rows.any() or cols.any()):
         return ink
     rows, cols = _thin_bands(rows, thickest), _thin_bands(cols, thickest)
-    kept = ink.copy()
+    kept = whole.copy()
     kept[rows] = 0.0
     kept[:, cols] = 0.0
-    strokes = np.count_nonzero(ink > STROKE_LEVEL)
-    return kept if np.count_nonzero(kept > STROKE_LEVEL) >= RULE_KEEPS * strokes else ink
+    strokes = np.count_nonzero(whole > STROKE_LEVEL)
+    return _in_box(kept) if np.count_nonzero(kept > STROKE_LEVEL) >= RULE_KEEPS * strokes else ink
 
 
-def _without_frame(ink: np.ndarray) -> np.ndarray:
+def _without_frame(ink: _Ink) -> _Ink:
     """The ink without a piece that touches all four sides of the picture round the rest (the desk round a sheet of
     paper, a dark surround), unless too little ink would be left for a digit (a 0 drawn to the canvas's edges)."""
-    if min(ink.shape) < 4 * COARSEST_SHAPE or not all(side.any() for side in (ink[0], ink[-1], ink[:, 0], ink[:, -1])):
+    values = ink.values
+    if min(ink.shape) < 4 * COARSEST_SHAPE or values.shape != ink.shape \
+            or not all(side.any() for side in (values[0], values[-1], values[:, 0], values[:, -1])):
         return ink  # nothing touches all four sides: no labelling (a drawing in the canvas's middle)
-    regions, count = ndimage.label(ink > 0, structure=EIGHT_NEIGHBOURS)
+    regions, count = ndimage.label(values > 0, structure=EIGHT_NEIGHBOURS)
     if count < 2:
         return ink
     sides = [set(np.unique(edge)) for edge in (regions[0], regions[-1], regions[:, 0], regions[:, -1])]
@@ -742,38 +831,39 @@ def _without_frame(ink: np.ndarray) -> np.ndarray:
     if not framing:
         return ink
     frame = np.isin(regions, list(framing))
-    kept = np.where(frame, 0.0, ink).astype(np.float32)
+    kept = np.where(frame, 0.0, values).astype(np.float32)
     inside = kept > STROKE_LEVEL
-    if _is_speck(inside, max(ink.shape)) or _stroke_width(frame) < FRAME_WIDTH * _stroke_width(inside):
+    if _is_speck(inside, ink.side) or _stroke_width(frame) < FRAME_WIDTH * _stroke_width(inside):
         return ink  # a digit drawn to the edges (its stroke no wider than the rest's), not a desk round a sheet
-    return kept
+    return _in_box(kept)
 
 
-def _without_box(ink: np.ndarray) -> np.ndarray:
+def _without_box(ink: _Ink) -> _Ink:
     """The ink without a box drawn round it (an answer box, a form's square): lines spanning its whole extent on all
     four sides. Unless too little would be left (a 0 drawn square is such lines alone)."""
-    present = ink > 0
+    present = ink.values > 0
     if not present.any():
         return ink
     left, top, right, bottom = _box(present)
     inside = present[top:bottom, left:right]
     if min(inside.shape) < COARSEST_SHAPE:
         return ink
-    rows, cols = _spanning(inside), _spanning(inside.T)
     near = [max(2, round(BOX_SIDE * side)) for side in inside.shape]
-    sides = (rows[:near[0]], rows[-near[0]:], cols[:near[1]], cols[-near[1]:])
-    hollow = rows[near[0]:-near[0]].mean() <= 0.5 and cols[near[1]:-near[1]].mean() <= 0.5  # a 1 spans every row
-    if not (hollow and all(side.any() for side in sides)):
+    sides = (inside[:near[0]], inside[-near[0]:], inside.T[:near[1]], inside.T[-near[1]:])
+    if not all(_spanning(side).any() for side in sides):  # each side's rows alone first: most ink has no box
+        return ink
+    rows, cols = _spanning(inside), _spanning(inside.T)
+    if not (rows[near[0]:-near[0]].mean() <= 0.5 and cols[near[1]:-near[1]].mean() <= 0.5):  # a 1 spans every row
         return ink
     rows[near[0]:-near[0]] = False  # only the box's own sides: a 7's bar or a 4's crossbar inside it stays
     cols[near[1]:-near[1]] = False
-    kept = ink.copy()
+    kept = ink.values.copy()
     kept[top:bottom, left:right][rows] = 0.0
     kept[top:bottom, left:right][:, cols] = 0.0
-    return ink if _is_speck(kept > STROKE_LEVEL, max(ink.shape)) else kept
+    return ink if _is_speck(kept > STROKE_LEVEL, ink.side) else _Ink(kept, ink.left, ink.top, ink.shape)
 
 
-def _digit_ink(image: Image.Image | np.ndarray) -> np.ndarray:
+def _digit_ink(image: Image.Image | np.ndarray) -> _Ink:
     """The picture's ink (see ink_map) at working resolution, without the paper's ruled lines, a desk round it or a
     box drawn round the digit."""
     return _without_box(_without_frame(_without_rules(_working_ink(image))))
@@ -783,16 +873,18 @@ def preprocess(image: Image.Image | np.ndarray, fmt: InputFormat = MNIST_FORMAT)
     """Turn a drawing, scan or photo into the model's input, or report it blank (with the reason when it has ink
     that is no digit)."""
     ink = _digit_ink(image)
-    if not ink.any():
+    present = ink.values > 0
+    if not present.any():
         return _blank(fmt)
-    left, top, right, bottom = _box(ink > 0)  # all later work only where there is ink at all
-    mask, support = _single_digit(ink[top:bottom, left:right])
+    left, top, right, bottom = _box(present)  # all later work only where there is ink at all
+    values = ink.values[top:bottom, left:right]
+    mask, support = _single_digit(values)
     if not mask.any():
         return _blank(fmt)
-    refusal = why_not_a_digit(mask, max(ink.shape))
+    refusal = why_not_a_digit(mask, ink.side)
     if refusal is not None:
         return _blank(fmt, refusal)
-    return _from_ink(ink[top:bottom, left:right], mask, support, fmt, _scale_to_source(image, ink), (left, top))
+    return _from_ink(values, mask, support, fmt, _scale_to_source(image, ink), (ink.left + left, ink.top + top))
 
 
 # ---- several digits in a row -------------------------------------------------------------------------------------
@@ -826,19 +918,20 @@ def split_digits(image: Image.Image | np.ndarray, fmt: InputFormat = MNIST_FORMA
     """Several digits written in a row: one Preprocessed per digit, left to right (empty when blank). Marks that are
     no digit by themselves (a decimal point, a minus sign, a dot or dash anywhere) are left out."""
     ink = _digit_ink(image)
-    labels, count = _strokes(ink)
-    if _is_speck(labels > 0, max(ink.shape)):
+    labels, count = _strokes(ink.values)
+    if _is_speck(labels > 0, ink.side):
         return []
     groups = _column_groups(labels, count)
-    regions, region_count = ndimage.label(ink > 0, structure=EIGHT_NEIGHBOURS)
+    regions, region_count = ndimage.label(ink.values > 0, structure=EIGHT_NEIGHBOURS)
     digits = []
-    for (members, _, _), (first, last) in zip(groups, _column_ranges(groups, ink.shape[1])):
+    for (members, _, _), (first, last) in zip(groups, _column_ranges(groups, ink.values.shape[1])):
         in_group = np.zeros(count + 1, dtype=bool)
         in_group[members] = True
         mask = in_group[labels]
-        if _shape_refusal(mask, max(ink.shape)) is not None:
+        if _shape_refusal(mask, ink.side) is not None:
             continue
         support = _touching(regions, region_count, mask)
         support[:, :first], support[:, last:] = False, False
-        digits.append(_from_ink(ink, mask, support | mask, fmt, _scale_to_source(image, ink)))
+        offset = (ink.left, ink.top)
+        digits.append(_from_ink(ink.values, mask, support | mask, fmt, _scale_to_source(image, ink), offset))
     return digits

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.inference import at_most_threads, model_inputs
+from core.inference import model_inputs, small_batch_kernels
 from core.models import to_log_probs
 from core.store import LoadedRun
 
@@ -57,7 +57,7 @@ def saliency_map(run: LoadedRun, pixels: np.ndarray, target: int | None = None, 
     """How much each pixel of one preprocessed image (H, W) counted for class `target` (default: the answer):
     |SmoothGrad of Integrated Gradients| scaled so the strongest pixel is 1. The model is left untouched."""
     inputs = model_inputs(run, pixels)[:1]
-    with torch.inference_mode(False), torch.enable_grad(), at_most_threads(1):
+    with torch.inference_mode(False), torch.enable_grad(), small_batch_kernels():
         inputs = inputs.clone()  # a normal tensor: one made under inference_mode cannot take part in autograd
         chosen = _chosen(run, inputs, target)
         return _scaled(_smooth_integrated_gradients(run, inputs, chosen, max(1, samples), noise, seed))

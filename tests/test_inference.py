@@ -298,25 +298,31 @@ def two_threads() -> Iterator[None]:
     torch.set_num_threads(suite)
 
 
-def test_single_images_run_on_one_thread_and_overlapping_pages_restore_the_count(default_run, two_threads):
+def kernel_settings() -> tuple[int, bool]:
+    return torch.get_num_threads(), torch.backends.mkldnn.enabled
+
+
+def test_single_images_run_on_one_thread_and_torchs_own_kernels_and_overlapping_pages_restore_both(default_run,
+                                                                                                  two_threads):
     import threading
 
-    from core.inference import at_most_threads
+    from core.inference import small_batch_kernels
 
-    before = torch.get_num_threads()
-    seen: list[int] = []
+    before = kernel_settings()
+    assert before == (2, True)
+    seen: list[tuple[int, bool]] = []
     first_inside, second_done = threading.Event(), threading.Event()
 
     def first_page() -> None:  # Streamlit runs each session's script in a thread of its own
-        with at_most_threads(1):
-            seen.append(torch.get_num_threads())
+        with small_batch_kernels():
+            seen.append(kernel_settings())
             first_inside.set()
             second_done.wait(10)
 
     def second_page() -> None:  # starts while the first is inside, ends before it
         first_inside.wait(10)
-        with at_most_threads(1):
-            seen.append(torch.get_num_threads())
+        with small_batch_kernels():
+            seen.append(kernel_settings())
         second_done.set()
 
     threads = [threading.Thread(target=first_page), threading.Thread(target=second_page)]
@@ -324,10 +330,21 @@ def test_single_images_run_on_one_thread_and_overlapping_pages_restore_the_count
         thread.start()
     for thread in threads:
         thread.join()
-    assert seen == [1, 1] and torch.get_num_threads() == before
+    assert seen == [(1, False), (1, False)] and kernel_settings() == before
+
+
+def test_the_model_sees_one_thread_and_torchs_own_kernels_for_few_images_and_everything_for_many(default_run,
+                                                                                                 two_threads):
     images = np.stack([preprocess(drawn(d)).pixels for d in range(10)] * 8)  # 80 images: above SMALL_BATCH
-    assert np.allclose(predict_proba(default_run, images[:1]), predict_proba(default_run, images)[:1], atol=1e-5)
-    assert torch.get_num_threads() == before
+    seen: list[tuple[int, bool]] = []
+    hook = default_run.model.register_forward_pre_hook(lambda module, inputs: seen.append(kernel_settings()))
+    try:
+        one, many = predict_proba(default_run, images[:1]), predict_proba(default_run, images)
+        saliency(default_run, images[0], samples=4)
+    finally:
+        hook.remove()
+    assert seen == [(1, False), (2, True), (1, False)] and kernel_settings() == (2, True)
+    assert np.allclose(one, many[:1], atol=1e-5)  # the two kinds of kernels agree
 
 
 @pytest.mark.parametrize("digit", range(10))

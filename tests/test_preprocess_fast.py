@@ -144,3 +144,18 @@ def test_a_photo_is_relit_on_one_openblas_thread(monkeypatch):
         preprocess(photo_of(3))  # unevenly lit: its paper's light is fitted
         assert openblas_threads() == {2}  # and the process's setting is back afterwards
     assert seen == [{1}]  # a second thread cost a photo 35 ms of CPU, spinning, on a busy 2-core machine
+
+
+@pytest.mark.parametrize("reach", [0.5, 0.8, 1.0, 1.5, 1.9, 2.0, 2.3, 2.5, 2.6, 3.7])
+def test_the_brush_run_along_thin_strokes_covers_what_a_distance_transform_says(reach):
+    """Thin strokes are widened by a round brush: short reaches by shifting the strokes, long ones by a distance
+    transform. Both give the distance transform's float32 values exactly, strokes touching the frame included."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(int(reach * 10))
+    pad = int(np.ceil(reach))
+    for _ in range(5):
+        mask = np.zeros((40 + 2 * pad, 31 + 2 * pad), dtype=bool)
+        mask[pad:-pad, pad:-pad] = rng.random((40, 31)) < 0.05  # scattered pixels: every offset and overlap shows
+        expected = np.clip(reach - ndimage.distance_transform_edt(~mask), 0.0, 1.0).astype(np.float32)
+        assert np.array_equal(preprocess_module._brush_cover(mask, reach), expected)
