@@ -103,7 +103,7 @@ def _in_box(values: np.ndarray, inked: np.ndarray | None = None, left: int = 0, 
     inked = values > 0 if inked is None else inked
     rows = np.flatnonzero(inked.any(axis=1))
     if not rows.size:
-        return _Ink(np.zeros((0, 0), dtype=np.float32), 0, 0, shape or values.shape)
+        return _Ink(values[:0, :0], 0, 0, shape or values.shape)  # no ink: an empty box of the values' own type
     cols = np.flatnonzero(inked.any(axis=0))
     top_row, bottom_row, left_col, right_col = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     return _Ink(values[top_row:bottom_row, left_col:right_col], left + left_col, top + top_row, shape or values.shape)
