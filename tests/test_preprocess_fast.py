@@ -159,3 +159,22 @@ def test_the_brush_run_along_thin_strokes_covers_what_a_distance_transform_says(
         mask[pad:-pad, pad:-pad] = rng.random((40, 31)) < 0.05  # scattered pixels: every offset and overlap shows
         expected = np.clip(reach - ndimage.distance_transform_edt(~mask), 0.0, 1.0).astype(np.float32)
         assert np.array_equal(preprocess_module._brush_cover(mask, reach), expected)
+
+
+def test_a_glyph_is_placed_by_its_centre_of_mass_exactly_as_scipy_finds_it():
+    """Symmetric glyphs put the centre on a half pixel, where the last bit of the sums decides the rounding: the
+    placement must agree with ndimage.center_of_mass there too (a one-pixel shift changes the model's input)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    glyphs = [rng.random((20, width), dtype=np.float32) for width in (3, 9, 14, 20)]
+    glyphs += [(glyph + glyph[::-1, ::-1]) / 2 for glyph in glyphs]  # centre exactly in the middle: on a half pixel
+    glyphs += [np.asarray(drawn(0, width=1, size=(14, 20), box=(1, 1, 13, 19), mode="L", background=0, ink=255),
+                          dtype=np.float32) / 255]
+    for glyph in glyphs:
+        centre_y, centre_x = ndimage.center_of_mass(glyph)
+        top = min(max(round(14 - centre_y), 0), 28 - glyph.shape[0])
+        left = min(max(round(14 - centre_x), 0), 28 - glyph.shape[1])
+        expected = np.zeros((28, 28), dtype=np.float32)
+        expected[top:top + glyph.shape[0], left:left + glyph.shape[1]] = glyph
+        assert np.array_equal(preprocess_module._placed_by_mass(glyph, 28), expected)
