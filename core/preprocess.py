@@ -82,6 +82,11 @@ class _Ink:
     top: int
     shape: tuple[int, int]  # the working image's (height, width)
 
+    @staticmethod
+    def none(shape: tuple[int, int], like: np.ndarray | None = None) -> _Ink:
+        """No ink in a working image of `shape`: an empty box (of `like`'s type, by default float32)."""
+        return _Ink(np.zeros((0, 0), dtype=np.float32) if like is None else like[:0, :0], 0, 0, shape)
+
     @property
     def side(self) -> int:
         """The working image's longer side."""
@@ -96,17 +101,16 @@ class _Ink:
         return whole
 
 
-def _in_box(values: np.ndarray, inked: np.ndarray | None = None, left: int = 0, top: int = 0,
-            shape: tuple[int, int] | None = None) -> _Ink:
-    """`values` (at left, top in a working image of `shape`, by default all of it) cut to the box of `inked` (by
-    default values > 0), which holds every pixel with ink."""
+def _in_box(values: np.ndarray, inked: np.ndarray | None = None) -> _Ink:
+    """The whole working image's `values` cut to the box of `inked` (by default values > 0), which holds every pixel
+    with ink; an empty box of the values' own type when there is none."""
     inked = values > 0 if inked is None else inked
     rows = np.flatnonzero(inked.any(axis=1))
     if not rows.size:
-        return _Ink(values[:0, :0], 0, 0, shape or values.shape)  # no ink: an empty box of the values' own type
+        return _Ink.none(values.shape, like=values)
     cols = np.flatnonzero(inked.any(axis=0))
-    top_row, bottom_row, left_col, right_col = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    return _Ink(values[top_row:bottom_row, left_col:right_col], left + left_col, top + top_row, shape or values.shape)
+    top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    return _Ink(values[top:bottom, left:right], left, top, values.shape)
 
 
 # ---- any image to float pixels in 0..255 -------------------------------------------------------------------------
@@ -406,11 +410,11 @@ def _stretched_levels(plane: np.ndarray, level_ink: np.ndarray) -> _Ink:
     top = max(float(level_ink[plane.min()]), float(level_ink[plane.max()]))  # monotonic: the maximum is at an end
     peak = _peak_of(counts, top)
     if peak < _least_contrast(counts):
-        return _Ink(np.zeros((0, 0), dtype=np.float32), 0, 0, plane.shape)
+        return _Ink.none(plane.shape)
     stretched = _scaled_to_peak(level_ink, peak)
     levels = np.flatnonzero(stretched)
     if not levels.size:
-        return _Ink(np.zeros((0, 0), dtype=np.float32), 0, 0, plane.shape)
+        return _Ink.none(plane.shape)
     lowest, highest = int(levels[0]), int(levels[-1])  # every ink level lies between (all of them, if monotonic)
     inked = plane >= lowest if highest == 255 else plane <= highest if lowest == 0 else \
         (plane >= lowest) & (plane <= highest)
@@ -716,8 +720,10 @@ def _glyph(crop: np.ndarray, mask: np.ndarray, glyph_side: int, target: float) -
 
 def _placed_by_mass(glyph: np.ndarray, side: int) -> np.ndarray:
     """The glyph in a side x side square, shifted by whole pixels so its centre of mass is at the centre (MNIST)."""
-    rows, cols = np.ogrid[0:glyph.shape[0], 0:glyph.shape[1]]  # ndimage.center_of_mass's very sums (a centre on a
-    total = glyph.sum()  # half pixel rounds the same way), without its labelling machinery: 3x faster
+    # ndimage.center_of_mass's very sums (so a centre on a half pixel rounds the same way), without its labelling
+    # machinery: 3x faster
+    rows, cols = np.ogrid[0:glyph.shape[0], 0:glyph.shape[1]]
+    total = glyph.sum()
     centre_y = float((glyph * rows.astype(float)).sum() / total)
     centre_x = float((glyph * cols.astype(float)).sum() / total)
     top = min(max(round(side / 2 - centre_y), 0), side - glyph.shape[0])  # MNIST's mean is (14.0, 14.0)
@@ -805,7 +811,7 @@ def _without_rules(ink: _Ink) -> _Ink:
         return ink  # no line of it runs across the picture
     whole = ink.whole()
     present = whole > 0
-    thickest = max(2, round(RULE_THICKNESS * max(ink.shape)))
+    thickest = max(2, round(RULE_THICKNESS * ink.side))
     rows, cols = _spanning(present), _spanning(present.T)
     if not (rows.any() or cols.any()):
         return ink
