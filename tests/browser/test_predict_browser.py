@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from core.inference import DEFAULT_MODEL_DIR
 from core.store import RunStore
-from tests.browser.conftest import assert_no_error, screenshot, serve_app, stop_app, wait_for_app
+from tests.browser.conftest import assert_no_error, screenshot, serve_app, settled_box, stop_app, wait_for_app
 from tests.drawn_digits import bad_and_odd_files, drawn, encoded, photo_of, strokes_in
 
 TALL = {"width": 1400, "height": 1800}  # the whole page in one screenshot (Streamlit scrolls inside its main block)
@@ -29,8 +29,9 @@ def open_predict(page, app_url: str, viewport: dict[str, int] = TALL) -> None:
 
 
 def draw_strokes(page, strokes: list[list[tuple[float, float]]]) -> None:
-    """Draw each stroke with the mouse (press, move, release) on the canvas; positions are canvas pixels."""
-    box = page.locator("canvas.upper-canvas").first.bounding_box()
+    """Draw each stroke with the mouse (press, move, release) on the canvas; positions are canvas pixels. The box is
+    read once it holds still: a rerun (a new brush width) redraws the canvas and leaves no box for a moment."""
+    box = settled_box(page.locator("canvas.upper-canvas").first)
     for stroke in strokes:
         page.mouse.move(box["x"] + stroke[0][0], box["y"] + stroke[0][1])
         page.mouse.down()
@@ -80,6 +81,7 @@ def test_a_small_digit_in_a_corner_with_a_thin_brush_is_read(page, app_url):
     slider.focus()
     for _ in range(12):
         slider.press("ArrowLeft")  # 18 -> 6 px
+    expect(slider).to_have_attribute("aria-valuetext", "6")
     wait_for_app(page)
     draw_strokes(page, strokes_in(7, (190, 180, 260, 265)))
     assert settled_answer(page, "7") == "7"
