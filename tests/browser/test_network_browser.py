@@ -6,6 +6,8 @@ import ipaddress
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
+
 from tests.browser.conftest import assert_no_error, serve_app, stop_app, wait_for_app
 
 LISTEN = "0A"  # the TCP state /proc/net/tcp gives a listening socket
@@ -54,6 +56,7 @@ def is_local(url: str) -> bool:
         return False
 
 
+@pytest.mark.fresh_page  # must see every request: a shared tab answers some from its cache
 def test_no_page_requests_anything_from_outside_this_machine(page, app_url):
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))

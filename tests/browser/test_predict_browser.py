@@ -168,6 +168,7 @@ def assert_nothing_outside(page, asked: list[str]) -> None:
     assert page.locator(f'img[src*="{OUTSIDE}"], iframe[src*="{OUTSIDE}"]').count() == 0
 
 
+@pytest.mark.fresh_page  # listens to the tab's requests
 def test_html_in_a_runs_class_names_is_shown_as_text(page, hostile_app):
     asked = requests_to(page, OUTSIDE)
     open_predict(page, hostile_app)

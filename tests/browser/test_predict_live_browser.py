@@ -8,6 +8,7 @@ import re
 import time
 
 import numpy as np
+import pytest
 from playwright.sync_api import expect
 from torch import nn
 
@@ -107,6 +108,7 @@ def test_drawing_a_digit_shows_every_layer_inside_the_network(page, app_url):
     screenshot(page, "predict-inside-the-network")
 
 
+@pytest.mark.fresh_page  # adds an init script to the tab
 def test_the_camera_is_asked_for_only_once_chosen(page, app_url):
     page.add_init_script(COUNT_CAMERA_REQUESTS)
     open_predict(page, app_url)
