@@ -126,54 +126,68 @@ def browser():
         chromium.close()
 
 
+VIEWPORT = {"width": 1400, "height": 1000}
+
+
+class KeptTab:
+    """One tab a worker's tests share, each visiting its pages afresh: Chromium draws a page in a tab it has already
+    loaded the app in for about half the CPU of a new tab (1.1 vs 2.5 CPU s on this machine)."""
+
+    def __init__(self, browser) -> None:
+        self.browser, self.context, self.tab = browser, None, None
+
+    def open(self):
+        """The tab at the app's default size (a new one on first use, or if a test closed it)."""
+        if self.tab is None or self.tab.is_closed():
+            self.close()
+            self.context = self.browser.new_context(viewport=VIEWPORT)
+            self.tab = self.context.new_page()
+        self.tab.set_viewport_size(VIEWPORT)
+        return self.tab
+
+    def leave(self) -> None:
+        """Off the app: its session ends, so nothing of it keeps redrawing into the next test."""
+        if self.tab is not None and not self.tab.is_closed():
+            self.tab.goto("about:blank")
+
+    def close(self) -> None:
+        if self.context is not None:
+            self.context.close()
+
+
 @pytest.fixture(scope="session")
-def served_app(app_url, browser):
+def kept_tab(browser):
+    kept = KeptTab(browser)
+    yield kept
+    kept.close()
+
+
+@pytest.fixture(scope="session")
+def served_app(app_url, kept_tab):
     """The app after one session has opened its home page, as people start (the `streamlit run` command opens it).
 
     A first visit straight to a page is tested on its own server (test_home_browser).
     """
-    context = browser.new_context()
-    tab = context.new_page()
+    tab = kept_tab.open()
     tab.goto(app_url)
     wait_for_app(tab)
     tab.get_by_text("Digit Studio").first.wait_for()
-    context.close()
+    kept_tab.leave()
     return app_url
 
 
-VIEWPORT = {"width": 1400, "height": 1000}
-
-
-@pytest.fixture(scope="session")
-def kept_tab(browser, served_app) -> dict:
-    """One tab a worker's tests share, each visiting its pages afresh: Chromium draws a page in a tab it has already
-    loaded the app in for about half the CPU of a new tab (1.1 vs 2.5 CPU s on this machine)."""
-    kept = {"context": None, "tab": None}
-    yield kept
-    if kept["context"] is not None:
-        kept["context"].close()
-
-
 @pytest.fixture
-def page(request, browser, kept_tab):
-    """A tab at the app's default size and on no page (each test opens its own). Tests marked fresh_page get a new
-    browser session of their own: they leave something in the tab that outlives a visit (an init script, a request
-    listener), or must see every request the app makes (a shared tab answers some from its cache)."""
+def page(request, browser, kept_tab, served_app):
+    """A tab at the app's default size on no page (each test opens its own): the worker's kept tab. Tests marked
+    fresh_page get a browser session of their own: they leave something in the tab that outlives a visit (an init
+    script, a request listener), or must see every request the app makes (a shared tab answers some from its cache)."""
     if request.node.get_closest_marker("fresh_page"):
         context = browser.new_context(viewport=VIEWPORT)
         yield context.new_page()
         context.close()
         return
-    if kept_tab["tab"] is None or kept_tab["tab"].is_closed():  # first use, or a test closed it
-        if kept_tab["context"] is not None:
-            kept_tab["context"].close()
-        kept_tab["context"] = browser.new_context(viewport=VIEWPORT)
-        kept_tab["tab"] = kept_tab["context"].new_page()
-    tab = kept_tab["tab"]
-    tab.set_viewport_size(VIEWPORT)
-    yield tab
-    if not tab.is_closed():
-        tab.goto("about:blank")  # ends the page's app session: nothing of it keeps redrawing into the next test
+    yield kept_tab.open()
+    kept_tab.leave()
 
 
 def screenshot(page, name: str) -> Path:

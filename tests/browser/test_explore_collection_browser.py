@@ -12,14 +12,13 @@ COLUMNS = 10
 
 
 @pytest.mark.skipif(not available_fonts(), reason="no DejaVu or Liberation font to draw digits with")
-def test_a_collection_is_browsed_and_a_clicked_sample_deleted(browser, tmp_path):
+def test_a_collection_is_browsed_and_a_clicked_sample_deleted(page, tmp_path):
     folder = collections_root(tmp_path / "data") / "mine"
     write_collection(folder, per_class=3)
     (tmp_path / "runs").mkdir()
     served = serve_app(tmp_path / "runs", tmp_path / "data")
-    context = browser.new_context(viewport={"width": 1400, "height": 1400})
+    page.set_viewport_size({"width": 1400, "height": 1400})
     try:
-        page = context.new_page()
         page.goto(f"{served.url}/explore")
         wait_for_app(page, timeout=120_000)
         page.get_by_test_id("stSelectbox").filter(has_text="Dataset").click()
@@ -44,5 +43,4 @@ def test_a_collection_is_browsed_and_a_clicked_sample_deleted(browser, tmp_path)
         assert_no_error(page)
         assert not (folder / "4" / "font-0014.png").exists() and len(list(folder.rglob("*.png"))) == 29
     finally:
-        context.close()
         stop_app(served)

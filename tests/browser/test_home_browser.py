@@ -19,13 +19,11 @@ def test_home_page_opens_with_no_error(page, app_url, app_folders):
     screenshot(page, "home")
 
 
-def test_a_page_opened_first_after_a_start_shows_the_frame(browser, tmp_path):
+def test_a_page_opened_first_after_a_start_shows_the_frame(page, tmp_path):
     """A tab left on /train across a restart reconnects there: Streamlit's first run then skipped the frame."""
     (tmp_path / "runs").mkdir()
     served = serve_app(tmp_path / "runs", tmp_path / "data")  # a server no session has visited yet
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
     try:
-        page = context.new_page()
         page.goto(f"{served.url}/train")
         wait_for_app(page)
         page.get_by_text("Set up a run").wait_for(timeout=60_000)
@@ -35,5 +33,4 @@ def test_a_page_opened_first_after_a_start_shows_the_frame(browser, tmp_path):
         expect(navigation.get_by_role("link", name="streamlit app")).to_have_count(0)
         assert_no_error(page)
     finally:
-        context.close()
         stop_app(served)

@@ -22,12 +22,10 @@ def wait_for_files(folder, timeout: float = 20.0) -> list:
     return []
 
 
-def test_a_drawn_digit_kept_as_right_is_saved_in_its_class_folder(browser, tmp_path):
+def test_a_drawn_digit_kept_as_right_is_saved_in_its_class_folder(page, tmp_path):
     (tmp_path / "runs").mkdir()
     served = serve_app(tmp_path / "runs", tmp_path / "data")  # its own data folder: the test writes into it
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
     try:
-        page = context.new_page()
         open_predict(page, served.url)
         for points in strokes_in(7, BOX):
             stroke(page, points)
@@ -42,5 +40,4 @@ def test_a_drawn_digit_kept_as_right_is_saved_in_its_class_folder(browser, tmp_p
         assert [path.relative_to(root).parts[:2] for path in files] == [("my-digits", "7")]
         assert Image.open(files[0]).size == (280, 280)  # the canvas as drawn, not the model's 28x28
     finally:
-        context.close()
         stop_app(served)

@@ -18,7 +18,7 @@ from tests.font_digits import available_fonts, write_collection
 
 
 @pytest.mark.skipif(not available_fonts(), reason="no DejaVu or Liberation font to draw digits with")
-def test_a_fine_tune_answers_beside_the_model_it_started_from(browser, tmp_path):
+def test_a_fine_tune_answers_beside_the_model_it_started_from(page, tmp_path):
     folder = collections_root(tmp_path / "data") / "mine"
     write_collection(folder, per_class=4)
     config = fine_tune_config("default", read_meta(DEFAULT_MODEL_DIR), image_folder=str(folder), dataset="folder",
@@ -26,9 +26,8 @@ def test_a_fine_tune_answers_beside_the_model_it_started_from(browser, tmp_path)
     recorded = RecordedTraining(config, RunStore(tmp_path / "runs"))
     assert list(recorded.events())[-1].status == "done"
     served = serve_app(tmp_path / "runs", tmp_path / "data")
-    context = browser.new_context(viewport={"width": 1400, "height": 1200})
+    page.set_viewport_size({"width": 1400, "height": 1200})
     try:
-        page = context.new_page()
         open_predict(page, served.url)
         page.get_by_test_id("stSelectbox").filter(has_text="Model").click()
         page.get_by_role("option", name=re.compile(f"^Fast CNN \\(modern\\) on mine.*{recorded.run_id}$")).click()
@@ -43,5 +42,4 @@ def test_a_fine_tune_answers_beside_the_model_it_started_from(browser, tmp_path)
         assert_no_error(page)
         screenshot(page, "predict-before-after")
     finally:
-        context.close()
         stop_app(served)

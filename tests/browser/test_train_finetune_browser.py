@@ -11,16 +11,14 @@ from tests.font_digits import available_fonts, write_collection
 
 
 @pytest.mark.skipif(not available_fonts(), reason="no DejaVu or Liberation font to draw digits with")
-def test_a_fine_tune_started_from_the_form_shows_before_and_after(browser, tmp_path, mnist_dir):
+def test_a_fine_tune_started_from_the_form_shows_before_and_after(page, tmp_path, mnist_dir):
     data = tmp_path / "data"
     data.mkdir()
     (data / "MNIST").symlink_to(mnist_dir / "MNIST")  # the shared MNIST, the collection beside it in this test's folder
     write_collection(collections_root(data) / "mine", per_class=5)
     (tmp_path / "runs").mkdir()
     served = serve_app(tmp_path / "runs", data)
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
     try:
-        page = context.new_page()
         page.goto(f"{served.url}/train")
         wait_for_app(page, timeout=120_000)
         page.get_by_text("Fine-tune on your handwriting").click()
@@ -43,5 +41,4 @@ def test_a_fine_tune_started_from_the_form_shows_before_and_after(browser, tmp_p
         assert_no_error(page)
         screenshot(page, "train-finetune-results")
     finally:
-        context.close()
         stop_app(served)
