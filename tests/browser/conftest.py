@@ -190,6 +190,20 @@ def page(request, browser, kept_tab, served_app):
     kept_tab.leave()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed browser test leaves a screenshot of its tab (failed-<test>.png), taken before the tab moves on: what
+    a flaky wait saw is otherwise lost with the CI run."""
+    report = yield
+    tab = item.funcargs.get("page") if report.when == "call" and report.failed else None
+    if tab is not None and not tab.is_closed():
+        try:
+            screenshot(tab, "failed-" + re.sub(r"[^\w.-]", "_", item.name))
+        except PlaywrightError:
+            pass
+    return report
+
+
 def screenshot(page, name: str) -> Path:
     """Save a full-page screenshot for people to look at; returns its path."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
