@@ -20,4 +20,7 @@ fi
 # order, each group sharing one served app and one Chromium (tests/conftest.py groups them and collects them first;
 # --no-loadscope-reorder keeps that order), while the other files fill in around them, file by file. The 30 slowest
 # tests are listed at the end. Arguments come last, so "-n 0" runs everything in one process.
-exec python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder --durations=30 "$@"
+# Only the plugins the suite uses: others a machine has installed (hypothesis, pytest-benchmark, anyio here) cost
+# each of the three processes 1.3 s of imports at the start, and one of them warns under xdist.
+export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1
+exec python -m pytest -p xdist.plugin -n 2 --dist loadgroup --no-loadscope-reorder --durations=30 "$@"
