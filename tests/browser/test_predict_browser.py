@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
+from itertools import pairwise
 
 import pytest
 from playwright.sync_api import expect
@@ -17,6 +19,8 @@ from tests.drawn_digits import bad_and_odd_files, drawn, encoded, photo_of, stro
 
 TALL = {"width": 1400, "height": 1800}  # the whole page in one screenshot (Streamlit scrolls inside its main block)
 ANSWER_TIMEOUT = 30_000
+MOUSE_STEP = 20  # px between mouse events, as a quick hand's at 60 events/s: each event costs Chromium a frame, and six
+# a segment (curves are drawn as many short ones) took twice the browser's CPU for the same strokes
 ASK_FOR_A_DIGIT = "in the black square: the answer appears as soon as you lift the mouse"
 
 
@@ -35,8 +39,9 @@ def draw_strokes(page, strokes: list[list[tuple[float, float]]]) -> None:
     for stroke in strokes:
         page.mouse.move(box["x"] + stroke[0][0], box["y"] + stroke[0][1])
         page.mouse.down()
-        for x, y in stroke[1:]:
-            page.mouse.move(box["x"] + x, box["y"] + y, steps=6)
+        for (x0, y0), (x, y) in pairwise(stroke):
+            steps = max(1, math.ceil(math.dist((x0, y0), (x, y)) / MOUSE_STEP))
+            page.mouse.move(box["x"] + x, box["y"] + y, steps=steps)
         page.mouse.up()
 
 
