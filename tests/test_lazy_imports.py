@@ -113,10 +113,15 @@ def _as_a_command_finds_it(*argv: str) -> dict:
 
 
 def test_a_command_that_needs_torch_finds_it_imported_outside_the_collector_which_still_runs():
-    for command in ("train", "predict"):
-        found = _as_a_command_finds_it(command, "--help")
+    for argv in (["train", "--epochs", "3"], ["predict", "digit.png"]):
+        found = _as_a_command_finds_it(*argv)
         assert found["torch"] and found["collecting"]
         assert found["kept_out"] > 100_000  # torch's import made that many objects; none is collected again
+
+
+def test_a_command_line_that_does_not_parse_is_answered_without_torch():
+    found = _as_a_command_finds_it("train", "--lr", "0")  # main reports the error: one line, exit 2 (test_cli)
+    assert found == {"collecting": True, "kept_out": 0, "torch": False}
 
 
 def test_a_command_without_torch_does_not_import_it():
