@@ -146,13 +146,22 @@ class KeptTab:
         return self.tab
 
     def leave(self) -> None:
-        """Off the app: its session ends, so nothing of it keeps redrawing into the next test."""
-        if self.tab is not None and not self.tab.is_closed():
-            self.tab.goto("about:blank")
+        """Off the app: its session ends, so nothing of it keeps redrawing into the next test. A tab that cannot
+        leave (hung, crashed) is closed: the next test gets a new one rather than this one's trouble."""
+        if self.tab is None or self.tab.is_closed():
+            return
+        try:
+            self.tab.goto("about:blank", timeout=15_000)
+        except PlaywrightError:
+            self.close()
 
     def close(self) -> None:
         if self.context is not None:
-            self.context.close()
+            try:
+                self.context.close()
+            except PlaywrightError:
+                pass  # already gone with its browser
+        self.context, self.tab = None, None
 
 
 @pytest.fixture(scope="session")
