@@ -4,8 +4,9 @@ Such a process lives for one command, and Python's cyclic garbage collector cost
 (bench/README.md, "Without torch's compiler, and without the collector's walks"): the collections that run while
 torch is imported walk the objects the import creates and free nothing (0.18 s of a 1.1 s import), and the
 collection at exit walks them all again just before the process ends (0.25 s). So the commands that need torch
-import it first (once their arguments parse: a mistyped option is answered at once), with collections paused, and keep what it made out of later collections (gc.freeze); at exit
-everything is kept out. While the command runs, garbage is collected as ever.
+import it first (once their arguments parse: a mistyped option is answered at once), with collections paused, and
+keep what it made out of later collections (gc.freeze); at exit everything is kept out. While the command runs,
+garbage is collected as ever.
 """
 
 import gc
