@@ -930,7 +930,7 @@ def split_digits(image: Image.Image | np.ndarray, fmt: InputFormat = MNIST_FORMA
         return []
     groups = _column_groups(labels, count)
     regions, region_count = ndimage.label(ink.values > 0, structure=EIGHT_NEIGHBOURS)
-    digits = []
+    digits, to_source, offset = [], _scale_to_source(image, ink), (ink.left, ink.top)
     for (members, _, _), (first, last) in zip(groups, _column_ranges(groups, ink.values.shape[1])):
         in_group = np.zeros(count + 1, dtype=bool)
         in_group[members] = True
@@ -939,6 +939,5 @@ def split_digits(image: Image.Image | np.ndarray, fmt: InputFormat = MNIST_FORMA
             continue
         support = _touching(regions, region_count, mask)
         support[:, :first], support[:, last:] = False, False
-        offset = (ink.left, ink.top)
-        digits.append(_from_ink(ink.values, mask, support | mask, fmt, _scale_to_source(image, ink), offset))
+        digits.append(_from_ink(ink.values, mask, support | mask, fmt, to_source, offset))
     return digits

@@ -323,17 +323,12 @@ def button_comes(tab, button, seconds: float) -> bool:
 
 
 @pytest.fixture
-def no_training_left(browser, page, app_url):
+def no_training_left(kept_tab, page, app_url):
     """After the test, stop whatever it left training or queued, so later tests get the CPU: from the test's tab
-    (torn down after this), or a new one if the test closed it."""
+    (torn down after this), or the kept tab, reopened, if the test closed it."""
     yield
-    context = browser.new_context(viewport=VIEWPORT) if page.is_closed() else None
-    tab = context.new_page() if context else page
+    tab = kept_tab.open() if page.is_closed() else page
     tab.set_viewport_size(VIEWPORT)
     tab.goto(f"{app_url}/train")
     wait_for_app(tab)
-    try:  # the page has run whole: a job running or queued shows its button within moments
-        stop_everything(tab, first_wait=2.5)
-    finally:
-        if context:
-            context.close()
+    stop_everything(tab, first_wait=2.5)  # the page has run whole: a job running or queued shows its button soon
