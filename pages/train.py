@@ -76,7 +76,7 @@ def missing_dataset_note(name: str, problem: str) -> None:
             st.rerun()
 
 
-def preset_picker(dataset: str) -> Recipe | None:
+def preset_picker(dataset: str) -> None:
     presets = presets_for(dataset)
     if "train_preset" not in st.session_state or st.session_state["train_preset"] not in (CUSTOM, *presets):
         st.session_state["train_preset"] = DEFAULT_PRESETS.get(dataset, CUSTOM)
@@ -85,14 +85,13 @@ def preset_picker(dataset: str) -> Recipe | None:
                         format_func=lambda n: "Custom settings" if n == CUSTOM else presets[n].title,
                         help="A preset fills in every setting from a published recipe; you can still change them.")
     if name == CUSTOM:
-        return None
+        return
     chosen = presets[name]
     if chosen.config.dataset == dataset:  # what the recipe promised, and what it did here (bench/bench_recipes.py)
         st.caption(spaced_percents(chosen.note()))
     else:
         st.caption(f"A {DATASETS[chosen.config.dataset].title} recipe, used here on {DATASETS[dataset].title}: "
                    "its reported accuracy does not apply.")
-    return chosen
 
 
 def main_settings() -> None:
@@ -156,20 +155,27 @@ def setup_panel() -> None:
         st.error("No dataset can be used here: see the notes above.", icon=":material/error:")
         return
     with preset_column:
-        recipe = preset_picker(dataset)
+        preset_picker(dataset)
     with model_column:
         st.selectbox("Model", list_models(), key="train_model", format_func=lambda name: model_spec(name).title)
         st.caption(model_spec(st.session_state["train_model"]).description)
     main_settings()
-    config = config_from_widgets(recipe.config if recipe else TrainConfig(), dataset, str(data_dir()))
+    config, _ = chosen_setup()
     problem = settings_problem(config)
     more_settings(None if problem else config)
     if problem:
         st.error(escape_markdown(problem), icon=":material/error:")
-    start_button(config, recipe, problem)
+    start_button(config, problem)
 
 
-def start_button(config: TrainConfig, recipe: Recipe | None, problem: str | None) -> None:
+def chosen_setup() -> tuple[TrainConfig, Recipe | None]:
+    """The run the pickers and fields describe now: the preset's settings (or the defaults) under the fields'."""
+    dataset = st.session_state["train_dataset"]
+    recipe = presets_for(dataset).get(st.session_state["train_preset"])
+    return config_from_widgets(recipe.config if recipe else TrainConfig(), dataset, str(data_dir())), recipe
+
+
+def start_button(config: TrainConfig, problem: str | None) -> None:
     policy = public_demo()
     if policy is not None and not policy.training:  # said instead of a button that could only be refused
         st.info(policy.training_problem(config.epochs, 0), icon=":material/block:")
@@ -177,7 +183,7 @@ def start_button(config: TrainConfig, recipe: Recipe | None, problem: str | None
     busy = job_manager().busy()
     button, words = st.columns([1, 2], vertical_alignment="center")
     button.button("Queue training" if busy else "Start training", type="primary", disabled=problem is not None,
-                  on_click=start, args=(config, recipe), icon=":material/play_arrow:", width="stretch")
+                  on_click=start, args=(chosen_setup,), icon=":material/play_arrow:", width="stretch")
     where = f"Training runs on: **{device_description()}**."
     words.caption(f"{where} One run trains at a time; a new one waits for it in the queue." if busy else where)
     if refused := refusal_to_show():

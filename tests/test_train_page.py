@@ -295,6 +295,26 @@ def test_stop_keeps_the_run_as_stopped_with_its_last_epoch():
     assert info.status == "stopped" and info.get("epochs_completed") >= 1 and info.has_weights
 
 
+def started_epochs(before: set[int]) -> list[int]:
+    return [job.config.epochs for job in job_manager().jobs() if job.job_id not in before]
+
+
+def test_a_value_typed_just_before_start_is_the_value_that_trains(monkeypatch):
+    """A browser can send a typed value in the click's own rerun (typed, then Start at once): Start trained the value
+    the button was drawn with, 1,000 epochs after 5,000 was typed. A refused value starts nothing."""
+    monkeypatch.setattr("core.jobs._record_training", Gate())
+    app = open_page()
+    before = {job.job_id for job in job_manager().jobs()}
+    field(app, "Epochs").set_value("0")
+    button(app, "Start training").click().run()
+    assert started_epochs(before) == [] and [text.replace("\\", "") for text in warnings(app)] == [
+        "Epochs: 0 is below the minimum 1; still 1000."]
+    assert field(app, "Epochs").value == "1000"
+    field(app, "Epochs").set_value("5,000")
+    button(app, "Start training").click().run()
+    assert started_epochs(before) == [5000] and not warnings(app) and field(app, "Epochs").value == "5000"
+
+
 def test_a_second_start_is_queued_and_a_full_queue_is_refused(monkeypatch):
     monkeypatch.setattr("core.jobs._record_training", Gate())
     app = open_page()

@@ -12,6 +12,7 @@ a number's field, `train_notes` the sentence per field about a value that was no
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import streamlit as st
@@ -26,6 +27,7 @@ from ui.text import escape_markdown
 CHOICE_FIELDS = ("model", "optimizer", "schedule", "loss")
 SLIDER_FIELDS = ("augment_shift", "augment_rotation", "augment_scale")
 NOTES = "train_notes"
+REFUSED_NOW = "train_typing_refused"  # set by a refusal in this rerun's callbacks, so that Start does not start
 MAX_ECHO = 40  # characters of a refused text repeated in its note
 PROCESSES = "train_processes"
 PROCESSES_HELP = ("More than one trains the run on several processes of this machine with torch.distributed, as "
@@ -95,8 +97,13 @@ def typed_number(text: str, whole: bool) -> float:
 
 
 def take_typed(field: NumberField) -> None:
-    """A field's callback: take the typed number if it is in range, else put the field back and say why."""
+    """A field's callback: take the typed number if it is in range, else put the field back and say why.
+
+    Once the text is taken (or put back) there is nothing left to do: Start may have taken it already in the same
+    rerun (take_pending_typing), and taking it twice would drop the note about a refused value."""
     typed, previous = st.session_state[f"train_{field.name}_typed"], st.session_state[f"train_{field.name}"]
+    if typed == shown(previous):
+        return
     try:
         value = typed_number(typed, field.bounds.whole)
         problem = field.bounds.problem(value)
@@ -108,14 +115,27 @@ def take_typed(field: NumberField) -> None:
         st.session_state[f"train_{field.name}_typed"] = shown(value)
         notes.pop(field.name, None)
         return
+    st.session_state[REFUSED_NOW] = True
     echo = typed.strip() if len(typed.strip()) <= MAX_ECHO else typed.strip()[:MAX_ECHO] + "…"
     st.session_state[f"train_{field.name}_typed"] = shown(previous)
     notes[field.name] = (f"{field.label}: {echo} {problem}; still {shown(previous)}." if echo else
                          f"{field.label}: the field was left empty; still {shown(previous)}.")
 
 
+def take_pending_typing() -> bool:
+    """Take every field's typed text its own callback has not taken yet; False when a value typed for this rerun was
+    refused (its note says why). Streamlit runs one rerun's callbacks in no set order: Start's may come before or
+    after a field's."""
+    for name, field in NUMBER_FIELDS.items():
+        typed = st.session_state.get(f"train_{name}_typed")
+        if typed is not None and typed != shown(st.session_state[f"train_{name}"]):
+            take_typed(field)
+    return not st.session_state.get(REFUSED_NOW, False)
+
+
 def number_field(container, name: str) -> None:
     """The text field of one number setting, its range in its help (notes_for says what it did not take)."""
+    st.session_state.pop(REFUSED_NOW, None)  # this rerun's callbacks are over: a refusal holds back its own click only
     field = NUMBER_FIELDS[name]
     if f"train_{name}_typed" not in st.session_state:  # Streamlit forgets a field that was not drawn last run
         st.session_state[f"train_{name}_typed"] = shown(st.session_state[f"train_{name}"])
@@ -164,8 +184,15 @@ def settings_problem(config: TrainConfig) -> str | None:
     return policy.training_problem(config.epochs, min(config.train_limit or available, available)) if policy else None
 
 
-def start(config: TrainConfig, recipe: Recipe | None) -> None:
-    """The Start button's callback: checked again here (a public demo's caps hold whatever the browser sends)."""
+def start(chosen: Callable[[], tuple[TrainConfig, Recipe | None]]) -> None:
+    """The Start button's callback: the run the fields describe at the click (`chosen` reads them), not the one they
+    described when the button was last drawn. A value typed just before the click can reach the server in the
+    click's own rerun, or in one the click cut short before it drew the button again: a config bound to the button
+    then trained the value before it (seen: 1,000 epochs trained after 5,000 was typed and Enter pressed). Checked
+    again here: a public demo's caps hold whatever the browser sends."""
+    if not take_pending_typing():
+        return  # a refused value's note says what the field holds now; nothing starts from a value not typed
+    config, recipe = chosen()
     if problem := settings_problem(config):
         st.session_state["train_refused"] = problem
         return
