@@ -15,7 +15,7 @@ from core.config import TrainConfig
 from core.jobs import JobManager
 from core.store import RunStore, default_runs_dir
 from tests.font_digits import available_fonts, write_collection
-from tests.test_train_page import button, every_text, open_page, wait_until
+from tests.test_train_page import Gate, button, every_text, open_page, wait_until
 from ui.jobs import job_manager
 from ui.train import progress_text
 
@@ -77,6 +77,20 @@ def test_the_form_starts_a_fine_tune_of_the_shipped_model_with_the_settings_show
     assert not [m for m in app.metric if m.label in ("Test accuracy", "Test loss")]
     assert any(m.label == "Held-out loss" for m in app.metric)
     assert any("Accuracy on the held-out digits" in s.value for s in app.success)
+
+
+def test_settings_changed_in_the_clicks_own_rerun_are_the_ones_that_train(mine, monkeypatch):
+    """A browser can send a changed setting with the click (changed, then Start at once): the job must be built from
+    the settings at the click, not from those the button was drawn with."""
+    monkeypatch.setattr("core.jobs._record_training", Gate())
+    app = opened_form()
+    app.toggle(key="train_ft_mix").set_value(False)  # the folder alone: MNIST is not needed
+    app.run()
+    app.number_input(key="train_ft_epochs").set_value(3)
+    app.slider(key="train_ft_held_out").set_value(30)
+    button(app, "Start fine-tuning").click().run()
+    config = job_manager().snapshot(app.session_state["train_job"]).config
+    assert (config.epochs, config.held_out_share, config.image_folder) == (3, 0.3, str(mine))
 
 
 def test_mixed_with_mnist_the_config_keeps_mnist_and_its_share(mnist_dir, tmp_path, monkeypatch):

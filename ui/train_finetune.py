@@ -13,7 +13,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.collection import CollectionError, collections_root, list_collections, scan_folder
+from core.collection import CollectionError, CollectionInfo, collections_root, list_collections, scan_folder
 from core.config import DEFAULT_MODEL_RUN, FINE_TUNE_SETTINGS, FOLDER_DATASET, TrainConfig, \
     fine_tune_config
 from core.data import is_available
@@ -47,7 +47,7 @@ def fine_tune_form() -> None:
     with source:
         folder = folder_picker()
     with start_from:
-        run_id, meta = start_picker()
+        meta = start_picker()
     mix, share, held_out, epochs = st.columns([1.2, 1.4, 1.4, 0.8])
     keep_mnist = mix.toggle("Keep MNIST in the mix", value=True, key="train_ft_mix",
                             help="Each batch also takes images from MNIST, so the model does not forget how others "
@@ -59,55 +59,73 @@ def fine_tune_form() -> None:
                                      help="This share of each digit's images (at least one of any digit with two) is "
                                           "never trained on: the fine-tune is tested on it, and it stays put as the "
                                           "collection grows.") / 100
-    epochs_value = epochs.number_input("Epochs", 1, 50, int(FINE_TUNE_SETTINGS["epochs"]), key="train_ft_epochs",
-                                       help="One epoch is one pass over your digits' training part.")
+    epochs.number_input("Epochs", 1, 50, int(FINE_TUNE_SETTINGS["epochs"]), key="train_ft_epochs",
+                        help="One epoch is one pass over your digits' training part.")
     mixing = (f"Each batch: {percent(collection_share, 0)} your digits, the rest MNIST." if keep_mnist
               else "Your digits alone: the model may forget some of MNIST.")
     st.caption(f"{mixing} {percent(held_out_share, 0)} of each digit held out for testing. Adam at "
                f"{FINE_TUNE_SETTINGS['learning_rate']:g} with light shifts, turns and zooms.")
-    config = None
     if folder is not None and meta is not None:
-        from core.folder_data import fitting_batch  # here: preprocessing's imports only when a folder is picked
-
-        config = fitting_batch(fine_tune_config(
-            run_id, meta, image_folder=str(folder), data_dir=str(data_dir()),
-            dataset="mnist" if keep_mnist else FOLDER_DATASET, epochs=int(epochs_value),
-            collection_share=float(collection_share), held_out_share=float(held_out_share)),
-            trained=split_sizes(folder, float(held_out_share)))
-    problem = fine_tune_problem(config, folder)
+        split_sizes(folder, float(held_out_share))
+    config, problem = chosen_fine_tune(folder, meta)
     if folder is None:  # nothing picked yet: what to do, not an error
         st.info(escape_markdown(problem), icon=":material/folder_open:")
     elif problem:
         st.error(escape_markdown(problem), icon=":material/error:")
     st.button("Start fine-tuning", type="primary", key="train_ft_start", icon=":material/play_arrow:",
-              disabled=config is None or problem is not None, on_click=start_fine_tune, args=(config,))
+              disabled=config is None or problem is not None, on_click=start_fine_tune)
     if refused := st.session_state.pop(REFUSED, None):
         st.error(escape_markdown(refused), icon=":material/block:")
 
 
+def chosen_fine_tune(folder: Path | None, meta: dict | None) -> tuple[TrainConfig | None, str | None]:
+    """The fine-tune the form's widgets hold now (read from the session: the button's callback calls it too), from
+    this folder and the start's metadata, and why it cannot start (None when it can)."""
+    config = None
+    if folder is not None and meta is not None:
+        from core.folder_data import fitting_batch  # preprocessing's imports only once a folder is picked
+
+        config = fitting_batch(fine_tune_config(
+            st.session_state["train_ft_from"], meta, image_folder=str(folder), data_dir=str(data_dir()),
+            dataset="mnist" if st.session_state["train_ft_mix"] else FOLDER_DATASET,
+            epochs=int(st.session_state["train_ft_epochs"]), collection_share=st.session_state["train_ft_share"] / 100,
+            held_out_share=st.session_state["train_ft_held_out"] / 100))
+    return config, fine_tune_problem(config, folder)
+
+
 def folder_picker() -> Path | None:
     """The digits to learn: a collection under the data folder, or any folder in the same layout."""
-    root = collections_root(data_dir())
-    collections = {info.name: info for info in list_collections(root)}
+    collections = collections_here()
     names = [*collections, FOLDER_PATH]
     chosen = st.selectbox("Your digits", names, key="train_ft_source",
                           format_func=lambda name: "A folder path..." if name == FOLDER_PATH
                           else f"{name} ({count(collections[name].size, 'image')})")
     if not collections:
         st.caption(f"No collection yet. {TEACH_IT}")
+    if chosen == FOLDER_PATH:
+        st.text_input("Folder of digit images", key="train_ft_folder", placeholder="FOLDER with 0/*.png ... 9/*.png",
+                      help="torchvision's ImageFolder layout: one folder per digit, named 0 to 9.")
+    return picked_folder(collections)
+
+
+def collections_here() -> dict[str, CollectionInfo]:
+    return {info.name: info for info in list_collections(collections_root(data_dir()))}
+
+
+def picked_folder(collections: dict[str, CollectionInfo]) -> Path | None:
+    """The folder the picker names now: a collection's, or the typed path (None while nothing usable is named)."""
+    chosen = st.session_state.get("train_ft_source")
     if chosen != FOLDER_PATH:
-        return collections[chosen].path
-    typed = st.text_input("Folder of digit images", key="train_ft_folder", placeholder="FOLDER with 0/*.png ... 9/*.png",
-                          help="torchvision's ImageFolder layout: one folder per digit, named 0 to 9.").strip()
+        return collections[chosen].path if chosen in collections else None
+    typed = str(st.session_state.get("train_ft_folder") or "").strip()
     return Path(typed).expanduser() if typed else None
 
 
-def start_picker() -> tuple[str, dict | None]:
-    """The model to continue: a saved run that reads 28x28 digits, or the shipped model."""
-    from core.inference import DEFAULT_MODEL_DIR
-
-    finished = [info for info in run_store().list_runs() if info.status in ("done", "stopped") and info.has_weights]
-    runs = {info.run_id: info for info in finished if info.get("dataset") in STARTS_FROM}
+def start_picker() -> dict | None:
+    """The model to continue: a saved run that reads 28x28 digits, or the shipped model; its metadata (None when it
+    cannot be read, said here)."""
+    finished = finished_runs()
+    runs = startable(finished)
     names = run_names(runs.values())
     run_id = st.selectbox("Start from", [DEFAULT_MODEL_RUN, *runs], key="train_ft_from",
                           format_func=lambda key: "The model shipped with the app (Fast CNN, 99.15 % on MNIST)"
@@ -116,14 +134,30 @@ def start_picker() -> tuple[str, dict | None]:
     if note := left_out_note(finished):
         st.caption(note)
     try:
-        if run_id == DEFAULT_MODEL_RUN:
-            from core.store import read_meta
-
-            return run_id, read_meta(DEFAULT_MODEL_DIR)
-        return run_id, runs[run_id].meta
+        return start_meta(run_id, runs)
     except (RunError, KeyError) as error:
         st.error(f"This model cannot be continued: {escape_markdown(error)}", icon=":material/error:")
-        return run_id, None
+        return None
+
+
+def finished_runs() -> list[RunInfo]:
+    """The saved runs that ended with weights to continue from."""
+    return [info for info in run_store().list_runs() if info.status in ("done", "stopped") and info.has_weights]
+
+
+def startable(finished: list[RunInfo]) -> dict[str, RunInfo]:
+    """The finished runs a fine-tune can start from, by run id."""
+    return {info.run_id: info for info in finished if info.get("dataset") in STARTS_FROM}
+
+
+def start_meta(run_id: str, runs: dict[str, RunInfo]) -> dict:
+    """The metadata of the model a fine-tune starts from (RunError or KeyError when it cannot be read)."""
+    if run_id == DEFAULT_MODEL_RUN:
+        from core.inference import DEFAULT_MODEL_DIR
+        from core.store import read_meta
+
+        return read_meta(DEFAULT_MODEL_DIR)
+    return runs[run_id].meta
 
 
 def left_out_note(finished: list[RunInfo]) -> str | None:
@@ -136,14 +170,13 @@ def left_out_note(finished: list[RunInfo]) -> str | None:
     return f"Not offered: {' and '.join(reasons)}." if reasons else None
 
 
-def split_sizes(folder: Path, held_out_share: float) -> int:
-    """How many of the folder's images are trained on (the rest held out), said under the form; 0 when unreadable."""
+def split_sizes(folder: Path, held_out_share: float) -> None:
+    """How many of the folder's images are trained on and how many held out, said under the form."""
     from core.folder_data import split_counts
 
     total, held = split_counts(folder, held_out_share)
     if total:
         st.caption(f"{folder.name}: {count(total, 'image')}, {total - held:,} to train on and {held:,} held out.")
-    return total - held
 
 
 def fine_tune_problem(config: TrainConfig | None, folder: Path | None) -> str | None:
@@ -171,12 +204,21 @@ def fine_tune_problem(config: TrainConfig | None, folder: Path | None) -> str | 
     return policy.training_problem(config.epochs, len(scan.samples)) if policy else None
 
 
-def start_fine_tune(config: TrainConfig) -> None:
-    """The button's callback: queued like Start (checked again here), then shown in the live panel."""
-    policy = public_demo()
-    if (problem := fine_tune_problem(config, Path(config.image_folder or ""))) is not None:
-        st.session_state[REFUSED] = problem
+def start_fine_tune() -> None:
+    """The button's callback: the fine-tune the widgets hold at the click, not the one they held when the button was
+    drawn (a value changed just before the click reaches the server in the click's own rerun: see
+    ui.train_settings.start). Checked again here, queued like Start, then shown in the live panel."""
+    finished = finished_runs()
+    try:
+        meta = start_meta(st.session_state["train_ft_from"], startable(finished))
+    except (RunError, KeyError) as error:
+        st.session_state[REFUSED] = f"This model cannot be continued: {error}"
         return
+    config, problem = chosen_fine_tune(picked_folder(collections_here()), meta)
+    if config is None or problem is not None:
+        st.session_state[REFUSED] = problem or "Pick a collection, or type the path of a folder of digit images."
+        return
+    policy = public_demo()
     try:
         st.session_state["train_job"] = job_manager().submit(
             config, None, owner=visitor_id(), owner_limit=policy.queued_per_visitor if policy else None)
