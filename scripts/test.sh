@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs, then run all of it:
-# Python packages (pinned), Chromium for the real-browser tests and Fashion-MNIST, both from Debian's packages.
+# Python packages (pinned), Chromium's headless shell for the real-browser tests and Fashion-MNIST, both from
+# Debian's packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
 
 missing=()
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromium-headless-shell >/dev/null 2>&1 || missing+=(chromium-headless-shell)
 [ -d /usr/share/datasets/fashion-mnist ] || missing+=(dataset-fashion-mnist)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""

@@ -8,7 +8,7 @@ import numpy as np
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from core.data import load_dataset
-from tests.browser.conftest import assert_no_error, screenshot, wait_for_app
+from tests.browser.conftest import assert_no_error, pick, screenshot, wait_for_app
 
 GRID_COLUMNS = 10
 
@@ -38,9 +38,7 @@ def test_explore_switch_dataset_filter_open_a_sample_and_map_it(page, app_url, m
     assert_no_error(page)
     screenshot(page, "explore-digits")
 
-    page.get_by_test_id("stSelectbox").filter(has_text="Dataset").click()
-    page.get_by_role("option", name="MNIST (28x28)", exact=True).click()
-    wait_for_app(page, timeout=120_000)
+    choose(page, "Dataset", "MNIST (28x28)")
     mnist = load_dataset("mnist", mnist_dir)  # the folder the served app reads (app_folders)
     page.get_by_text(f"of {len(mnist.train_labels):,} in this view").wait_for(timeout=60_000)
 
@@ -94,8 +92,7 @@ def segment(page, label: str, option: str) -> None:
 
 
 def choose(page, label: str, option: str) -> None:
-    page.get_by_test_id("stSelectbox").filter(has_text=label).first.click()
-    page.get_by_role("option", name=option, exact=True).click()
+    pick(page, label, option)
     wait_for_app(page, timeout=120_000)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.collection import collections_root
-from tests.browser.conftest import assert_no_error, screenshot, serve_app, stop_app, wait_for_app
+from tests.browser.conftest import assert_no_error, pick, screenshot, serve_app, stop_app, wait_for_app
 from tests.font_digits import available_fonts, write_collection
 
 COLUMNS = 10
@@ -21,8 +21,7 @@ def test_a_collection_is_browsed_and_a_clicked_sample_deleted(page, tmp_path):
     try:
         page.goto(f"{served.url}/explore")
         wait_for_app(page, timeout=120_000)
-        page.get_by_test_id("stSelectbox").filter(has_text="Dataset").click()
-        page.get_by_role("option", name="Your digits: mine (30 images)").click()
+        pick(page, "Dataset", "Your digits: mine (30 images)")
         wait_for_app(page, timeout=60_000)
         page.get_by_text("30 images in").wait_for(timeout=60_000)
         mosaic = page.locator(".st-key-explore_collection_grid img.mosaic")  # ui.tile_grid, as MNIST's grid

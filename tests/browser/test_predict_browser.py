@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from core.inference import DEFAULT_MODEL_DIR
 from core.store import RunStore
-from tests.browser.conftest import assert_no_error, screenshot, serve_app, settled_box, stop_app, wait_for_app
+from tests.browser.conftest import assert_no_error, pick, screenshot, serve_app, settled_box, stop_app, wait_for_app
 from tests.drawn_digits import bad_and_odd_files, drawn, encoded, photo_of, strokes_in
 
 TALL = {"width": 1400, "height": 1800}  # the whole page in one screenshot (Streamlit scrolls inside its main block)
@@ -177,8 +177,7 @@ def assert_nothing_outside(page, asked: list[str]) -> None:
 def test_html_in_a_runs_class_names_is_shown_as_text(page, hostile_app):
     asked = requests_to(page, OUTSIDE)
     open_predict(page, hostile_app)
-    page.get_by_test_id("stSelectbox").filter(has_text="Model").click()
-    page.get_by_role("option", name=re.compile(HOSTILE_RUN)).click()
+    pick(page, "Model", re.compile(HOSTILE_RUN))
     wait_for_app(page)
     draw_strokes(page, strokes_in(7, (25, 25, 255, 255)))
     answer = settled_answer(page, HOSTILE_CLASSES[7])
@@ -212,9 +211,7 @@ def test_an_upload_named_like_markdown_is_shown_by_its_name(page, app_url):
     wait_for_app(page)
     assert_nothing_outside(page, asked)
     expect(page.get_by_text(f"{hostile}: 5").first).to_be_visible()
-    box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Explain")
-    box.click()
-    page.get_by_role("option", name=hostile).click()  # the picker lists it by its name, as text
+    pick(page, "Explain", hostile)  # the picker lists it by its name, as text
     wait_for_app(page)
     expect(page.locator(".predict-answer")).to_have_text("5", timeout=ANSWER_TIMEOUT)
     assert_nothing_outside(page, asked)

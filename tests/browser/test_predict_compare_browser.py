@@ -11,7 +11,7 @@ from core.config import fine_tune_config
 from core.inference import DEFAULT_MODEL_DIR
 from core.record import RecordedTraining
 from core.store import RunStore, read_meta
-from tests.browser.conftest import assert_no_error, screenshot, serve_app, stop_app, wait_for_app
+from tests.browser.conftest import assert_no_error, pick, screenshot, serve_app, stop_app, wait_for_app
 from tests.browser.test_predict_live_browser import BOX, open_predict, settle, stroke
 from tests.drawn_digits import strokes_in
 from tests.font_digits import available_fonts, write_collection
@@ -29,8 +29,7 @@ def test_a_fine_tune_answers_beside_the_model_it_started_from(page, tmp_path):
     page.set_viewport_size({"width": 1400, "height": 1200})
     try:
         open_predict(page, served.url)
-        page.get_by_test_id("stSelectbox").filter(has_text="Model").click()
-        page.get_by_role("option", name=re.compile(f"^Fast CNN \\(modern\\) on mine.*{recorded.run_id}$")).click()
+        pick(page, "Model", re.compile(f"^Fast CNN \\(modern\\) on mine.*{recorded.run_id}$"))
         wait_for_app(page)
         page.locator("canvas.upper-canvas").first.wait_for(timeout=60_000)
         for points in strokes_in(7, BOX):
