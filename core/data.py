@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
+import math
 import os
 import shutil
 import socket
@@ -81,14 +83,33 @@ def default_data_dir() -> Path:
     return Path(os.environ.get(DATA_DIR_ENV) or "data")
 
 
-def _load_digits(_: Path) -> Dataset:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+DIGITS_TEST_SHARE = 0.25  # train_test_split's default, as the recipe split them
 
-    bunch = load_digits()
-    images = bunch.images.astype("uint8")  # values are whole numbers 0..16
-    x_train, x_test, y_train, y_test = train_test_split(images, bunch.target, random_state=0)
-    return _dataset("digits", (x_train, y_train, x_test, y_test))
+
+def _load_digits(_: Path) -> Dataset:
+    """scikit-learn's 8x8 digits, split as the recipe's `train_test_split(images, target, random_state=0)` splits
+    them, read from scikit-learn's own file without importing scikit-learn: `sklearn.datasets` costs a process a
+    second of imports (scipy among them) before the first of its 1,797 images (tests/test_data.py checks the split is
+    scikit-learn's own)."""
+    import numpy as np
+
+    table = np.loadtxt(_digits_file(), delimiter=",", dtype=np.uint8)  # 64 pixels (whole numbers 0..16), the label
+    images, labels = table[:, :-1].reshape(-1, 8, 8), table[:, -1]
+    order = np.random.RandomState(0).permutation(len(labels))  # ShuffleSplit's draw for random_state=0
+    test, train = np.split(order, [math.ceil(DIGITS_TEST_SHARE * len(labels))])
+    return _dataset("digits", (images[train], labels[train], images[test], labels[test]))
+
+
+def _digits_file() -> Path:
+    """scikit-learn's digits.csv.gz, found without importing scikit-learn."""
+    spec = importlib.util.find_spec("sklearn")
+    places = spec.submodule_search_locations if spec else None
+    if not places:
+        raise DatasetUnavailable("scikit-learn is not installed: run `pip install -r requirements.txt`.")
+    path = Path(next(iter(places))) / "datasets" / "data" / "digits.csv.gz"
+    if not path.is_file():
+        raise DatasetUnavailable(f"scikit-learn's digits are not at {path}: reinstall scikit-learn (requirements.txt).")
+    return path
 
 
 def read_idx(path: Path) -> np.ndarray:

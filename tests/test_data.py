@@ -16,6 +16,18 @@ def test_digits_split_matches_the_recipe():
     assert data.pixel_scale == 1.0 and (data.mean, data.std) == (0.0, 1.0)
 
 
+def test_the_digits_are_the_images_and_split_scikit_learn_gives():
+    """core.data reads scikit-learn's file itself (its import costs a second): the same images, in the same split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    expected = train_test_split(bunch.images.astype("uint8"), bunch.target, random_state=0)  # the recipe's split
+    data = load_dataset("digits")
+    for ours, theirs in zip((data.train_images, data.test_images, data.train_labels, data.test_labels), expected):
+        assert torch.equal(ours, torch.from_numpy(theirs).to(ours.dtype))
+
+
 def test_datasets_are_loaded_once_per_process():
     assert load_dataset("digits") is load_dataset("digits")
 
