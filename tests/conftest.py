@@ -113,6 +113,15 @@ FIRST_BROWSER_SHARE = frozenset({"test_train_browser", "test_load_browser", "tes
                                  "test_network_browser", "test_home_browser", "test_predict_compare_browser"})
 
 
+# The longest other files, longest first (seconds each in a full run: distributed 44, cli 41, launched_job 17,
+# train_page 16, lazy_imports 16, explore_page 14, finetune 13, training 11, predict_page 8, optimizers 8, faults 7):
+# they start as soon as a worker is free, and the short files fill the end, so that both workers finish together.
+# In file-name order test_train_page and test_training ran last, with one core often idle for half a minute.
+LONGEST_FIRST = ("test_distributed", "test_cli", "test_launched_job", "test_train_page", "test_lazy_imports",
+                 "test_explore_page", "test_finetune", "test_training", "test_predict_page", "test_optimizers",
+                 "test_faults")
+
+
 def is_browser(item: pytest.Item) -> bool:
     return item.path.parent.name == "browser"
 
@@ -124,14 +133,22 @@ def xdist_group(item: pytest.Item) -> str:
     return "browser-1" if item.path.stem in FIRST_BROWSER_SHARE else "browser-2"
 
 
+def run_order(item: pytest.Item) -> tuple[int, int]:
+    """Where a test's file comes in the run: the browser shares, then the longest files, then the rest."""
+    if is_browser(item):
+        return 0, 0
+    stem = item.path.stem
+    return (1, LONGEST_FIRST.index(stem)) if stem in LONGEST_FIRST else (2, 0)
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups into the test ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """For pytest-xdist's --dist loadgroup (scripts/test.sh): the browser tests in two groups, each run in order on
     one worker that serves the app and runs Chromium once for its group; every other file a group of its own, so a
     module's fixtures (a trained tiny run) are built once, on one worker. The browser groups, the longest, are
-    collected first, so that with --no-loadscope-reorder each worker starts on one and the files fill in around them.
-    Browser tests are also marked `browser`."""
-    items.sort(key=lambda item: not is_browser(item))  # stable: each file's own order is kept
+    collected first, so that with --no-loadscope-reorder each worker starts on one and the files fill in around them,
+    the longest first (LONGEST_FIRST). Browser tests are also marked `browser`."""
+    items.sort(key=run_order)  # stable: each file's own order is kept
     for item in items:
         item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
         if is_browser(item):
