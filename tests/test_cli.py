@@ -318,19 +318,20 @@ def test_train_from_scratch_on_a_folder_of_digit_images(tmp_path):
 
 
 def test_fine_tune_the_shipped_model_reports_before_and_after_on_both_test_sets(tmp_path, mnist_dir):
+    """One fine-tune (each evaluates the 10,000 MNIST test images twice): the closing line says what the saved run
+    records. (The JSON summary of a fine-tune: test_train_from_scratch_on_a_folder_of_digit_images.)"""
     folder = digit_folder(tmp_path / "mine")
-    done = cli("train", "--dataset", str(folder), "--from-run", "default", "--epochs", "1", "--data-dir",
-               str(mnist_dir), "--runs-dir", str(tmp_path / "runs"))
-    line = done.stdout.strip().splitlines()[-1]
-    assert line.startswith("done: fast-cnn on mnist, 1 epochs") and "; held-out digits " in line
-    assert "mnist test set 99.15% -> " in line, line
     done = cli("train", "--dataset", str(folder), "--from-run", "default", "--epochs", "1", "--mix-share", "0.25",
-               "--data-dir", str(mnist_dir), "--runs-dir", str(tmp_path / "runs"), "--json")
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert summary["from_run"] == "default" and summary["dataset"] == "mnist"
-    assert summary["before"]["test_accuracy"] == 0.9915 and 0 <= summary["before"]["collection_accuracy"] <= 1
-    meta = json.loads((Path(summary["run_dir"]) / "meta.json").read_text())
-    assert meta["collection"]["share"] == 0.25 and meta["final"]["collection_accuracy"] == summary["collection_accuracy"]
+               "--data-dir", str(mnist_dir), "--runs-dir", str(tmp_path / "runs"))
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    meta = json.loads((run_dir / "meta.json").read_text())
+    before, final = meta["before"], meta["final"]
+    assert (meta["from_run"], meta["dataset"], meta["collection"]["share"]) == ("default", "mnist", 0.25)
+    assert before["test_accuracy"] == 0.9915 and 0 <= before["collection_accuracy"] <= 1
+    line = done.stdout.strip().splitlines()[-1]
+    assert line.startswith("done: fast-cnn on mnist, 1 epochs"), line
+    assert f"; held-out digits {before['collection_accuracy']:.1%} -> {final['collection_accuracy']:.1%}, " in line, line
+    assert line.endswith(f"mnist test set 99.15% -> {final['test_accuracy']:.2%}"), line
 
 
 @pytest.mark.parametrize("make, words", [
