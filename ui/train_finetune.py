@@ -25,6 +25,7 @@ from ui.text import escape_markdown
 from ui.train_format import count, percent, run_names, signed_percent
 
 FOLDER_PATH = "__folder__"  # the source choice "a folder path..."
+NOTHING_PICKED = "Pick a collection, or type the path of a folder of digit images."
 REFUSED = "train_ft_refused"
 STARTS_FROM = ("mnist", FOLDER_DATASET)  # runs that read 28x28 digits as Predict makes them: a collection fits them
 TEACH_IT = ("Keep some first: on Predict, draw a digit and press *Right, keep it* or pick the right digit after "
@@ -65,9 +66,8 @@ def fine_tune_form() -> None:
               else "Your digits alone: the model may forget some of MNIST.")
     st.caption(f"{mixing} {percent(held_out_share, 0)} of each digit held out for testing. Adam at "
                f"{FINE_TUNE_SETTINGS['learning_rate']:g} with light shifts, turns and zooms.")
-    if folder is not None and meta is not None:
-        split_sizes(folder, float(held_out_share))
-    config, problem = chosen_fine_tune(folder, meta)
+    trained = split_sizes(folder, float(held_out_share)) if folder is not None and meta is not None else None
+    config, problem = chosen_fine_tune(folder, meta, trained)
     if folder is None:  # nothing picked yet: what to do, not an error
         st.info(escape_markdown(problem), icon=":material/folder_open:")
     elif problem:
@@ -78,9 +78,11 @@ def fine_tune_form() -> None:
         st.error(escape_markdown(refused), icon=":material/block:")
 
 
-def chosen_fine_tune(folder: Path | None, meta: dict | None) -> tuple[TrainConfig | None, str | None]:
+def chosen_fine_tune(folder: Path | None, meta: dict | None,
+                     trained: int | None = None) -> tuple[TrainConfig | None, str | None]:
     """The fine-tune the form's widgets hold now (read from the session: the button's callback calls it too), from
-    this folder and the start's metadata, and why it cannot start (None when it can)."""
+    this folder and the start's metadata, and why it cannot start (None when it can). `trained`: the folder's
+    training images where the form has counted them already (else fitting_batch counts them)."""
     config = None
     if folder is not None and meta is not None:
         from core.folder_data import fitting_batch  # preprocessing's imports only once a folder is picked
@@ -89,7 +91,7 @@ def chosen_fine_tune(folder: Path | None, meta: dict | None) -> tuple[TrainConfi
             st.session_state["train_ft_from"], meta, image_folder=str(folder), data_dir=str(data_dir()),
             dataset="mnist" if st.session_state["train_ft_mix"] else FOLDER_DATASET,
             epochs=int(st.session_state["train_ft_epochs"]), collection_share=st.session_state["train_ft_share"] / 100,
-            held_out_share=st.session_state["train_ft_held_out"] / 100))
+            held_out_share=st.session_state["train_ft_held_out"] / 100), trained=trained)
     return config, fine_tune_problem(config, folder)
 
 
@@ -170,19 +172,20 @@ def left_out_note(finished: list[RunInfo]) -> str | None:
     return f"Not offered: {' and '.join(reasons)}." if reasons else None
 
 
-def split_sizes(folder: Path, held_out_share: float) -> None:
-    """How many of the folder's images are trained on and how many held out, said under the form."""
+def split_sizes(folder: Path, held_out_share: float) -> int:
+    """How many of the folder's images are trained on (the rest held out), said under the form; 0 when unreadable."""
     from core.folder_data import split_counts
 
     total, held = split_counts(folder, held_out_share)
     if total:
         st.caption(f"{folder.name}: {count(total, 'image')}, {total - held:,} to train on and {held:,} held out.")
+    return total - held
 
 
 def fine_tune_problem(config: TrainConfig | None, folder: Path | None) -> str | None:
     """Why this fine-tune cannot start, in one sentence, or None. Cheap: no image is decoded here."""
     if folder is None:
-        return "Pick a collection, or type the path of a folder of digit images."
+        return NOTHING_PICKED
     try:
         scan = scan_folder(folder)
     except (CollectionError, OSError) as error:
@@ -216,7 +219,7 @@ def start_fine_tune() -> None:
         return
     config, problem = chosen_fine_tune(picked_folder(collections_here()), meta)
     if config is None or problem is not None:
-        st.session_state[REFUSED] = problem or "Pick a collection, or type the path of a folder of digit images."
+        st.session_state[REFUSED] = problem or NOTHING_PICKED
         return
     policy = public_demo()
     try:
