@@ -40,6 +40,20 @@ def isolated_folders(tmp_path, monkeypatch):
     monkeypatch.delenv("DIGIT_STUDIO_REDRAW_SECONDS", raising=False)  # a developer's own setting stays theirs
 
 
+@pytest.fixture(scope="session", autouse=True)
+def component_scan_once():
+    """Streamlit looks for installed components (every installed package's metadata, parsed again and again) each
+    time an AppTest first runs: 0.4 s of the 0.5 s an AppTest page test took here (bench/README.md, "AppTest's
+    component scan"). The packages installed do not change while the suite runs, so each worker scans once."""
+    from streamlit.components.v2 import manifest_scanner
+
+    scan = manifest_scanner.scan_component_manifests
+    found = functools.cache(scan)
+    manifest_scanner.scan_component_manifests = lambda *args, **kwargs: list(found(*args, **kwargs))
+    yield
+    manifest_scanner.scan_component_manifests = scan
+
+
 def mnist_candidates() -> list[Path]:
     """Where MNIST may already be, in order: $DIGIT_STUDIO_DATA as pytest started, ../shared/data, ./data."""
     return ([Path(STARTUP_DATA)] if STARTUP_DATA else []) + [SHARED_DATA, LOCAL_DATA]
