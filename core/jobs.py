@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol
 
@@ -103,10 +103,12 @@ class EventRecord:
 
 
 def as_record(event: "TrainingEvent | EventRecord") -> EventRecord:
-    """The event as plain data (by class name: looking at an event must not import torch)."""
+    """The event as plain data (by class name: looking at an event must not import torch). Its fields are numbers and
+    text, taken as they are: asdict's deep copy of each cost 6 times as much, on every training step."""
     if isinstance(event, EventRecord):
         return event
-    return EventRecord(EVENT_KINDS[type(event).__name__], asdict(event))
+    values = {item.name: getattr(event, item.name) for item in fields(event)}
+    return EventRecord(EVENT_KINDS[type(event).__name__], values)
 
 
 class LiveState(Protocol):
