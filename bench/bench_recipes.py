@@ -167,6 +167,7 @@ class Reference:
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     resize: int | None = None
     flip: bool = False
+    test_batch: int = 1000  # its test loader's batch (the PyTorch example's --test-batch-size), as measured before
 
 
 def _bce_one_hot(output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -176,7 +177,7 @@ def _bce_one_hot(output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 REFERENCES: dict[str, Reference] = {
     "digits-cnn": Reference(DigitsCNN, _bce_one_hot),
     "digit-net": Reference(DigitNet, F.nll_loss),
-    "lenet5": Reference(LeNet5, F.nll_loss, resize=32, flip=True),
+    "lenet5": Reference(LeNet5, F.nll_loss, resize=32, flip=True, test_batch=32),
     "cnn-5x5": Reference(CNN5x5, F.cross_entropy),
     "net-10-20": Reference(Net1020, F.cross_entropy),
 }
@@ -193,10 +194,10 @@ def _mnist_loaders(config: TrainConfig, reference: Reference, data_dir: str):
     train = datasets.MNIST(data_dir, train=True, transform=transforms.Compose(resize + flip + tail))
     test = datasets.MNIST(data_dir, train=False, transform=transforms.Compose(resize + tail))
     return (torch.utils.data.DataLoader(train, batch_size=config.batch_size, shuffle=True, num_workers=0),
-            torch.utils.data.DataLoader(test, batch_size=config.test_batch_size, num_workers=0))
+            torch.utils.data.DataLoader(test, batch_size=reference.test_batch, num_workers=0))
 
 
-def _digits_loaders(config: TrainConfig):
+def _digits_loaders(config: TrainConfig, reference: Reference):
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -205,7 +206,7 @@ def _digits_loaders(config: TrainConfig):
     as_set = lambda x, y: torch.utils.data.TensorDataset(  # noqa: E731
         torch.tensor(x, dtype=torch.float32).unsqueeze(1), torch.tensor(y))  # raw pixel values 0..16
     return (torch.utils.data.DataLoader(as_set(x_train, y_train), batch_size=config.batch_size, shuffle=True),
-            torch.utils.data.DataLoader(as_set(x_test, y_test), batch_size=config.test_batch_size))
+            torch.utils.data.DataLoader(as_set(x_test, y_test), batch_size=reference.test_batch))
 
 
 def _optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -220,7 +221,7 @@ def run_pipeline(config: TrainConfig, tested_at: Iterable[int]) -> dict:
     start = time.perf_counter()
     reference = REFERENCES[config.model]
     torch.manual_seed(config.seed)
-    train_loader, test_loader = (_digits_loaders(config) if config.dataset == "digits" else
+    train_loader, test_loader = (_digits_loaders(config, reference) if config.dataset == "digits" else
                                  _mnist_loaders(config, reference, str(config.data_dir)))
     model = reference.model()
     optimizer = _optimizer(config, model)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from core.config import EVALUATION_BATCH
 from core.models import to_log_probs, to_probs
 from core.preprocess import InputFormat, Preprocessed, preprocess, split_digits
 from core.store import LoadedRun, load_run_dir
@@ -69,7 +70,7 @@ def small_batch_kernels() -> Iterator[None]:
         yield
 
 
-def predict_proba(run: LoadedRun, pixels: np.ndarray | torch.Tensor, batch_size: int = 2000) -> np.ndarray:
+def predict_proba(run: LoadedRun, pixels: np.ndarray | torch.Tensor, batch_size: int = EVALUATION_BATCH) -> np.ndarray:
     """Class probabilities (N, classes) for a batch of preprocessed images (N, H, W)."""
     inputs = model_inputs(run, pixels)
     chunks = []

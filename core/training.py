@@ -15,9 +15,9 @@ from torch import nn
 
 from core import optimizers
 from core.augment import augment_batch
-from core.config import (DEFAULT_MODEL_RUN, FOLDER_DATASET, FOLDER_MIXES_WITH, LOSSES, MAX_EPOCHS,  # noqa: F401
-                         OPTIMIZERS, SCHEDULES, SETTING_BOUNDS, ConfigError, LossName, OptimizerName, ScheduleName,
-                         TrainConfig)  # re-exported: core.training stays the engine's entry point
+from core.config import (DEFAULT_MODEL_RUN, EVALUATION_BATCH, FOLDER_DATASET, FOLDER_MIXES_WITH, LOSSES,  # noqa: F401
+                         MAX_EPOCHS, OPTIMIZERS, SCHEDULES, SETTING_BOUNDS, ConfigError, LossName, OptimizerName,
+                         ScheduleName, TrainConfig)  # re-exported: core.training stays the engine's entry point
 from core.data import Dataset, dataset_spec, ensure_dataset, pixel_scale_for
 from core.formats import NORMALIZATION_LIMIT
 from core.models import Output, build_model, count_parameters, leading_resize, model_spec, to_log_probs, to_probs
@@ -327,14 +327,14 @@ class _Meter:
 
 
 def evaluate(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, kind: Output, loss: str,
-             batch_size: int = 1000) -> tuple[float, float]:
+             batch_size: int = EVALUATION_BATCH) -> tuple[float, float]:
     """Mean loss and accuracy of `model` on already normalised inputs, in large batches."""
     total_loss, correct = evaluation_sums(model, inputs, labels, kind, loss, batch_size)
     return total_loss / max(len(labels), 1), correct / max(len(labels), 1)
 
 
 def evaluation_sums(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, kind: Output, loss: str,
-                    batch_size: int = 1000) -> tuple[float, int]:
+                    batch_size: int = EVALUATION_BATCH) -> tuple[float, int]:
     """The summed loss and the count of right answers of `model` on already normalised inputs (sums: several
     processes add theirs up)."""
     model.eval()
