@@ -6,17 +6,24 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core import runlog
 from core.store import EVENTS_FILE, default_runs_dir, process_start_time, this_host
 from ui import live_chart
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "train.py")
 RUN_ID = "20261202-080000-digits-cnn-digits-beef"
+
+
+@pytest.fixture(autouse=True)
+def fresh_looks(monkeypatch):
+    """Each run of the page looks at the runs folder afresh: sessions share a look for 0.25 s in the app, and the
+    tests wrote the folder since the last run."""
+    monkeypatch.setattr(runlog, "POLL_CACHE_SECONDS", 0.0)
 
 
 @pytest.fixture
@@ -68,7 +75,6 @@ def finish(status: str = "done", reason: str = "") -> None:
 
 
 def rerun(app: AppTest) -> AppTest:
-    time.sleep(0.6)  # past the follower's shared look at the folder
     app.run()
     assert not app.exception, app.exception
     return app

@@ -180,13 +180,14 @@ def test_a_diverged_job_ends_so_pages_stop_polling(tmp_path):
 
 def test_images_per_second_counts_training_not_evaluation(monkeypatch):
     evaluate = Training._evaluate
+    pause = 0.5  # several times the two epochs' training (0.1 s here): counted in, it would halve their speed at least
 
     def slow_evaluation(self, inputs):  # a test set far larger than the training set, as in a fine-tune
-        time.sleep(2.0)
+        time.sleep(pause)
         return evaluate(self, inputs)
 
     monkeypatch.setattr(Training, "_evaluate", slow_evaluation)
     finished = run(TrainConfig(**{**QUICK.__dict__, "epochs": 2}))[-1]
     images = 2 * 1347  # two epochs of the digits' training images
-    assert finished.elapsed_seconds >= 4.0  # the run's time still holds its evaluations
+    assert finished.elapsed_seconds >= 2 * pause  # the run's time still holds its evaluations
     assert finished.images_per_second > 2 * images / finished.elapsed_seconds  # its speed does not
