@@ -26,14 +26,21 @@ Setting = TypeVar("Setting", int, bool)
 
 
 def model_inputs(run: LoadedRun, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8-range pixels (N, H, W) in the run's input format to the normalised tensor (N, 1, H, W) it was trained on."""
+    """uint8-range pixels (N, H, W) in the run's input format to the normalised tensor (N, 1, H, W) it was trained on.
+    An array is scaled and normalised by numpy, in place on its float32 copy: the same float32 arithmetic in the
+    same order as the engine's (bit for bit), without three small torch calls (0.10 -> 0.03 ms right after a
+    drawing's preprocessing)."""
     if isinstance(pixels, torch.Tensor):
         images = pixels.float()
-    else:
-        images = torch.from_numpy(np.array(pixels, dtype=np.float32))  # a copy: read-only arrays (mmap, frombuffer) ok
-    if images.ndim == 2:
-        images = images.unsqueeze(0)
-    return normalized(scaled_pixels(images, run.pixel_scale), run.mean, run.std)
+        if images.ndim == 2:
+            images = images.unsqueeze(0)
+        return normalized(scaled_pixels(images, run.pixel_scale), run.mean, run.std)
+    values = np.array(pixels, dtype=np.float32)  # a copy: read-only arrays (mmap, frombuffer) ok
+    values = (values[None] if values.ndim == 2 else values)[:, None]
+    values /= run.pixel_scale
+    values -= run.mean
+    values /= run.std
+    return torch.from_numpy(values)
 
 
 @contextmanager

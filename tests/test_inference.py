@@ -1,4 +1,5 @@
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Iterator
 
 import numpy as np
@@ -14,6 +15,7 @@ from core.inference import (
     ImagePrediction,
     NumberReading,
     load_default_model,
+    model_inputs,
     predict_each,
     predict_image,
     predict_proba,
@@ -32,6 +34,7 @@ from core.preprocess import (
     split_digits,
 )
 from core.store import LoadedRun
+from core.training import normalized, scaled_pixels
 from tests.drawn_digits import drawn, encoded, in_faint_pencil, on_transparent, photo_of
 
 
@@ -378,3 +381,16 @@ def test_real_digits_drawn_with_a_thick_brush_are_read(default_run, mnist_dir, s
                 for image, label in zip(images, labels))
     assert right >= 180, f"{right} of 200 read right"
 
+
+
+@pytest.mark.parametrize("scale, mean, std", [(255.0, 0.1307, 0.3081), (255.0, 0.5, 0.5), (16.0, 0.0, 1.0),
+                                              (255.0, 0.2860, 0.3530)])
+def test_an_arrays_model_input_is_the_engines_normalisation_bit_for_bit(scale, mean, std):
+    run = SimpleNamespace(pixel_scale=scale, mean=mean, std=std)  # all model_inputs reads of a run
+    every_value = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    engine = normalized(scaled_pixels(torch.from_numpy(every_value), scale), mean, std)
+    assert torch.equal(model_inputs(run, every_value), engine)
+    assert torch.equal(model_inputs(run, every_value[0]), engine)  # one image (H, W)
+    assert torch.equal(model_inputs(run, torch.from_numpy(every_value)), engine)
+    read_only = np.frombuffer(every_value.tobytes(), dtype=np.uint8).reshape(1, 16, 16)
+    assert torch.equal(model_inputs(run, read_only), engine) and read_only[0, 0, 1] == 1  # a copy, source untouched
