@@ -113,6 +113,13 @@ def test_per_class_accuracy_figure_marks_the_worst_class():
     assert list(figure.data[0].marker.color) == ["#1f77b4", "#d62728", "#1f77b4"]
 
 
+def test_each_class_accuracy_is_written_beside_its_bar_at_a_readable_size():
+    bars = per_class_accuracy_figure(np.linspace(0.98, 0.998, 10), [str(c) for c in range(10)]).data[0]
+    assert bars.orientation == "h" and list(bars.y) == [str(c) for c in range(10)]  # a row a class: room for text
+    assert bars.text[0] == "98.0 %" and bars.textposition == "outside"
+    assert bars.textfont.size >= 12 and bars.constraintext == "none"  # plotly may not shrink it to the bar
+
+
 def test_image_grid_places_scaled_tiles_and_marks_borders():
     images = np.zeros((5, 8, 8), dtype=np.uint8)
     images[2] = 16  # white in digits' 0..16 range
