@@ -156,6 +156,7 @@ def test_a_typed_number_is_never_dropped_unseen(page, app_url):
 
 
 ROW_PIXELS = 35  # st.dataframe's header and row height
+RESULTS_COMING = "Drawing the curves, the confusion matrix and the mistakes..."  # ui.train_live.ended_view
 
 
 NOTHING_TICKED = "Tick runs in the table's first column"  # ui.saved_runs' hint, shown while no run is picked
@@ -166,7 +167,11 @@ def click_row(page, table, row: int, shows=None) -> None:
 
     With `shows` (what the tick brings up), a click that did not tick (the grid redrawn or moved under the mouse) is
     clicked again, up to three times: it did not tick while the hint for an empty selection stays. A tick that
-    landed is never clicked again (that would untick it); what it shows is then waited for, however slowly it comes."""
+    landed is never clicked again (that would untick it); what it shows is then waited for, however slowly it comes.
+    The results of the last run above the table are drawn whole first: their charts, drawn a moment after the page,
+    moved the table under a click aimed by a box that had held still for a quarter of a second."""
+    page.get_by_text(RESULTS_COMING).wait_for(state="hidden", timeout=60_000)
+    wait_for_app(page)
     box = None
     for _ in range(3):
         table.evaluate("element => element.scrollIntoView({block: 'center'})")  # the whole table on screen
