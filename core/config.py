@@ -30,7 +30,7 @@ class ConfigError(ValueError):
 # Images a forward pass takes at a time when a model only reads (each epoch's test, Explore, predicting many files):
 # small enough that each layer's output stays in the CPU's caches for the next. Against batches of 1,000: the
 # convolutional models with wide early layers read MNIST's test set 1.5-3.3x sooner (fast-cnn 503 -> 269 ms on 2
-# threads), the others within 10% (bench/README.md, "Evaluation in batches of 256").
+# threads), the others within 10% (bench/README.md, "AppTest's component scan, evaluation in batches of 256").
 EVALUATION_BATCH = 256
 
 

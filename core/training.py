@@ -328,7 +328,7 @@ class _Meter:
 
 def evaluate(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, kind: Output, loss: str,
              batch_size: int = EVALUATION_BATCH) -> tuple[float, float]:
-    """Mean loss and accuracy of `model` on already normalised inputs, in large batches."""
+    """Mean loss and accuracy of `model` on already normalised inputs, in batches of `batch_size`."""
     total_loss, correct = evaluation_sums(model, inputs, labels, kind, loss, batch_size)
     return total_loss / max(len(labels), 1), correct / max(len(labels), 1)
 

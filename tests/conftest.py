@@ -43,8 +43,9 @@ def isolated_folders(tmp_path, monkeypatch):
 @pytest.fixture(scope="session", autouse=True)
 def component_scan_once():
     """Streamlit looks for installed components (every installed package's metadata, parsed again and again) each
-    time an AppTest first runs: 0.4 s of the 0.5 s an AppTest page test took here (bench/README.md, "AppTest's
-    component scan"). The packages installed do not change while the suite runs, so each worker scans once."""
+    time an AppTest first runs: 0.14 s each, half of what test_train_page.py's AppTests took (bench/README.md,
+    "AppTest's component scan, evaluation in batches of 256"). The packages installed do not change while the suite
+    runs, so each worker scans once."""
     from streamlit.components.v2 import manifest_scanner
 
     scan = manifest_scanner.scan_component_manifests
