@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 from core.inference import DEFAULT_MODEL_DIR
 from core.models import build_model
 from core.store import RunStore
+from ui.train_format import created_time
 from tests.drawn_digits import bad_and_odd_files, drawn, encoded, photo_of
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "predict.py")
@@ -205,8 +206,12 @@ def test_every_saved_run_is_offered_and_compared_in_its_own_input_format():
     assert options[2].endswith(" · 20260101-000000-digits-cnn-digits-0001")
     table = app.dataframe[0].value
     assert list(table["trained on"]) == ["MNIST (28x28)", "MNIST (28x28)", "scikit-learn digits (8x8)"]
-    assert list(table["model"]) == ["Fast CNN (modern) · shipped", "Fast CNN (modern) · 20260102-000000-fast-cnn-mnist-0001",
-                                    "Digits CNN · 20260101-000000-digits-cnn-digits-0001"]
+    started = created_time(RunStore(runs_dir()).info("20260102-000000-fast-cnn-mnist-0001"))
+    assert re.fullmatch(r"\d{1,2} [A-Z][a-z]{2} \d\d:\d\d", started)
+    # the start time before the id, which the table's narrow column cuts off: two runs of one model stay apart
+    assert list(table["model"]) == ["Fast CNN (modern) · shipped",
+                                    f"Fast CNN (modern) · {started} · 20260102-000000-fast-cnn-mnist-0001",
+                                    "Digits CNN · 20260101-000000-digits-cnn-digits-0001"]  # no start time saved
     assert list(table["answer"])[:2] == ["4", "4"] and table["confidence"].iloc[0] > 0.99
     assert "disagree" in texts(app) or "All 3 models agree" in texts(app)
 

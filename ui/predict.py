@@ -35,7 +35,7 @@ from core.store import LoadedRun, RunError, load_run_dir, read_meta
 from ui.inside import SALIENCY_CAPTION, saliency_figure
 from ui.shared import run_store
 from ui.text import escape_markdown
-from ui.train_format import created_time, data_words
+from ui.train_format import MISSING, created_time, data_words
 
 SHIPPED = "shipped"  # the choice key of the model in core/default_model
 PREVIEW_SIDE = 196  # px the 28x28 (or 8x8) model input is shown at: 7x for MNIST
@@ -51,7 +51,7 @@ class ModelChoice:
 
     key: str  # SHIPPED or the run's id
     label: str  # everything in one line, for the selector
-    short: str  # model and where it comes from, for the table
+    short: str  # model and where it comes from, for the table: what tells runs apart first (a narrow column)
     path: Path
     weights_file: str
     dataset: str  # its title, e.g. "MNIST (28x28)"
@@ -63,7 +63,7 @@ def _dataset_title(name: str) -> str:
     return spec.title if spec else name
 
 
-def _choice(key: str, path: Path, meta: dict, prefix: str = "", suffix: str = "") -> ModelChoice:
+def _choice(key: str, path: Path, meta: dict, prefix: str = "", when: str = "") -> ModelChoice:
     accuracy = (meta.get("final") or {}).get("test_accuracy")
     accuracy = accuracy if isinstance(accuracy, (int, float)) else None
     score = f", {accuracy:.2%}" if accuracy is not None else ""
@@ -71,8 +71,11 @@ def _choice(key: str, path: Path, meta: dict, prefix: str = "", suffix: str = ""
     title = meta.get("model_title") or meta.get("model")
     collection = meta.get("collection")  # a fine-tune on a digit collection: named with it
     data = data_words(_dataset_title(meta["dataset"]), collection.get("name") if isinstance(collection, dict) else None)
-    label = f"{prefix}{title} on {data}{score}{training}{suffix}"
-    short = f"{title} · {'shipped' if key == SHIPPED else key}{training}"
+    # a saved run: what it is first (a phone's selector shows the first 40 characters), its id last, as the CLI
+    # takes it; in the table its start time before the id, which a narrow column cuts off
+    origin = "shipped" if key == SHIPPED else " · ".join(part for part in (when, key) if part not in ("", MISSING))
+    label = f"{prefix}{title} on {data}{score}{training}" + ("" if key == SHIPPED else f" · {origin}")
+    short = f"{title} · {origin}{training}"
     return ModelChoice(key, label, short, path, meta["weights_file"], data, accuracy)
 
 
@@ -81,9 +84,7 @@ def model_choices() -> list[ModelChoice]:
     choices = [_choice(SHIPPED, DEFAULT_MODEL_DIR, read_meta(DEFAULT_MODEL_DIR), "Shipped: ")]
     for info in run_store().list_runs():
         if info.meta is not None and info.has_weights:
-            # what it is first (a phone's selector shows the first 40 characters), its id last, as the CLI takes it
-            when = f" · {created_time(info)} · {info.run_id}"
-            choices.append(_choice(info.run_id, info.path, info.meta, suffix=when))
+            choices.append(_choice(info.run_id, info.path, info.meta, when=created_time(info)))
     return choices
 
 
