@@ -358,3 +358,12 @@ def test_escaped_markdown_is_one_line_of_the_same_characters():
         assert not any(mark in escaped for mark in "\n\r\u2028")  # a new line could start a heading or a list
         assert shown(escaped) == " ".join(line for line in text.splitlines() if line)
         assert not re.search(r"[!-/:-@\[-`{-~]", re.sub(r"\\[!-/:-@\[-`{-~]", "", escaped))  # every mark escaped
+
+
+def test_a_long_answer_is_set_smaller_than_a_digit_but_never_tiny():
+    from ui.predict import ANSWER_REM, MIN_ANSWER_REM, answer_size_rem
+
+    sizes = [answer_size_rem("7" * length) for length in range(1, 60)]
+    assert sizes[0] == sizes[2] == ANSWER_REM  # a digit, or a number of up to three
+    assert all(later <= earlier for earlier, later in zip(sizes, sizes[1:]))  # longer text, never larger type
+    assert answer_size_rem("Ankle boot") < 0.5 * ANSWER_REM and min(sizes) == MIN_ANSWER_REM

@@ -42,6 +42,8 @@ PREVIEW_SIDE = 196  # px the 28x28 (or 8x8) model input is shown at: 7x for MNIS
 SALIENCY_HEIGHT = 200  # px: as tall as the model input beside it in a wide window
 MAX_DIGITS_SHOWN = 24  # a photo of noise can split into hundreds of "digits"
 ANSWER_COLOUR = "#1f77b4"
+ANSWER_REM, MIN_ANSWER_REM = 5.5, 1.75  # the big answer's type size, and the least it shrinks to for long text
+ANSWER_FULL_SIZE_CHARACTERS = 3  # up to this many characters at ANSWER_REM
 UNSURE_COLOUR = "#d62728"
 
 
@@ -179,12 +181,20 @@ def probability_figure(probabilities: np.ndarray, class_names: tuple[str, ...]) 
 
 # ---- answers --------------------------------------------------------------------------------------------------------
 
+def answer_size_rem(text: str) -> float:
+    """The big answer's type size: ANSWER_REM for a digit or a few, smaller as the text grows (a number read from a
+    row of digits, Fashion-MNIST's "Ankle boot"), never under MIN_ANSWER_REM: it stays on a line or two of its
+    column instead of a tower of broken words down the page."""
+    return max(MIN_ANSWER_REM, min(ANSWER_REM, ANSWER_REM * ANSWER_FULL_SIZE_CHARACTERS / max(len(text), 1)))
+
+
 def big_answer(text: str, headline: str, detail: str, unsure: bool) -> None:
     """The answer in large type, with what it is and how sure beside it; all three are shown as plain text."""
     colour = UNSURE_COLOUR if unsure else ANSWER_COLOUR
     answer, words = st.columns([2, 3], vertical_alignment="center")
-    answer.html(f'<div class="predict-answer" style="font-size:5.5rem;font-weight:700;line-height:1.05;'
-                f'color:{colour};letter-spacing:0.04em;word-break:break-all">{html.escape(text)}</div>')
+    answer.html(f'<div class="predict-answer" style="font-size:{answer_size_rem(text):.2f}rem;font-weight:700;'
+                f'line-height:1.05;color:{colour};letter-spacing:0.04em;overflow-wrap:anywhere">'
+                f'{html.escape(text)}</div>')
     words.markdown(f"**{escape_markdown(headline)}**  \n{escape_markdown(detail)}")
 
 
