@@ -175,7 +175,7 @@ def per_class_accuracy_figure(accuracy: np.ndarray, class_names: list[str]) -> g
                               text=[f"{a * 100:.1f} %" for a in accuracy], textposition="outside",
                               textfont={"size": 12}, constraintext="none", cliponaxis=False,
                               hovertemplate="%{y}: %{x:.2f} %<extra></extra>"))
-    figure.update_yaxes(title="true class", type="category", autorange="reversed")  # the first class on top
+    figure.update_yaxes(title="true class", type="category", autorange="reversed", automargin=True)  # first on top
     figure.update_xaxes(title="accuracy", range=[0, 122], tickvals=[0, 25, 50, 75, 100],
                         ticktext=["0 %", "25 %", "50 %", "75 %", "100 %"])
     figure.update_layout(height=320, margin={"l": 10, "r": 10, "t": 10, "b": 10})
