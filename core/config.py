@@ -27,7 +27,7 @@ class ConfigError(ValueError):
     """Training settings that cannot work; str() says which and why."""
 
 
-# Images a forward pass takes at a time when a model only reads (each epoch's test, Explore, predicting many files):
+# Images a forward pass takes at a time when a model only reads (each epoch's test, Explore's model tab):
 # small enough that each layer's output stays in the CPU's caches for the next. Against batches of 1,000: the
 # convolutional models with wide early layers read MNIST's test set 1.5-3.3x sooner (fast-cnn 503 -> 269 ms on 2
 # threads), the others within 10% (bench/README.md, "AppTest's component scan, evaluation in batches of 256").

@@ -13,7 +13,8 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol
 
@@ -107,7 +108,7 @@ def as_record(event: "TrainingEvent | EventRecord") -> EventRecord:
     text, taken as they are: asdict's deep copy of each cost 6 times as much, on every training step."""
     if isinstance(event, EventRecord):
         return event
-    values = {item.name: getattr(event, item.name) for item in fields(event)}
+    values = {item.name: getattr(event, item.name) for item in dataclass_fields(event)}
     return EventRecord(EVENT_KINDS[type(event).__name__], values)
 
 

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Iterator, Literal, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -282,13 +283,26 @@ TrainingEvent = Union[Started, BatchProgress, EpochEnd, Finished]
 
 
 def normalized(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    """Scaled pixels (N, 1, H, W) to the model's input: the one normalisation used by training and inference."""
+    """Scaled pixels (N, 1, H, W) to the model's input: the one normalisation used by training and inference
+    (normalized_array: the same steps for an array)."""
     return (images - mean) / std
 
 
 def scaled_pixels(images: torch.Tensor, pixel_scale: float) -> torch.Tensor:
     """uint8 images (N, H, W) to floats (N, 1, H, W) in 0..1 (or raw 0..16 for digits)."""
     return images.unsqueeze(1).float().div_(pixel_scale)
+
+
+def normalized_array(pixels: np.ndarray, pixel_scale: float, mean: float, std: float) -> np.ndarray:
+    """normalized(scaled_pixels(...)) of an array of images (N, H, W), bit for bit, as float32 (N, 1, H, W): the same
+    float32 steps in the same order, by numpy on one copy, without three small torch calls (0.10 -> 0.03 ms right
+    after a drawing's preprocessing). The settings are taken as Python floats: numpy would do float64 sums with
+    numpy's own float64 scalars, and round differently."""
+    values = np.array(pixels, dtype=np.float32)[:, None]  # a copy: read-only arrays (mmap, frombuffer) ok
+    values /= float(pixel_scale)
+    values -= float(mean)
+    values /= float(std)
+    return values
 
 
 def compute_loss(output: torch.Tensor, labels: torch.Tensor, kind: Output, loss: str, smoothing: float) -> torch.Tensor:

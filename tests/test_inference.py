@@ -382,7 +382,6 @@ def test_real_digits_drawn_with_a_thick_brush_are_read(default_run, mnist_dir, s
     assert right >= 180, f"{right} of 200 read right"
 
 
-
 @pytest.mark.parametrize("scale, mean, std", [(255.0, 0.1307, 0.3081), (255.0, 0.5, 0.5), (16.0, 0.0, 1.0),
                                               (255.0, 0.2860, 0.3530)])
 def test_an_arrays_model_input_is_the_engines_normalisation_bit_for_bit(scale, mean, std):
@@ -394,3 +393,5 @@ def test_an_arrays_model_input_is_the_engines_normalisation_bit_for_bit(scale, m
     assert torch.equal(model_inputs(run, torch.from_numpy(every_value)), engine)
     read_only = np.frombuffer(every_value.tobytes(), dtype=np.uint8).reshape(1, 16, 16)
     assert torch.equal(model_inputs(run, read_only), engine) and read_only[0, 0, 1] == 1  # a copy, source untouched
+    as_numpy = SimpleNamespace(pixel_scale=np.float64(scale), mean=np.float64(mean), std=np.float64(std))
+    assert torch.equal(model_inputs(as_numpy, every_value), engine)  # numpy's own floats would sum in float64

@@ -367,3 +367,13 @@ def test_a_long_answer_is_set_smaller_than_a_digit_but_never_tiny():
     assert sizes[0] == sizes[2] == ANSWER_REM  # a digit, or a number of up to three
     assert all(later <= earlier for earlier, later in zip(sizes, sizes[1:]))  # longer text, never larger type
     assert answer_size_rem("Ankle boot") < 0.5 * ANSWER_REM and min(sizes) == MIN_ANSWER_REM
+
+
+def test_a_run_still_training_says_so_before_its_time_and_id():
+    from ui.predict import _choice
+
+    meta = {"model_title": "Digits CNN", "dataset": "digits", "weights_file": "weights-000001.safetensors",
+            "status": "running", "final": {"test_accuracy": 0.9}}
+    choice = _choice("20260101-000000-digits-cnn-digits-0001", Path("."), meta, when="1 Jan 10:00")
+    assert choice.short == "Digits CNN (still training) · 1 Jan 10:00 · 20260101-000000-digits-cnn-digits-0001"
+    assert choice.label.endswith("90.00% (still training) · 1 Jan 10:00 · 20260101-000000-digits-cnn-digits-0001")

@@ -22,6 +22,7 @@ BACKGROUND = (255, 255, 255)
 CAPTION_COLOR = (49, 51, 63)
 MARK_COLOR = (214, 39, 40)  # plotly's red: wrong predictions
 HIGHLIGHT_COLOR = (31, 119, 180)  # plotly's blue: the sample shown large
+BAR_ROW, BAR_CHART_FRAME = 24, 80  # px: a class's row in the per-class accuracy chart, and its axis and margins
 CLICK_TARGET = "rgba(0,0,0,0)"  # invisible markers that make tiles and cells clickable
 # customdata is given as plain lists: a numpy array travels as a typed array, and a selection event then reports
 # each point's customdata as {"0": ...} instead of [...].
@@ -178,5 +179,6 @@ def per_class_accuracy_figure(accuracy: np.ndarray, class_names: list[str]) -> g
     figure.update_yaxes(title="true class", type="category", autorange="reversed", automargin=True)  # first on top
     figure.update_xaxes(title="accuracy", range=[0, 122], tickvals=[0, 25, 50, 75, 100],
                         ticktext=["0 %", "25 %", "50 %", "75 %", "100 %"])
-    figure.update_layout(height=320, margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    height = BAR_CHART_FRAME + BAR_ROW * len(accuracy)  # ten classes: 320 px; two: bars as thick as ten's
+    figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10})
     return figure

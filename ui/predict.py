@@ -77,7 +77,7 @@ def _choice(key: str, path: Path, meta: dict, prefix: str = "", when: str = "") 
     # takes it; in the table its start time before the id, which a narrow column cuts off
     origin = "shipped" if key == SHIPPED else " · ".join(part for part in (when, key) if part not in ("", MISSING))
     label = f"{prefix}{title} on {data}{score}{training}" + ("" if key == SHIPPED else f" · {origin}")
-    short = f"{title} · {origin}{training}"
+    short = f"{title}{training} · {origin}"
     return ModelChoice(key, label, short, path, meta["weights_file"], data, accuracy)
 
 
