@@ -109,8 +109,10 @@ def test_confusion_figure_with_an_empty_class_has_no_nan():
 
 
 def test_per_class_accuracy_figure_marks_the_worst_class():
-    figure = per_class_accuracy_figure(np.array([0.9, 0.5, 1.0]), ["0", "1", "2"])
+    figure = per_class_accuracy_figure(np.array([0.9, 0.0, 1.0]), ["0", "1", "2"])
     assert list(figure.data[0].marker.color) == ["#1f77b4", "#d62728", "#1f77b4"]
+    figures = list(figure.data[0].textfont.color)  # at 0 % there is no bar to be red: its figure is
+    assert figures[1] == "#d62728" and figures[0] == figures[2] != "#d62728"
 
 
 def test_each_class_accuracy_is_written_beside_its_bar_at_a_readable_size():

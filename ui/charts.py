@@ -22,6 +22,7 @@ BACKGROUND = (255, 255, 255)
 CAPTION_COLOR = (49, 51, 63)
 MARK_COLOR = (214, 39, 40)  # plotly's red: wrong predictions
 HIGHLIGHT_COLOR = (31, 119, 180)  # plotly's blue: the sample shown large
+FIGURE_GREY = "#555867"  # a figure written beside its bar
 BAR_ROW, BAR_CHART_FRAME = 24, 80  # px: a class's row in the per-class accuracy chart, and its axis and margins
 CLICK_TARGET = "rgba(0,0,0,0)"  # invisible markers that make tiles and cells clickable
 # customdata is given as plain lists: a numpy array travels as a typed array, and a selection event then reports
@@ -169,12 +170,12 @@ def per_class_accuracy_figure(accuracy: np.ndarray, class_names: list[str]) -> g
     """Per-class accuracy as bars (0 to 100 %), one row a class, the worst class in red. Lying down, each bar's
     figure has the width of the chart beside it: on ten standing bars plotly shrank them to fit (unreadable)."""
     accuracy = np.asarray(accuracy, dtype=np.float64)
-    colors = ["#1f77b4"] * len(accuracy)
+    colors, figures = ["#1f77b4"] * len(accuracy), [FIGURE_GREY] * len(accuracy)
     if len(accuracy) and accuracy.min() < accuracy.max():  # all alike: none is the worst
-        colors[int(accuracy.argmin())] = "#d62728"
+        colors[int(accuracy.argmin())] = figures[int(accuracy.argmin())] = "#d62728"  # its figure too: at 0 % no bar
     figure = go.Figure(go.Bar(y=list(class_names), x=accuracy * 100, orientation="h", marker_color=colors,
                               text=[f"{a * 100:.1f} %" for a in accuracy], textposition="outside",
-                              textfont={"size": 12}, constraintext="none", cliponaxis=False,
+                              textfont={"size": 12, "color": figures}, constraintext="none", cliponaxis=False,
                               hovertemplate="%{y}: %{x:.2f} %<extra></extra>"))
     figure.update_yaxes(title="true class", type="category", autorange="reversed", automargin=True)  # first on top
     figure.update_xaxes(title="accuracy", range=[0, 122], tickvals=[0, 25, 50, 75, 100],
