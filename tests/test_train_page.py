@@ -475,6 +475,20 @@ def test_compare_draws_exactly_the_picked_runs_curves(tiny_run):
     assert [trace["x"] for trace in accuracy["data"]] == [[1, 2, 3], [1, 2, 3]]
 
 
+def test_picked_runs_with_the_same_curves_are_said_to_hide_one_another(tiny_run):
+    history = json.loads((tiny_run / "meta.json").read_text())["history"]
+    other = [{**row, "test_accuracy": 0.5, "train_loss": 0.5} for row in history]
+    saved_runs(tiny_run, [ALPHA, BRAVO, CHARLIE], {BRAVO: {"history": other}})  # alpha and charlie: one history
+    names = run_names(RunStore(default_runs_dir()).list_runs())
+    app = open_page()
+    pick(app, [0, 1, 2])
+    [said] = [re.sub(r"\\(.)", r"\1", caption.value) for caption in app.caption  # Markdown's escapes read
+              if "have the same curves" in caption.value]
+    assert names[ALPHA] in said and names[CHARLIE] in said and names[BRAVO] not in said
+    pick(app, [0, 1])
+    assert not [caption for caption in app.caption if "have the same curves" in caption.value]
+
+
 @pytest.fixture
 def offered(monkeypatch) -> list[tuple[bytes, str | None]]:
     """Every file a download button offers in this test: (bytes, file name)."""

@@ -72,7 +72,7 @@ def runs_section() -> None:
         return
     run_actions(chosen, names)
     table_results(chosen, names)
-    compare_runs(chosen)
+    compare_runs(chosen, names)
 
 
 def run_actions(chosen: list[RunInfo], names: dict[str, str]) -> None:
@@ -175,7 +175,7 @@ def table_results(chosen: list[RunInfo], names: dict[str, str]) -> None:
         run_results(chosen[0], key="train_table")
 
 
-def compare_runs(chosen: list[RunInfo]) -> None:
+def compare_runs(chosen: list[RunInfo], names: dict[str, str]) -> None:
     readable = [info for info in chosen if info.meta and info.get("history")]
     if not readable:
         return
@@ -188,3 +188,7 @@ def compare_runs(chosen: list[RunInfo]) -> None:
                       key="train_compare_accuracy", config={"displayModeBar": False})
     right.plotly_chart(ui.comparison_figure(readable, "train_loss", "Training loss by epoch", False, log=log),
                        key="train_compare_loss", config={"displayModeBar": False})
+    for group in ui.same_curves(readable):
+        runs = ui.in_words([escape_markdown(names.get(info.run_id, info.run_id)) for info in group])
+        st.caption(f"{runs} have the same curves (the same settings and seed train the same run): their lines lie "
+                   "one on top of another.")

@@ -194,6 +194,9 @@ def run_label(info: RunInfo) -> str:
     return f"{run_name(info)} · {percent(final)}" if is_number(final) else run_name(info)
 
 
+COMPARED = ("test_accuracy", "train_loss")  # what the picked runs' curves show
+
+
 def comparison_figure(runs: Sequence[RunInfo], metric: str, title: str, percent_axis: bool,
                       log: bool = False) -> go.Figure:
     """One metric of each run's epoch history, overlaid in a colour each: the curves of the selected runs."""
@@ -213,6 +216,22 @@ def comparison_figure(runs: Sequence[RunInfo], metric: str, title: str, percent_
     figure.update_layout(legend={"orientation": "h", "y": -0.25, "x": 0})
     figure.update_xaxes(range=[0.5, longest + 0.5])
     return figure
+
+
+def same_curves(runs: Sequence[RunInfo]) -> list[list[RunInfo]]:
+    """Groups of two or more runs whose comparison curves coincide (test accuracy and training loss at every epoch),
+    in their order: the same settings and seed train the same run, and one line then hides the others."""
+    groups: dict[str, list[RunInfo]] = {}
+    for info in runs:
+        points = [[row.get(name) if is_number(row.get(name)) else None for name in ("epoch", *COMPARED)]
+                  for row in info.get("history") or [] if isinstance(row, dict)]
+        groups.setdefault(repr(points), []).append(info)
+    return [group for group in groups.values() if len(group) > 1]
+
+
+def in_words(names: Sequence[str]) -> str:
+    """"A", "A and B", "A, B and C"."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def run_style(position: int) -> tuple[str, str]:
