@@ -189,6 +189,6 @@ def compare_runs(chosen: list[RunInfo], names: dict[str, str]) -> None:
     right.plotly_chart(ui.comparison_figure(readable, "train_loss", "Training loss by epoch", False, log=log),
                        key="train_compare_loss", config={"displayModeBar": False})
     for group in ui.same_curves(readable):
-        runs = ui.in_words([escape_markdown(names.get(info.run_id, info.run_id)) for info in group])
+        runs = ui.in_words([f"**{escape_markdown(names.get(info.run_id, info.run_id))}**" for info in group])
         st.caption(f"{runs} have the same curves (the same settings and seed train the same run): their lines lie "
                    "one on top of another.")
