@@ -38,6 +38,7 @@ from ui.predict_inside import show_inside
 from ui.predict_samples import SOURCE_KEY, TEST_SET, Sample, sample_prediction, take_handoff, test_set_tab, verdict
 from ui.shared import run_inside_the_frame
 from ui.text import escape_markdown
+from ui.train_format import percent
 
 run_inside_the_frame()
 SOURCES = ["Draw", "Upload", "Camera", TEST_SET]
@@ -175,7 +176,7 @@ def gallery(run, items: list[InputImage], several: bool, chosen: InputImage) -> 
                     st.markdown(f"{name}: **no digit**")
                 else:
                     text = answer.text if several else run.class_names[answer.label]
-                    st.markdown(f"{name}: **{escape_markdown(text)}** · {answer.confidence:.0%}")
+                    st.markdown(f"{name}: **{escape_markdown(text)}** · {percent(answer.confidence, 0)}")
                 current = item.digest == chosen.digest
                 st.button("Shown above" if current else "Explain", key=f"predict_tile_{item.digest}",
                           on_click=explain, args=(item.digest,), disabled=current, width="stretch",

@@ -238,8 +238,8 @@ def test_an_unsure_answer_names_its_top_two():
     run = load_run_dir(runs_dir() / "20260101-000000-digits-cnn-digits-0001")
     probabilities = predict_image(run, drawn(3)).probabilities
     first, second = np.argsort(-probabilities, kind="stable")[:2]
-    expected = (f"Not sure: **{first}** ({probabilities[first]:.0%}) or **{second}** ({probabilities[second]:.0%}), "
-                "below the 60% it takes to be sure.")
+    expected = (f"Not sure: **{first}** ({probabilities[first] * 100:.0f} %) or **{second}** "
+                f"({probabilities[second] * 100:.0f} %), below the 60 % it takes to be sure.")
     assert any(alert.startswith(expected) for alert in alerts(app)), alerts(app)
 
 

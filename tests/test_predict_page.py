@@ -102,7 +102,7 @@ def runs_dir() -> Path:
 
 def test_a_fresh_page_asks_for_a_drawing_and_offers_the_shipped_model():
     app = page()
-    assert app.selectbox(key="predict_model").options == ["Shipped: Fast CNN (modern) on MNIST (28x28), 99.15%"]
+    assert app.selectbox(key="predict_model").options == ["Shipped: Fast CNN (modern) on MNIST (28x28), 99.15 %"]
     assert any("Draw a digit" in info.value for info in app.info)
     assert answers(app) == [] and not app.error
 
@@ -163,7 +163,7 @@ def test_every_bad_or_odd_upload_gets_its_one_clear_message():
         assert all(message.endswith(".") for message in about)
     assert len(app.error) == 5  # the five files that cannot be read at all
     gallery = {shown(m.value).split(":")[0]: m.value for m in app.markdown if shown(m.value).split(":")[0] in files}
-    assert gallery["animated.gif"].endswith("**2** · 100%") and "**8**" in gallery["deep.png"]
+    assert gallery["animated.gif"].endswith("**2** · 100 %") and "**8**" in gallery["deep.png"]
     assert "**4**" in gallery["print.jpg"] and "white.png" not in gallery  # blank: its warning says so
 
 
@@ -175,8 +175,8 @@ def test_uploads_are_each_answered_and_the_chosen_one_explained():
     app = upload(page(), files)
     assert answers(app) == ["5"] and "All your pictures" in [s.value for s in app.subheader]
     gallery = [shown(m.value) for m in app.markdown if shown(m.value).split(":")[0] in files]
-    assert gallery == ["five.png: **5** · 100%", "photo.jpg: **3** · 100%", "export.png: **9** · 100%",
-                       "screen.webp: **6** · 100%"]
+    assert gallery == ["five.png: **5** · 100 %", "photo.jpg: **3** · 100 %", "export.png: **9** · 100 %",
+                       "screen.webp: **6** · 100 %"]
     app.selectbox(key="predict_explain").select_index(2).run()  # the third picture, export.png
     assert answers(app) == ["9"] and not app.error
     app.selectbox(key="predict_explain").select_index(1).run()
@@ -347,7 +347,7 @@ def test_upload_file_names_are_shown_as_text():
     assert any("**broken**.png" in shown(e.value) for e in app.error)
     assert any("[blank](http://127.0.0.1:9/).png" in shown(w.value) for w in app.warning)
     gallery = [shown(m.value) for m in app.markdown if shown(m.value).split(".png: ")[0] + ".png" in files]
-    assert gallery == [f"{HOSTILE_FILE_NAMES[0]}: **5** · 100%", f"{HOSTILE_FILE_NAMES[1]}: **3** · 100%"]
+    assert gallery == [f"{HOSTILE_FILE_NAMES[0]}: **5** · 100 %", f"{HOSTILE_FILE_NAMES[1]}: **3** · 100 %"]
 
 
 def test_escaped_markdown_is_one_line_of_the_same_characters():
@@ -376,4 +376,4 @@ def test_a_run_still_training_says_so_before_its_time_and_id():
             "status": "running", "final": {"test_accuracy": 0.9}}
     choice = _choice("20260101-000000-digits-cnn-digits-0001", Path("."), meta, when="1 Jan 10:00")
     assert choice.short == "Digits CNN (still training) · 1 Jan 10:00 · 20260101-000000-digits-cnn-digits-0001"
-    assert choice.label.endswith("90.00% (still training) · 1 Jan 10:00 · 20260101-000000-digits-cnn-digits-0001")
+    assert choice.label.endswith("90.00 % (still training) · 1 Jan 10:00 · 20260101-000000-digits-cnn-digits-0001")

@@ -35,7 +35,7 @@ from core.store import LoadedRun, RunError, load_run_dir, read_meta
 from ui.inside import SALIENCY_CAPTION, saliency_figure
 from ui.shared import run_store
 from ui.text import escape_markdown
-from ui.train_format import MISSING, created_time, data_words
+from ui.train_format import MISSING, created_time, data_words, percent
 
 SHIPPED = "shipped"  # the choice key of the model in core/default_model
 PREVIEW_SIDE = 196  # px the 28x28 (or 8x8) model input is shown at: 7x for MNIST
@@ -68,7 +68,7 @@ def _dataset_title(name: str) -> str:
 def _choice(key: str, path: Path, meta: dict, prefix: str = "", when: str = "") -> ModelChoice:
     accuracy = (meta.get("final") or {}).get("test_accuracy")
     accuracy = accuracy if isinstance(accuracy, (int, float)) else None
-    score = f", {accuracy:.2%}" if accuracy is not None else ""
+    score = f", {percent(accuracy)}" if accuracy is not None else ""
     training = " (still training)" if meta.get("status") == "running" else ""
     title = meta.get("model_title") or meta.get("model")
     collection = meta.get("collection")  # a fine-tune on a digit collection: named with it
@@ -171,11 +171,13 @@ def probability_figure(probabilities: np.ndarray, class_names: tuple[str, ...]) 
     colours[best] = UNSURE_COLOUR if probabilities[best] < LOW_CONFIDENCE else ANSWER_COLOUR
     labels = [html.escape(name) for name in class_names]  # plotly draws tags such as <a href> and <b> in labels
     figure = go.Figure(go.Bar(
-        x=labels, y=probabilities, marker_color=colours, text=[f"{p:.0%}" if p >= 0.01 else "" for p in probabilities],
+        x=labels, y=probabilities, marker_color=colours,
+        text=[percent(p, 0) if p >= 0.01 else "" for p in probabilities],
         textposition="outside", cliponaxis=False, hovertemplate="%{x}: %{y:.2%}<extra></extra>"))
     figure.update_layout(height=230, margin={"l": 0, "r": 0, "t": 18, "b": 0}, showlegend=False,
                          xaxis={"type": "category", "fixedrange": True},
-                         yaxis={"range": [0, 1.05], "tickformat": ".0%", "fixedrange": True, "nticks": 3})
+                         yaxis={"range": [0, 1.05], "tickvals": [0, 0.5, 1], "ticktext": ["0 %", "50 %", "100 %"],
+                                "fixedrange": True})
     return figure
 
 
@@ -199,17 +201,18 @@ def big_answer(text: str, headline: str, detail: str, unsure: bool) -> None:
 
 
 def unsure_sentence(prediction: ImagePrediction, class_names: tuple[str, ...]) -> str:
-    """'Not sure: 3 (48%) or 5 (37%). ...' as Markdown, the class names escaped."""
-    first, second = (f"**{escape_markdown(class_names[guess.label])}** ({guess.probability:.0%})"
+    """'Not sure: 3 (48 %) or 5 (37 %). ...' as Markdown, the class names escaped."""
+    first, second = (f"**{escape_markdown(class_names[guess.label])}** ({percent(guess.probability, 0)})"
                      for guess in prediction.top_two)
-    return (f"Not sure: {first} or {second}, below the {LOW_CONFIDENCE:.0%} it takes to be sure. Try writing the "
-            "digit larger, more upright and in one piece.")
+    return (f"Not sure: {first} or {second}, below the {percent(LOW_CONFIDENCE, 0)} it takes to be sure. Try "
+            "writing the digit larger, more upright and in one piece.")
 
 
 def show_prediction(run: LoadedRun, prediction: ImagePrediction, model_label: str) -> None:
     """The predicted class large, how sure the model is, and every class's probability."""
     name = run.class_names[prediction.label]
-    big_answer(name, f"The model reads {name}", f"{prediction.confidence:.1%} sure · {model_label}", prediction.unsure)
+    big_answer(name, f"The model reads {name}", f"{percent(prediction.confidence, 1)} sure · {model_label}",
+               prediction.unsure)
     if prediction.unsure:
         st.warning(unsure_sentence(prediction, run.class_names), icon=":material/help:")
     st.plotly_chart(probability_figure(prediction.probabilities, run.class_names), config={"displayModeBar": False},
@@ -220,10 +223,11 @@ def show_reading(run: LoadedRun, reading: NumberReading) -> None:
     """The number read left to right, then each digit as the model saw it with its own answer."""
     big_answer(reading.text, f"The model reads {reading.text}",
                f"{len(reading.digits)} digit{'s' if len(reading.digits) > 1 else ''}, "
-               f"{reading.confidence:.1%} sure of {'them all' if len(reading.digits) > 1 else 'it'}", reading.unsure)
+               f"{percent(reading.confidence, 1)} sure of {'them all' if len(reading.digits) > 1 else 'it'}",
+               reading.unsure)
     if reading.unsure:
         unsure = ", ".join(f"#{i + 1}" for i, digit in enumerate(reading.digits) if digit.unsure)
-        st.warning(f"The model is unsure of digit {unsure}: below {LOW_CONFIDENCE:.0%} probability.",
+        st.warning(f"The model is unsure of digit {unsure}: below {percent(LOW_CONFIDENCE, 0)} probability.",
                    icon=":material/help:")
     shown = reading.digits[:MAX_DIGITS_SHOWN]
     if len(reading.digits) > MAX_DIGITS_SHOWN:
@@ -235,7 +239,7 @@ def show_reading(run: LoadedRun, reading: NumberReading) -> None:
         for column, digit in zip(columns, shown[start:start + per_row]):
             with column:
                 st.image(model_input_picture(digit.preprocessed.pixels, run.input_format.max_value), width="stretch")
-                st.markdown(f"**{escape_markdown(run.class_names[digit.label])}** · {digit.confidence:.0%}")
+                st.markdown(f"**{escape_markdown(run.class_names[digit.label])}** · {percent(digit.confidence, 0)}")
 
 
 @st.cache_resource(show_spinner=False)
