@@ -135,11 +135,11 @@ def every_model_section(choices: list[ModelChoice], chosen_first: ModelChoice, i
         "model": st.column_config.TextColumn("model", width="medium"),
         "trained on": st.column_config.TextColumn("trained on", help="Each model gets the picture in its own "
                                                   "data's format: 28x28 for MNIST, 8x8 for scikit-learn's digits."),
-        "test accuracy": st.column_config.NumberColumn("accuracy", format="percent", width="small",
+        "test accuracy": st.column_config.NumberColumn("accuracy", format="%.2f %%", width="small",
                                                        help="On its dataset's test images."),
         "answer": st.column_config.TextColumn("answer", width="small"),
         # a number, not a bar: in a column this narrow the bars of 93 % and 100 % read as a quarter and a whole
-        "confidence": st.column_config.NumberColumn("sure", format="percent", width="small",
+        "confidence": st.column_config.NumberColumn("sure", format="%.1f %%", width="small",
                                                     help="How sure the model is of its answer.")})
     for problem in problems:
         st.warning(escape_markdown(problem), icon=":material/warning:")
