@@ -11,7 +11,6 @@ one Explore hands over; ui.predict_samples), predict_explain and predict_uploads
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from core.inference import predict_image, read_number
@@ -21,6 +20,7 @@ from ui.predict import (
     InputImage,
     ModelChoice,
     agreement,
+    every_model_frame,
     every_model_rows,
     load_choice,
     model_choices,
@@ -131,7 +131,7 @@ def every_model_section(choices: list[ModelChoice], chosen_first: ModelChoice, i
     st.markdown("**Every model**")
     rows = every_model_rows(models, image, several, read)
     st.markdown(agreement(rows))
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+    st.dataframe(every_model_frame(rows), hide_index=True, width="stretch", column_config={
         "model": st.column_config.TextColumn("model", width="medium"),
         "trained on": st.column_config.TextColumn("trained on", help="Each model gets the picture in its own "
                                                   "data's format: 28x28 for MNIST, 8x8 for scikit-learn's digits."),

@@ -15,6 +15,8 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 
+from ui.train_format import percent
+
 TILE_TARGET = 56  # px a sample is drawn at in a grid: 8x8 digits x7, 28x28 MNIST x2
 TILE_PAD = 3  # px around each tile; marked tiles draw their border here
 CAPTION_HEIGHT = 16
@@ -174,7 +176,7 @@ def per_class_accuracy_figure(accuracy: np.ndarray, class_names: list[str]) -> g
     if len(accuracy) and accuracy.min() < accuracy.max():  # all alike: none is the worst
         colors[int(accuracy.argmin())] = figures[int(accuracy.argmin())] = "#d62728"  # its figure too: at 0 % no bar
     figure = go.Figure(go.Bar(y=list(class_names), x=accuracy * 100, orientation="h", marker_color=colors,
-                              text=[f"{a * 100:.1f} %" for a in accuracy], textposition="outside",
+                              text=[percent(a, 1) for a in accuracy], textposition="outside",
                               textfont={"size": 12, "color": figures}, constraintext="none", cliponaxis=False,
                               hovertemplate="%{y}: %{x:.2f} %<extra></extra>"))
     figure.update_yaxes(title="true class", type="category", autorange="reversed", automargin=True)  # first on top

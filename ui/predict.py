@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
@@ -294,8 +295,8 @@ def usable_runs(choices: list[ModelChoice]) -> tuple[list[tuple[ModelChoice, Loa
 
 def every_model_rows(models: list[tuple[ModelChoice, LoadedRun]], image: Image.Image | np.ndarray,
                      several: bool, read: Callable[[LoadedRun], ImagePrediction] | None = None) -> list[dict]:
-    """One table row per model: its answer and how sure it is (in percent); `read` answers for one model instead of the
-    picture (a test-set sample is read as the page's answer reads it)."""
+    """One table row per model: its answer and how sure it is; `read` answers for one model instead of the picture
+    (a test-set sample is read as the page's answer reads it)."""
     runs = [run for _, run in models]
     if read is not None and not several:
         answers = [read(run) for run in runs]
@@ -308,16 +309,18 @@ def every_model_rows(models: list[tuple[ModelChoice, LoadedRun]], image: Image.I
         else:
             text = answer.text if several else run.class_names[answer.label]
             confidence = answer.confidence
-        rows.append({"model": choice.short, "trained on": choice.dataset,
-                     "test accuracy": in_percent(choice.test_accuracy), "answer": text,
-                     "confidence": in_percent(confidence)})
+        rows.append({"model": choice.short, "trained on": choice.dataset, "test accuracy": choice.test_accuracy,
+                     "answer": text, "confidence": confidence})
     return rows
 
 
-def in_percent(fraction: float | None) -> float | None:
-    """0.9915 -> 99.15, for a table column that writes it "99.15 %" as the pages do (its own "percent" format writes
-    "99.15%")."""
-    return None if fraction is None else 100 * fraction
+def every_model_frame(rows: list[dict]) -> pd.DataFrame:
+    """The rows as the table shows them: accuracy and confidence in percent, which its "%.2f %%" formats write
+    "99.15 %" as the pages do (the table's own "percent" format writes "99.15%")."""
+    frame = pd.DataFrame(rows)
+    for column in ("test accuracy", "confidence"):
+        frame[column] = pd.to_numeric(frame[column]) * 100  # None (no digit found) stays empty
+    return frame
 
 
 def agreement(rows: list[dict]) -> str:

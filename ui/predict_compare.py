@@ -13,6 +13,7 @@ from core.inference import ImagePrediction
 from core.store import LoadedRun, RunError
 from ui.predict import SHIPPED, ModelChoice, every_model_rows, load_choice
 from ui.text import escape_markdown
+from ui.train_format import percent
 
 
 def start_choice(choices: list[ModelChoice], run: LoadedRun) -> ModelChoice | None:
@@ -50,7 +51,7 @@ def before_and_after(choices: list[ModelChoice], choice: ModelChoice, run: Loade
 
 
 def answer_words(row: dict) -> str:
-    """"3 (97 %)" from a row of every_model_rows (its confidence in percent), or "no digit"."""
+    """"3 (97 %)", or a dash when the model found no digit."""
     if row["answer"] == "-":
         return "no digit"
-    return f"{row['answer']} ({row['confidence']:.0f} %)"
+    return f"{row['answer']} ({percent(row['confidence'], 0)})"
