@@ -420,7 +420,7 @@ def cmd_predict(args: argparse.Namespace, out: TextIO) -> int:
 
 def _predicted_files(run: LoadedRun, paths: Sequence[Path]) -> tuple[list[tuple[Path, ImagePrediction]], int]:
     """(path, ImagePrediction) for each readable file, in order, and how many could not be read (each named on
-    stderr). Big JPEGs are decoded reduced (to no less than twice the preprocessing's working size)."""
+    stderr, as is what was done to a file on the way). Big JPEGs are decoded reduced (to no less than twice the preprocessing's working size)."""
     from core.images import ImageError, load_image
     from core.inference import predict_preprocessed_many
     from core.preprocess import WORKING_SIDE, preprocess
@@ -432,6 +432,8 @@ def _predicted_files(run: LoadedRun, paths: Sequence[Path]) -> tuple[list[tuple[
         except (ImageError, OSError) as error:
             sys.stderr.write(f"{path}: {error}\n")
             continue
+        for notice in loaded.notices:  # an animated GIF's first frame, a JPEG cut short: said, then answered
+            sys.stderr.write(f"{path}: note: {notice}\n")
         readable.append(path)
         prepared.append(preprocess(loaded.image, run.input_format))
     return list(zip(readable, predict_preprocessed_many(run, prepared))), len(paths) - len(readable)

@@ -20,6 +20,9 @@ ALLOWED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "BMP", "GIF", "WEBP")  # neve
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _GREYSCALE_MODES = ("1", "L", "LA", "La") + _SIXTEEN_BIT_MODES
 _ACCEPTED = ", ".join(ALLOWED_FORMATS)
+MISSING_GREY = 128  # a baseline JPEG whose data ends early decodes its missing blocks as this level in every channel
+MCU_ROWS = 16  # the most rows one line of a JPEG's blocks spans (2x vertical chroma subsampling)
+BLOCK_SIDE = 8  # px: a JPEG block's side, decoded at full size
 _WARNINGS_LOCK = threading.Lock()  # catch_warnings swaps process-wide state; Streamlit runs sessions in threads
 
 
@@ -125,6 +128,42 @@ def _decode_first_frame(image: Image.Image, stream: _EndWatchingStream, label: s
     return image, notices
 
 
+def _grey_tail_rows(pixels: np.ndarray) -> int:
+    """How many rows at the bottom of (H, W, C) hold the missing data of a JPEG cut short: its blocks from the cut
+    on, in reading order, decode as MISSING_GREY. So the last row ends in grey; below the line of blocks where the
+    data stopped every row is grey, and in that line the right part of each row is. Two rows more are cut: chroma
+    upsampling blends the rows either side of the cut. 0 when the last row does not end in grey."""
+    missing = (pixels == MISSING_GREY).all(axis=2)
+    if not missing[-1, -BLOCK_SIDE:].all():
+        return 0
+    whole = _leading_true(missing.all(axis=1)[::-1])
+    partial = _leading_true(missing[:len(missing) - whole, -1][::-1])  # the line of the cut: grey at its right end
+    return min(len(missing), whole + min(partial, MCU_ROWS) + 2)
+
+
+def _leading_true(flags: np.ndarray) -> int:
+    """How many of `flags` are True before the first False."""
+    return len(flags) if flags.all() else int(np.argmin(flags))
+
+
+def _without_missing_end(image: Image.Image, label: str, notices: list[str]) -> Image.Image:
+    """A JPEG cut short and closed again (its end-of-image marker appended) decodes without an error, its missing
+    blocks flat grey: those rows are cut off with a notice, or the file refused when nothing else is left. A picture
+    whose last rows are that exact grey by design loses only flat rows."""
+    if image.format != "JPEG" or image.mode not in ("L", "RGB"):
+        return image
+    pixels = np.asarray(image)
+    tail = _grey_tail_rows(pixels[:, :, None] if pixels.ndim == 2 else pixels)
+    if tail == 0:
+        return image
+    kept = image.height - tail
+    if kept < MIN_IMAGE_SIDE:
+        raise ImageError(f"{label} is damaged or truncated: its pixels could not be decoded.")
+    notices.append(f"{label} seems cut short: its last {tail} rows are (partly) flat grey, as a JPEG whose data ends "
+                   "early decodes, and were left out.")
+    return image.crop((0, 0, image.width, kept))
+
+
 def _upright(image: Image.Image, label: str, notices: list[str]) -> Image.Image:
     """Apply the EXIF orientation so phone photos stand upright."""
     try:
@@ -188,6 +227,7 @@ def load_image(source: bytes | str | os.PathLike, *, name: str = "", longer_side
     image = _open_header(stream, label)
     _check_size(image, label)
     decoded, notices = _decode_first_frame(image, stream, label, longer_side)
+    decoded = _without_missing_end(decoded, label, notices)
     try:
         normal = _normal_mode(_upright(decoded, label, notices))
     except Exception:  # an exotic pixel layout PIL decodes but cannot convert

@@ -105,6 +105,8 @@ def bad_and_odd_files() -> dict[str, tuple[bytes, str]]:
     good = encoded(drawn(5, mode="L", background=255, ink=0), "PNG")
     frames = [drawn(2).convert("RGB"), Image.new("RGB", (280, 280))]
     deep = Image.fromarray(np.asarray(drawn(8, mode="L", background=255, ink=0), dtype=np.uint16) * 257)
+    photo = encoded(photo_of(7), "JPEG")
+    cut_short = photo[:int(len(photo) * 0.9)] + b"\xff\xd9"  # closed again: PIL decodes its missing blocks grey
     return {
         "notes.png": (b"These are my notes, not a picture.", "is not an image this app can read"),
         "truncated.png": (good[: len(good) // 2], "is damaged or truncated"),
@@ -118,6 +120,7 @@ def bad_and_odd_files() -> dict[str, tuple[bytes, str]]:
         "deep.png": (encoded(deep, "PNG"), "deep.png has more than 8 bits per pixel"),
         "print.jpg": (encoded(drawn(4, mode="L", background=255, ink=0).convert("CMYK"), "JPEG", quality=95),
                       "print.jpg is a CMYK (print) image"),
+        "cut.jpg": (cut_short, "cut.jpg seems cut short: its last"),
     }
 
 

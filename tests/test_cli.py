@@ -216,6 +216,20 @@ def test_predict_refuses_a_non_image_with_one_line_and_exit_1(tmp_path):
     assert len(done.stderr.strip().splitlines()) == 1 and "notes.png" in done.stderr
 
 
+def test_predict_answers_a_jpeg_cut_short_and_says_what_it_left_out(tmp_path, capsys):
+    image = Image.new("RGB", (120, 120), (255, 255, 255))
+    ImageDraw.Draw(image).line([(30, 25), (90, 25), (55, 100)], fill=(0, 0, 0), width=10)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(buffer.getvalue()[:int(len(buffer.getvalue()) * 0.9)] + b"\xff\xd9")  # closed again: no error
+    out = io.StringIO()
+    assert main(["predict", str(cut)], out=out) == 0
+    errors = capsys.readouterr().err
+    assert errors.count("\n") == 1 and errors.startswith(f"{cut}: note: cut.jpg seems cut short")
+    assert out.getvalue().startswith(f"{cut}: ")
+
+
 def test_predict_with_an_unknown_run_is_one_line(tmp_path):
     done = cli("predict", "x.png", "--run", "nope", "--runs-dir", str(tmp_path), check_code=1)
     assert done.stderr.count("\n") == 1 and "no run called 'nope'" in done.stderr

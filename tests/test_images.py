@@ -76,6 +76,31 @@ def test_truncated_files_are_refused_whatever_pil_is_told(fmt, load_truncated, m
     assert load_image(data).image.size == (120, 120)
 
 
+def noisy_photo(mode: str) -> Image.Image:
+    """The 7 with camera-like noise, so that no row of it is one flat level."""
+    noise = np.random.default_rng(3).normal(0, 12, (120, 120, 3))
+    return Image.fromarray(np.clip(np.asarray(digit("RGB"), float) + noise, 0, 255).astype(np.uint8)).convert(mode)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+@pytest.mark.parametrize("share", [0.3, 0.6, 0.9, 0.98])
+def test_a_jpeg_cut_short_and_closed_again_loses_its_grey_rows_with_a_notice(mode, share):
+    data = encoded(noisy_photo(mode), "JPEG", quality=90)
+    whole = np.asarray(load_image(data).image)
+    loaded = load_image(data[:int(len(data) * share)] + b"\xff\xd9", name="photo.jpg")  # the end marker appended
+    kept = np.asarray(loaded.image)  # PIL decodes that without a word: the missing blocks flat grey
+    assert 8 <= kept.shape[0] < 120 and kept.shape[1] == 120
+    assert np.array_equal(kept, whole[:kept.shape[0]])  # what was decoded, without a row of the grey
+    assert len(loaded.notices) == 1 and loaded.notices[0].startswith("photo.jpg seems cut short: its last")
+    assert load_image(data).notices == ()  # the whole file: nothing cut
+
+
+def test_a_jpeg_cut_short_with_too_little_left_is_refused():
+    data = encoded(noisy_photo("RGB"), "JPEG", quality=90)
+    header = data.index(b"\xff\xda")  # the start of the pixels' data
+    assert "damaged or truncated" in refusal(data[:header + 40] + b"\xff\xd9")
+
+
 @pytest.mark.parametrize("size", [(1, 1), (7, 100), (100, 7)])
 def test_images_smaller_than_eight_pixels_a_side_are_too_small(size):
     message = refusal(encoded(Image.new("L", size, 255), "PNG"), name="dot.png")

@@ -165,6 +165,7 @@ def test_every_bad_or_odd_upload_gets_its_one_clear_message():
     gallery = {shown(m.value).split(":")[0]: m.value for m in app.markdown if shown(m.value).split(":")[0] in files}
     assert gallery["animated.gif"].endswith("**2** · 100 %") and "**8**" in gallery["deep.png"]
     assert "**4**" in gallery["print.jpg"] and "white.png" not in gallery  # blank: its warning says so
+    assert "**7**" in gallery["cut.jpg"]  # read without the grey rows (with them: a 2)
 
 
 def test_uploads_are_each_answered_and_the_chosen_one_explained():

@@ -122,7 +122,7 @@ def test_uploads_good_and_bad_each_get_their_answer_or_one_clear_message(page, a
         expect(page.get_by_text(expected).first).to_be_visible(timeout=ANSWER_TIMEOUT)
     wait_for_app(page)
     readable = {"five.png": "5", "photo.jpg": "3", "transparent.png": "9", "animated.gif": "2", "deep.png": "8",
-                "print.jpg": "4"}
+                "print.jpg": "4", "cut.jpg": "7"}
     for name, digit in readable.items():
         expect(page.get_by_text(f"{name}: {digit}").first).to_be_visible(timeout=ANSWER_TIMEOUT)
     box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Explain")
