@@ -33,17 +33,16 @@ from ui.predict import (
 )
 from ui.predict_collect import collect_box
 from ui.predict_compare import before_and_after
-from ui.predict_inputs import DRAWING, camera, drawing, explain, follow_new_uploads, pick_upload, upload_notes, uploads
+from ui.predict_inputs import camera, drawing, follow_new_uploads, gallery, pick_upload, upload_notes, uploads
 from ui.predict_inside import show_inside
+from ui.predict_messages import blank_message, empty_message, report_problems
 from ui.predict_samples import SOURCE_KEY, TEST_SET, Sample, sample_prediction, take_handoff, test_set_tab, verdict
 from ui.shared import run_inside_the_frame
 from ui.text import escape_markdown
-from ui.train_format import percent
 
 run_inside_the_frame()
 SOURCES = ["Draw", "Upload", "Camera", TEST_SET]
 DETAILS = ["Why", "Inside the network"]
-TILE_SIDE = 140  # px: a gallery picture; five to a row on a wide screen, one a row on a phone (not a screen wide)
 
 st.title("Predict")
 st.caption("Draw a digit, upload pictures, take a photo or try one from the test set: see what the model reads, how "
@@ -61,40 +60,6 @@ def pick_model(choices: list[ModelChoice]) -> tuple[ModelChoice, LoadedRun]:
     except RunError as error:
         st.error(f"{escape_markdown(error)} Showing the shipped model instead.", icon=":material/error:")
         return choices[0], load_choice(choices[0])
-
-
-def empty_message(source: str) -> None:
-    if source == "Draw":
-        st.info("**Draw a digit** in the black square: the answer appears as soon as you lift the mouse.",
-                icon=":material/draw:")
-    elif source == "Upload":
-        st.info("**Upload pictures** of digits: drawings, scans, photos of ink on paper or screenshots.",
-                icon=":material/upload:")
-    elif source == "Camera":
-        st.info("**Take a photo** of a digit written large in dark ink on white paper.", icon=":material/photo_camera:")
-
-
-def blank_message(item: InputImage, refusal: str | None) -> None:
-    """Why there is no answer: the ink is no digit (the sentence asking for a bigger one), or there is no ink."""
-    if refusal:
-        prefix = "" if item.name == DRAWING else f"{escape_markdown(item.name)}: "
-        st.info(prefix + escape_markdown(refusal), icon=":material/draw:")
-    elif item.name == DRAWING:
-        empty_message("Draw")
-    else:
-        st.warning(f"No digit found in {escape_markdown(item.name)}: it looks blank (one flat colour, or ink too faint "
-                   "to tell from the background).", icon=":material/image_not_supported:")
-
-
-def report_problems(items: list[InputImage]) -> None:
-    """One clear message per picture that cannot be read, and what was done to the others."""
-    for item in items:
-        if item.error:
-            st.error(escape_markdown(item.error), icon=":material/broken_image:")
-        for notice in item.notices:
-            st.info(escape_markdown(notice), icon=":material/info:")
-        if item.blank:
-            blank_message(item, item.refusal)
 
 
 def answer_for(run: LoadedRun, chosen: InputImage, several: bool, model_label: str, sample: Sample | None):
@@ -160,27 +125,6 @@ def details(choices: list[ModelChoice], choice: ModelChoice, run: LoadedRun, ver
     with inside_tab:
         if inside_tab.open:
             show_inside(run, version, answer.preprocessed.pixels)
-
-
-def gallery(run, items: list[InputImage], several: bool, chosen: InputImage) -> None:
-    """Every readable upload with its answer; a tile's button explains it above."""
-    st.subheader("All your pictures")
-    per_row = 5
-    for start in range(0, len(items), per_row):
-        for column, item in zip(st.columns(per_row), items[start:start + per_row]):
-            with column.container(border=True):
-                st.image(item.image, width=TILE_SIDE)
-                answer = read_number(run, item.image) if several else predict_image(run, item.image)
-                name = escape_markdown(item.name)
-                if answer.blank:
-                    st.markdown(f"{name}: **no digit**")
-                else:
-                    text = answer.text if several else run.class_names[answer.label]
-                    st.markdown(f"{name}: **{escape_markdown(text)}** · {percent(answer.confidence, 0)}")
-                current = item.digest == chosen.digest
-                st.button("Shown above" if current else "Explain", key=f"predict_tile_{item.digest}",
-                          on_click=explain, args=(item.digest,), disabled=current, width="stretch",
-                          icon=":material/arrow_upward:")
 
 
 @st.fragment

@@ -1,13 +1,16 @@
 """Predict's inputs: the canvas (pen, eraser, an answer as soon as the mouse is up), uploads (each picture once, the
-one to explain), and the camera, asked for only while its tab is open."""
+one to explain, the gallery of them all), and the camera, asked for only while its tab is open."""
 
 from __future__ import annotations
 
 import numpy as np
 import streamlit as st
 
+from core.inference import predict_image, read_number
+from core.store import LoadedRun
 from ui.predict import InputImage, decoded_upload
 from ui.text import escape_markdown
+from ui.train_format import percent
 
 CANVAS_SIDE = 280
 INK, BACKGROUND = "#FFFFFF", "#000000"  # white on black, as MNIST: the eraser draws in the background's colour
@@ -15,6 +18,7 @@ PEN, ERASER = "Pen", "Eraser"
 TOOL_ICONS = {PEN: ":material/edit:", ERASER: ":material/ink_eraser:"}
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp"]
 DRAWING = "your drawing"
+TILE_SIDE = 140  # px: a gallery picture; five to a row on a wide screen, one a row on a phone (not a screen wide)
 EXPLAIN_KEY = "predict_explain"  # the explained upload's digest: the picker's value, set by a new upload or a tile
 SEEN_KEY = "predict_uploads_seen"  # the digests of the uploads of the last run, to tell which ones are new
 
@@ -134,3 +138,24 @@ def camera(is_open: bool) -> InputImage | None:
                "picture in the Upload tab.")
     photo = st.camera_input("Photograph a digit written on paper", key="predict_camera")
     return None if photo is None else decoded_upload("the photo", photo.getvalue())
+
+
+def gallery(run: LoadedRun, items: list[InputImage], several: bool, chosen: InputImage) -> None:
+    """Every readable upload with its answer; a tile's button explains it above."""
+    st.subheader("All your pictures")
+    per_row = 5
+    for start in range(0, len(items), per_row):
+        for column, item in zip(st.columns(per_row), items[start:start + per_row]):
+            with column.container(border=True):
+                st.image(item.image, width=TILE_SIDE)
+                answer = read_number(run, item.image) if several else predict_image(run, item.image)
+                name = escape_markdown(item.name)
+                if answer.blank:
+                    st.markdown(f"{name}: **no digit**")
+                else:
+                    text = answer.text if several else run.class_names[answer.label]
+                    st.markdown(f"{name}: **{escape_markdown(text)}** · {percent(answer.confidence, 0)}")
+                current = item.digest == chosen.digest
+                st.button("Shown above" if current else "Explain", key=f"predict_tile_{item.digest}",
+                          on_click=explain, args=(item.digest,), disabled=current, width="stretch",
+                          icon=":material/arrow_upward:")
