@@ -21,6 +21,8 @@ from core.models import build_model
 from core.store import RunStore
 from ui.train_format import created_time
 from tests.drawn_digits import bad_and_odd_files, drawn, encoded, photo_of
+from tests.plotly_text import hover_text
+from ui.predict import probability_figure
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "predict.py")
 DEFAULT_META = json.loads((DEFAULT_MODEL_DIR / "meta.json").read_text())
@@ -126,6 +128,13 @@ def test_clearing_the_canvas_asks_for_a_digit_again():
     assert answers(app) == [] and any("Draw a digit" in info.value for info in app.info)
     draw(app, Image.new("RGBA", (280, 280), (0, 0, 0, 255)))  # objects undone to nothing, canvas still black
     assert answers(app) == [] and any("Draw a digit" in info.value for info in app.info)
+
+
+def test_the_probability_chart_writes_percentages_as_the_app_does():
+    probabilities = np.array([0.0085, 0.9915] + [0.0] * 8, dtype=np.float32)
+    bars = probability_figure(probabilities, tuple("0123456789")).data[0]
+    assert list(bars.text[:2]) == ["", "99 %"]  # on the bars: whole percents, none under 1 %
+    assert hover_text(bars, 1) == "1: 99.15 %" and hover_text(bars, 0) == "0: 0.85 %"
 
 
 def test_a_dot_is_too_little_ink_to_be_a_digit():

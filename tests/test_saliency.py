@@ -12,6 +12,7 @@ from core.preprocess import DIGITS_FORMAT, MNIST_FORMAT, preprocess
 from core.saliency import saliency_map
 from core.store import LoadedRun
 from tests.drawn_digits import drawn
+from tests.plotly_text import hover_text
 from ui.inside import saliency_figure
 
 NEAR = np.ones((5, 5), dtype=bool)  # "within 2 px", diagonals included
@@ -92,3 +93,5 @@ def test_the_figure_lays_the_map_over_the_input_and_shows_the_title_as_text(defa
     grey, heat = figure.data
     assert np.array_equal(grey.z, pixels) and np.array_equal(heat.z, strength) and heat.zmax == 1
     assert figure.layout.title.text == "Why &lt;b&gt;6&lt;/b&gt;"
+    row, column = np.unravel_index(int(strength.argmax()), strength.shape)
+    assert hover_text(heat, (int(row), int(column))) == f"row {row}, column {column}: 100 % of the strongest"

@@ -153,5 +153,6 @@ def saliency_figure(pixels: np.ndarray, max_value: int, strength: np.ndarray, ti
         {"type": "heatmap", "z": pixels, "zmin": 0, "zmax": max_value, "colorscale": "gray", "showscale": False,
          "hoverinfo": "skip"},
         {"type": "heatmap", "z": strength, "zmin": 0, "zmax": 1, "colorscale": SALIENCY_SCALE,
-         "colorbar": {"thickness": 10},
-         "hovertemplate": "row %{y}, column %{x}: %{z:.0%} of the strongest<extra></extra>"}], html.escape(title), 300)
+         "colorbar": {"thickness": 10}, "customdata": strength * 100,  # "45 %", as the app writes it (not d3's "%")
+         "hovertemplate": "row %{y}, column %{x}: %{customdata:.0f} % of the strongest<extra></extra>"}],
+        html.escape(title), 300)

@@ -174,7 +174,8 @@ def probability_figure(probabilities: np.ndarray, class_names: tuple[str, ...]) 
     figure = go.Figure(go.Bar(
         x=labels, y=probabilities, marker_color=colours,
         text=[percent(p, 0) if p >= 0.01 else "" for p in probabilities],
-        textposition="outside", cliponaxis=False, hovertemplate="%{x}: %{y:.2%}<extra></extra>"))
+        customdata=probabilities * 100, textposition="outside", cliponaxis=False,
+        hovertemplate="%{x}: %{customdata:.2f} %<extra></extra>"))  # "99.15 %", as the app writes it (not d3's "%")
     figure.update_layout(height=230, margin={"l": 0, "r": 0, "t": 18, "b": 0}, showlegend=False,
                          xaxis={"type": "category", "fixedrange": True},
                          yaxis={"range": [0, 1.05], "tickvals": [0, 0.5, 1], "ticktext": ["0 %", "50 %", "100 %"],

@@ -1,0 +1,20 @@
+"""What plotly writes on hovering a point, from a trace's hovertemplate, for tests of how figures read."""
+
+import re
+
+import numpy as np
+
+FIELD = re.compile(r"%\{(\w+)(?::([^}]*))?\}")
+
+
+def hover_text(trace, index: int | tuple[int, int]) -> str:
+    """Trace `trace`'s hover label at point `index` (a position, or (row, column) in a heatmap): its hovertemplate
+    with %{x}, %{y}, %{z} and %{customdata} filled in (d3's number formats are Python's for the ones used here, such as
+    ".2f" and ".0%"), without the <extra> box. Heatmaps' %{x} and %{y} are column and row."""
+    def value(name: str):
+        if isinstance(index, tuple) and name in ("x", "y"):
+            return index[1] if name == "x" else index[0]
+        return np.asarray(getattr(trace, name))[index]
+
+    template = trace.hovertemplate.split("<extra>")[0]
+    return FIELD.sub(lambda match: format(value(match[1]), match[2] or ""), template)
