@@ -11,7 +11,8 @@ import time
 from playwright.sync_api import expect
 
 from tests.browser.conftest import assert_no_error, screenshot, settled_box, settled_on_screen, wait_for_app
-from tests.browser.test_train_browser import click_row, finished_tiny_run, plant_run, wait_for_more_points
+from tests.browser.test_train_browser import (click_row, finished_tiny_run, plant_run, set_number,
+                                              wait_for_more_points)
 from ui.live_chart import COMPONENT_NAME
 
 HEIGHT = 1000  # the page fixture's viewport: 1400x1000
@@ -41,13 +42,6 @@ def on_screen(locator) -> bool:
     """Whether the element lies wholly inside the 1,000 px high window, as it is scrolled now."""
     box = locator.bounding_box()
     return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= HEIGHT
-
-
-def set_number(page, label: str, value: int) -> None:
-    field = page.get_by_label(label, exact=True)
-    field.fill(str(value))
-    field.press("Enter")
-    wait_for_app(page)
 
 
 def loss_layout(page, expression: str):
