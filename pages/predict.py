@@ -20,8 +20,8 @@ from ui.predict import (
     InputImage,
     ModelChoice,
     agreement,
-    every_model_frame,
     every_model_rows,
+    every_model_table,
     load_choice,
     model_choices,
     show_prediction,
@@ -96,16 +96,7 @@ def every_model_section(choices: list[ModelChoice], chosen_first: ModelChoice, i
     st.markdown("**Every model**")
     rows = every_model_rows(models, image, several, read)
     st.markdown(agreement(rows))
-    st.dataframe(every_model_frame(rows), hide_index=True, width="stretch", column_config={
-        "model": st.column_config.TextColumn("model", width="medium"),
-        "trained on": st.column_config.TextColumn("trained on", help="Each model gets the picture in its own "
-                                                  "data's format: 28x28 for MNIST, 8x8 for scikit-learn's digits."),
-        "test accuracy": st.column_config.NumberColumn("accuracy", format="%.2f %%", width="small",
-                                                       help="On its dataset's test images."),
-        "answer": st.column_config.TextColumn("answer", width="small"),
-        # a number, not a bar: in a column this narrow the bars of 93 % and 100 % read as a quarter and a whole
-        "confidence": st.column_config.NumberColumn("sure", format="%.1f %%", width="small",
-                                                    help="How sure the model is of its answer.")})
+    every_model_table(rows)
     for problem in problems:
         st.warning(escape_markdown(problem), icon=":material/warning:")
 

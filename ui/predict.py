@@ -324,6 +324,26 @@ def every_model_frame(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
+EVERY_MODEL_COLUMNS = ("model", "answer", "confidence", "test accuracy", "trained on")  # the answers first: a
+#                                                                                       phone shows two columns
+EVERY_MODEL_CONFIG = {
+    "model": st.column_config.TextColumn("model", width="medium"),
+    "trained on": st.column_config.TextColumn("trained on", help="Each model gets the picture in its own data's "
+                                              "format: 28x28 for MNIST, 8x8 for scikit-learn's digits."),
+    "test accuracy": st.column_config.NumberColumn("accuracy", format="%.2f %%", width="small",
+                                                   help="On its dataset's test images."),
+    "answer": st.column_config.TextColumn("answer", width="small"),
+    # a number, not a bar: in a column this narrow the bars of 93 % and 100 % read as a quarter and a whole
+    "confidence": st.column_config.NumberColumn("sure", format="%.1f %%", width="small",
+                                                help="How sure the model is of its answer.")}
+
+
+def every_model_table(rows: list[dict]) -> None:
+    """Every model's answer to the picture, as a table."""
+    st.dataframe(every_model_frame(rows), hide_index=True, width="stretch", column_order=EVERY_MODEL_COLUMNS,
+                 column_config=EVERY_MODEL_CONFIG)
+
+
 def agreement(rows: list[dict]) -> str:
     """One line of Markdown on whether the models agree (the answers in it escaped)."""
     votes = Counter(row["answer"] for row in rows if row["answer"] != "-")
