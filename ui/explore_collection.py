@@ -22,7 +22,7 @@ from core.preprocess import MNIST_FORMAT, InputFormat
 from ui.charts import grid_cell_size, image_grid, per_class_accuracy_figure, tile_scale
 from ui.explore import ModelChoice, class_counts_figure, model_choices, run_or_error
 from ui.tile_grid import clicked_sample, tile_grid
-from ui.shared import data_dir, shown_path
+from ui.shared import data_dir, metric_row, shown_path
 from ui.text import escape_markdown
 from ui.train_format import count, percent
 
@@ -158,9 +158,9 @@ def overview(preview: FolderPreview, predictions: np.ndarray, with_model: bool) 
             asked = predictions >= 0
             confusion = confusion_matrix(labels[asked], predictions[asked], 10)
             right_count = int(np.trace(confusion))
-            metrics = st.columns(2)
-            metrics[0].metric("Read right", percent(right_count / max(1, int(asked.sum()))))
-            metrics[1].metric("Mistakes", f"{int(asked.sum()) - right_count:,} of {int(asked.sum()):,}")
+            metrics = metric_row()
+            metrics.metric("Read right", percent(right_count / max(1, int(asked.sum()))))
+            metrics.metric("Mistakes", f"{int(asked.sum()) - right_count:,} of {int(asked.sum()):,}")
             present = counts > 0
             accuracy = per_class_accuracy(confusion)[present]
             st.plotly_chart(per_class_accuracy_figure(accuracy, [CLASS_NAMES[d] for d in np.flatnonzero(present)]),

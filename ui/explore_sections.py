@@ -19,6 +19,7 @@ from core.explore import augmented_copies, pixel_features
 from ui.charts import confusion_figure, image_grid, per_class_accuracy_figure, tile_scale
 from ui.explore import (CLASS_COLORS, ModelChoice, class_counts_figure, clicked_cell, embedding_figure, guarded,
                         histogram_figure, ink_figure, pixel_heatmap, selected_sample_ids, short_class_name)
+from ui.shared import metric_row
 from ui.text import escape_markdown
 from ui.train_format import count, duration, percent
 
@@ -106,11 +107,11 @@ def statistics_section(view: View) -> None:
         st.image(image_grid(scaled, view.class_names, 5, max_value=view.max_value, scale=tile_scale(view.data.image_size, 84)))
         st.caption("Every sample of a class averaged: the shape the class has in common, blurred where writers differ.")
     st.markdown(f"**Pixel intensities** ({view.split}, {len(view.labels):,} images)")
-    metrics = st.columns(4)
-    metrics[0].metric("Mean pixel value", f"{stats.mean:.1f} of {view.max_value}")
-    metrics[1].metric("Standard deviation", f"{stats.std:.1f}")
-    metrics[2].metric("Background (value 0)", percent(stats.background_share, 1))
-    metrics[3].metric(f"Full ink (value {view.max_value})", percent(stats.saturated_share, 1))
+    metrics = metric_row()
+    metrics.metric("Mean pixel value", f"{stats.mean:.1f} of {view.max_value}")
+    metrics.metric("Standard deviation", f"{stats.std:.1f}")
+    metrics.metric("Background (value 0)", percent(stats.background_share, 1))
+    metrics.metric(f"Full ink (value {view.max_value})", percent(stats.saturated_share, 1))
     charts = st.columns([2, 2, 1, 1])
     charts[0].plotly_chart(histogram_figure(stats), key="explore_histogram")
     charts[1].plotly_chart(ink_figure(stats.ink_per_image), key="explore_ink")
@@ -217,12 +218,12 @@ def model_section(view: View) -> None:
     confusion = confusion_matrix(view.labels, view.predictions, len(view.class_names))
     accuracy = per_class_accuracy(confusion)
     wrong = int(len(view.labels) - np.trace(confusion))
-    metrics = st.columns(3)
-    metrics[0].metric(f"Accuracy on {view.split}", percent(np.trace(confusion) / max(1, len(view.labels))))
-    metrics[1].metric("Misclassified", f"{wrong:,} of {len(view.labels):,}")
+    metrics = metric_row()
+    metrics.metric(f"Accuracy on {view.split}", percent(np.trace(confusion) / max(1, len(view.labels))))
+    metrics.metric("Misclassified", f"{wrong:,} of {len(view.labels):,}")
     hardest = f"{view.class_names[int(accuracy.argmin())]} ({percent(accuracy.min(), 1)})" \
         if accuracy.min() < accuracy.max() else f"none: all {percent(accuracy.min(), 1)}"  # a tie has no hardest
-    metrics[2].metric("Hardest class", hardest)
+    metrics.metric("Hardest class", hardest)
     left, right = st.columns([3, 2], gap="large")
     with left:
         st.markdown("**Confusion matrix** (click a cell to see its samples)")

@@ -19,7 +19,7 @@ from core.config import FOLDER_DATASET
 from core.store import RunError, RunInfo
 from ui.charts import confusion_figure, framed_tiles, per_class_accuracy_figure
 from ui.explore import clicked_cell
-from ui.shared import data_dir
+from ui.shared import data_dir, metric_row
 from ui.text import escape_markdown
 from ui.train_finetune import before_after
 from ui.train_format import MISSING, STATUS_WORDS, duration, is_number, percent, signed_percent, spaced_percents
@@ -120,15 +120,14 @@ def headline(info: RunInfo) -> None:
     accuracy, loss = final.get("test_accuracy"), final.get("test_loss")
     epochs, planned = info.get("epochs_completed"), (info.get("settings") or {}).get("epochs")
     comparison = versus_reported(accuracy if is_number(accuracy) else None, run_comparison(info))
-    columns = st.columns(5)
+    row = metric_row()
     explained = {"help": "On the folder's held-out digits, never trained on."} if held_out else {}
-    columns[0].metric("Held-out accuracy" if held_out else "Test accuracy", percent(accuracy),
-                      **{**explained, **comparison})
-    columns[1].metric("Held-out loss" if held_out else "Test loss", f"{loss:.4f}" if is_number(loss) else MISSING)
-    columns[2].metric("Epochs", f"{epochs:,} of {planned:,}" if is_number(epochs) and is_number(planned) else MISSING)
-    columns[3].metric("Training time", duration(info.get("train_seconds")))
+    row.metric("Held-out accuracy" if held_out else "Test accuracy", percent(accuracy), **{**explained, **comparison})
+    row.metric("Held-out loss" if held_out else "Test loss", f"{loss:.4f}" if is_number(loss) else MISSING)
+    row.metric("Epochs", f"{epochs:,} of {planned:,}" if is_number(epochs) and is_number(planned) else MISSING)
+    row.metric("Training time", duration(info.get("train_seconds")))
     speed = info.get("images_per_second")
-    columns[4].metric("Images per second", f"{speed:,.0f}" if is_number(speed) and speed else MISSING)
+    row.metric("Images per second", f"{speed:,.0f}" if is_number(speed) and speed else MISSING)
     if comparison["delta"]:
         st.caption(escape_markdown(comparison["help"]))  # what the run is compared with: said, not only in a tooltip
     st.caption(escape_markdown(" · ".join(run_facts(info))))

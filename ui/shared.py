@@ -22,6 +22,12 @@ RUNS_COLUMNS = {"Run": st.column_config.TextColumn(width="large"), "Epochs": NUM
 APP_FOLDER = Path(__file__).resolve().parents[1]
 
 
+def metric_row():
+    """A row for st.metric figures that wraps: on a phone two or three a line, where st.columns stacks them one a
+    line (Train's five results took a whole screen)."""
+    return st.container(horizontal=True, gap="medium")
+
+
 def run_inside_the_frame() -> None:
     """Rerun inside streamlit_app.py's frame when Streamlit ran this page without it.
 
