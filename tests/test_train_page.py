@@ -473,6 +473,7 @@ def test_compare_draws_exactly_the_picked_runs_curves(tiny_run):
     assert [trace["y"] for trace in loss["data"]] == [[pytest.approx(1 - a) for a in curves[run_id]]
                                                      for run_id in (ALPHA, CHARLIE)]
     assert [trace["x"] for trace in accuracy["data"]] == [[1, 2, 3], [1, 2, 3]]
+    assert accuracy["layout"]["xaxis"]["dtick"] == 1  # a tick at each epoch, never at 0.5 or 2.5 of them
 
 
 def test_picked_runs_with_the_same_curves_are_said_to_hide_one_another(tiny_run):

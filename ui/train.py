@@ -195,6 +195,7 @@ def run_label(info: RunInfo) -> str:
 
 
 COMPARED = ("test_accuracy", "train_loss")  # what the picked runs' curves show
+WHOLE_EPOCH_TICKS = 12  # up to this many epochs, a tick at each: left to itself plotly marked 0.5 and 1.5 of 1 epoch
 
 
 def comparison_figure(runs: Sequence[RunInfo], metric: str, title: str, percent_axis: bool,
@@ -214,7 +215,7 @@ def comparison_figure(runs: Sequence[RunInfo], metric: str, title: str, percent_
     longest = max((len(info.get("history") or []) for info in runs), default=1)
     figure.update_layout(chart_layout(title, metric.replace("_", " "), percent_axis=percent_axis, log=log))
     figure.update_layout(legend={"orientation": "h", "y": -0.25, "x": 0})
-    figure.update_xaxes(range=[0.5, longest + 0.5])
+    figure.update_xaxes(range=[0.5, longest + 0.5], **({"dtick": 1} if longest <= WHOLE_EPOCH_TICKS else {}))
     return figure
 
 
