@@ -420,7 +420,8 @@ def cmd_predict(args: argparse.Namespace, out: TextIO) -> int:
 
 def _predicted_files(run: LoadedRun, paths: Sequence[Path]) -> tuple[list[tuple[Path, ImagePrediction]], int]:
     """(path, ImagePrediction) for each readable file, in order, and how many could not be read (each named on
-    stderr, as is what was done to a file on the way). Big JPEGs are decoded reduced (to no less than twice the preprocessing's working size)."""
+    stderr, as is what was done to a file on the way). Big JPEGs are decoded reduced (to no less than twice the
+    preprocessing's working size)."""
     from core.images import ImageError, load_image
     from core.inference import predict_preprocessed_many
     from core.preprocess import WORKING_SIDE, preprocess

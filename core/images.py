@@ -23,6 +23,8 @@ _ACCEPTED = ", ".join(ALLOWED_FORMATS)
 MISSING_GREY = 128  # a baseline JPEG whose data ends early decodes its missing blocks as this level in every channel
 MCU_ROWS = 16  # the most rows one line of a JPEG's blocks spans (2x vertical chroma subsampling)
 BLOCK_SIDE = 8  # px: a JPEG block's side, decoded at full size
+GREY_PICTURE_SHARE = 0.05  # of the rows above a grey tail: exactly MISSING_GREY in more is a grey picture, not a cut
+JPEG_FORMATS = ("JPEG", "MPO")  # MPO: a phone's JPEG with more pictures after the first, which PIL names apart
 _WARNINGS_LOCK = threading.Lock()  # catch_warnings swaps process-wide state; Streamlit runs sessions in threads
 
 
@@ -103,7 +105,7 @@ def _reduce_while_decoding(image: Image.Image, longer_side: int | None) -> None:
     """Ask a JPEG's decoder for a copy scaled by 1/2, 1/4 or 1/8 in its DCT (libjpeg's scaling, much less work than
     decoding every pixel) whose longer side is still at least `longer_side`; other formats decode whole."""
     width, height = image.size
-    if longer_side is None or image.format != "JPEG" or max(width, height) < 2 * longer_side:
+    if longer_side is None or image.format not in JPEG_FORMATS or max(width, height) < 2 * longer_side:
         return
     scale = longer_side / max(width, height)
     image.draft(image.mode, (math.ceil(width * scale), math.ceil(height * scale)))  # both sides at least these
@@ -115,7 +117,8 @@ def _decode_first_frame(image: Image.Image, stream: _EndWatchingStream, label: s
     whatever ImageFile.LOAD_TRUNCATED_IMAGES says."""
     damaged = f"{label} is damaged or truncated: its pixels could not be decoded."
     try:
-        animated = getattr(image, "is_animated", False)
+        animated = getattr(image, "is_animated", False) and image.format != "MPO"  # an MPO's later pictures are a
+        # phone's extras (a second view, a depth or HDR map), not frames
         notices = [f"{label} is animated: only its first frame is used."] if animated else []
         image.seek(0)
         _reduce_while_decoding(image, longer_side)
@@ -130,15 +133,20 @@ def _decode_first_frame(image: Image.Image, stream: _EndWatchingStream, label: s
 
 def _grey_tail_rows(pixels: np.ndarray) -> int:
     """How many rows at the bottom of (H, W, C) hold the missing data of a JPEG cut short: its blocks from the cut
-    on, in reading order, decode as MISSING_GREY. So the last row ends in grey; below the line of blocks where the
-    data stopped every row is grey, and in that line the right part of each row is. Two rows more are cut: chroma
-    upsampling blends the rows either side of the cut. 0 when the last row does not end in grey."""
+    on, in reading order, decode as MISSING_GREY. So below the line of blocks where the data stopped every row is
+    grey, and in that line each row ends in grey blocks. Two rows more are cut: chroma upsampling blends the rows
+    either side of the cut. 0 when there is no such tail, when the whole picture is that grey, or when much of the
+    rest is too (a picture on a mid-grey background, whose flat blocks decode to exactly that level)."""
     missing = (pixels == MISSING_GREY).all(axis=2)
-    if not missing[-1, -BLOCK_SIDE:].all():
-        return 0
     whole = _leading_true(missing.all(axis=1)[::-1])
-    partial = _leading_true(missing[:len(missing) - whole, -1][::-1])  # the line of the cut: grey at its right end
-    return min(len(missing), whole + min(partial, MCU_ROWS) + 2)
+    if whole == len(missing):  # all of it: a grey picture (or one cut before its first block: read as blank)
+        return 0
+    above = missing[:len(missing) - whole]
+    partial = min(_leading_true(above[:, -BLOCK_SIDE:].all(axis=1)[::-1]), MCU_ROWS)  # rows ending in grey blocks
+    rest = above[:len(above) - partial]
+    if whole + partial == 0 or (rest.size and np.count_nonzero(rest) > GREY_PICTURE_SHARE * rest.size):
+        return 0
+    return min(len(missing), whole + partial + 2)
 
 
 def _leading_true(flags: np.ndarray) -> int:
@@ -146,12 +154,18 @@ def _leading_true(flags: np.ndarray) -> int:
     return len(flags) if flags.all() else int(np.argmin(flags))
 
 
+def _ends_in_grey(image: Image.Image) -> bool:
+    """Whether the last BLOCK_SIDE pixels of the bottom row are MISSING_GREY, read without converting the picture."""
+    corner = np.asarray(image.crop((image.width - BLOCK_SIDE, image.height - 1, image.width, image.height)))
+    return bool((corner == MISSING_GREY).all())
+
+
 def _without_missing_end(image: Image.Image, label: str, notices: list[str]) -> Image.Image:
-    """A JPEG cut short and closed again (its end-of-image marker appended) decodes without an error, its missing
-    blocks flat grey: those rows are cut off with a notice, or the file refused when nothing else is left. A picture
-    whose last rows are that exact grey by design loses only flat rows."""
-    if image.format != "JPEG" or image.mode not in ("L", "RGB"):
-        return image
+    """A baseline JPEG cut short and closed again (its end-of-image marker appended) decodes without an error, its
+    missing blocks flat grey: those rows are cut off, with a notice, or the file refused when too little is left.
+    (A progressive one cut short decodes whole, blurred: nothing to cut.)"""
+    if image.format not in JPEG_FORMATS or image.mode not in ("L", "RGB") or not _ends_in_grey(image):
+        return image  # most pictures: the corner alone is read
     pixels = np.asarray(image)
     tail = _grey_tail_rows(pixels[:, :, None] if pixels.ndim == 2 else pixels)
     if tail == 0:
@@ -159,8 +173,8 @@ def _without_missing_end(image: Image.Image, label: str, notices: list[str]) -> 
     kept = image.height - tail
     if kept < MIN_IMAGE_SIDE:
         raise ImageError(f"{label} is damaged or truncated: its pixels could not be decoded.")
-    notices.append(f"{label} seems cut short: its last {tail} rows are (partly) flat grey, as a JPEG whose data ends "
-                   "early decodes, and were left out.")
+    notices.append(f"{label} seems cut short: its last {tail} rows as stored, flat grey where its data ended, were "
+                   "left out.")
     return image.crop((0, 0, image.width, kept))
 
 

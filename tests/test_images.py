@@ -95,6 +95,26 @@ def test_a_jpeg_cut_short_and_closed_again_loses_its_grey_rows_with_a_notice(mod
     assert load_image(data).notices == ()  # the whole file: nothing cut
 
 
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+@pytest.mark.parametrize("size", [120, 28])
+def test_a_jpeg_on_the_grey_a_cut_decodes_to_is_kept_whole(mode, size):
+    image = Image.new("L", (size, size), 128)  # mid-grey paper: its flat blocks decode to exactly 128, as missing ones
+    ImageDraw.Draw(image).line([(size // 4, size // 5), (size * 3 // 4, size // 5), (size // 2, size - 3)], fill=0,
+                               width=max(2, size // 12))
+    for picture in (image, Image.new("L", (size, size), 128)):  # a digit on grey, and grey alone
+        loaded = load_image(encoded(picture.convert(mode), "JPEG", quality=95))
+        assert loaded.image.size == (size, size) and loaded.notices == ()
+
+
+def test_an_mpo_photo_cut_short_is_read_as_a_jpeg_is():
+    first, second = noisy_photo("RGB"), noisy_photo("L").convert("RGB")
+    data = encoded(first, "MPO", save_all=True, append_images=[second], quality=90)  # as phones save some photos
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+    loaded = load_image(data[:int(len(data) * 0.3)] + b"\xff\xd9", name="phone.jpg")
+    assert loaded.image.height < 120 and len(loaded.notices) == 1  # its second picture is no animation's frame
+    assert loaded.notices[0].startswith("phone.jpg seems cut short")
+
+
 def test_a_jpeg_cut_short_with_too_little_left_is_refused():
     data = encoded(noisy_photo("RGB"), "JPEG", quality=90)
     header = data.index(b"\xff\xda")  # the start of the pixels' data

@@ -224,7 +224,7 @@ def test_every_saved_run_is_offered_and_compared_in_its_own_input_format():
                                     "Digits CNN · 20260101-000000-digits-cnn-digits-0001"]  # no start time saved
     assert list(table["answer"])[:2] == ["4", "4"] and table["confidence"].iloc[0] > 99  # in percent
     assert "disagree" in texts(app) or "All 3 models agree" in texts(app)
-    shown = list(app.dataframe[0].proto.column_order)  # the answers beside the names: a phone shows two columns
+    shown = list(app.dataframe[0].proto.column_order)  # the answers beside the names: a phone shows three
     assert shown[:3] == ["model", "answer", "confidence"] and set(shown) == set(table.columns)
 
 

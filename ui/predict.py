@@ -325,7 +325,7 @@ def every_model_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 EVERY_MODEL_COLUMNS = ("model", "answer", "confidence", "test accuracy", "trained on")  # the answers first: a
-#                                                                                       phone shows two columns
+#                                                                                       phone shows these three
 EVERY_MODEL_CONFIG = {
     "model": st.column_config.TextColumn("model", width="medium"),
     "trained on": st.column_config.TextColumn("trained on", help="Each model gets the picture in its own data's "

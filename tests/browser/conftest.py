@@ -132,6 +132,7 @@ def browser():
 
 
 VIEWPORT = {"width": 1400, "height": 1000}
+PHONE = {"width": 390, "height": 844}
 
 
 class KeptTab:
@@ -224,6 +225,20 @@ def screenshot(page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def metric_lines(page, metrics, most: int = 2, settle_s: float = 5.0) -> int:
+    """How many lines the figures lie on (each within the screen), read again for up to `settle_s` while they take
+    more than `most`: a resized page lays them out anew a moment later."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        boxes = [metrics.nth(i).bounding_box() for i in range(metrics.count())]
+        lines = len({round(box["y"]) for box in boxes})
+        if lines <= most or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(200)
+    assert all(box["x"] + box["width"] <= page.viewport_size["width"] + 1 for box in boxes)
+    return lines
 
 
 def wait_for_app(page, timeout: float = 30_000) -> None:

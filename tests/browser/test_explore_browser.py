@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import re
-import time
 
 import numpy as np
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from core.data import load_dataset
-from tests.browser.conftest import assert_no_error, pick, screenshot, wait_for_app
+from tests.browser.conftest import PHONE, assert_no_error, metric_lines, pick, screenshot, wait_for_app
 
 GRID_COLUMNS = 10
-PHONE = {"width": 390, "height": 844}
 
 
 def open_tab(page, name: str) -> None:
@@ -92,19 +90,6 @@ def test_explore_switch_dataset_filter_open_a_sample_and_map_it(page, app_url, m
     assert lines <= 2, f"the pixel figures take {lines} lines on a phone"
     metrics.first.scroll_into_view_if_needed()
     screenshot(page, "explore-mnist-statistics-phone")
-
-
-def metric_lines(page, metrics, settle_s: float = 5.0) -> int:
-    """How many lines the figures lie on once the page has laid them out anew (each stays within the screen)."""
-    deadline = time.monotonic() + settle_s
-    while True:
-        boxes = [metrics.nth(i).bounding_box() for i in range(metrics.count())]
-        lines = len({round(box["y"]) for box in boxes})
-        if lines <= 2 or time.monotonic() > deadline:
-            break
-        page.wait_for_timeout(200)
-    assert all(box["x"] + box["width"] <= page.viewport_size["width"] + 1 for box in boxes)
-    return lines
 
 
 def segment(page, label: str, option: str) -> None:

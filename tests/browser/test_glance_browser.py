@@ -10,7 +10,8 @@ import time
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import assert_no_error, screenshot, settled_box, settled_on_screen, wait_for_app
+from tests.browser.conftest import (PHONE, assert_no_error, metric_lines, screenshot, settled_box, settled_on_screen,
+                                   wait_for_app)
 from tests.browser.test_train_browser import (click_row, finished_tiny_run, plant_run, set_number,
                                               wait_for_more_points)
 from ui.live_chart import COMPONENT_NAME
@@ -146,6 +147,13 @@ def test_show_results_opens_them_under_the_table_in_view(page, app_url, app_fold
                                  f"(the page: {page.evaluate(PAGE_SCROLL)})")
         assert_no_error(page)
         screenshot(page, "glance-train-table-results")
+        page.set_viewport_size(PHONE)  # the five figures wrap, where columns stacked them a screen high
+        figures = opened.locator('[data-testid="stMetric"]')
+        assert figures.count() == 5
+        lines = metric_lines(page, figures, most=3)
+        assert lines <= 3, f"the results' figures take {lines} lines on a phone"  # stacked: 5
+        figures.first.scroll_into_view_if_needed()
+        screenshot(page, "glance-train-table-results-phone")
     finally:  # later tests count the table's rows from the top
         shutil.rmtree(own)
 
