@@ -36,7 +36,8 @@ from ui.predict_compare import before_and_after
 from ui.predict_inputs import camera, drawing, follow_new_uploads, gallery, pick_upload, upload_notes, uploads
 from ui.predict_inside import show_inside
 from ui.predict_messages import blank_message, empty_message, report_problems
-from ui.predict_samples import SOURCE_KEY, TEST_SET, Sample, sample_prediction, take_handoff, test_set_tab, verdict
+from ui.predict_samples import (SOURCE_KEY, TEST_SET, Sample, read_as_given, sample_prediction, take_handoff,
+                                test_set_tab, verdict)
 from ui.shared import run_inside_the_frame
 from ui.text import escape_markdown
 
@@ -75,7 +76,7 @@ def answer_for(run: LoadedRun, chosen: InputImage, several: bool, model_label: s
     if answer.blank:
         blank_message(chosen, answer.refusal)
         return answer
-    show_prediction(run, answer, model_label)
+    show_prediction(run, answer, model_label, test_image=sample is not None)
     if sample:
         verdict(run, sample, answer)
     else:
@@ -110,7 +111,7 @@ def details(choices: list[ModelChoice], choice: ModelChoice, run: LoadedRun, ver
         if why_tab.open:
             reasons, others = st.columns([4, 7], gap="large")  # the table needs the room more than the pictures
             with reasons:
-                show_reasons(run, version, answer)
+                show_reasons(run, version, answer, as_given=sample is not None and read_as_given(run, sample))
             with others:
                 every_model_section(choices, choice, chosen.image, False, sample)
     with inside_tab:

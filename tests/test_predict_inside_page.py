@@ -15,13 +15,14 @@ from streamlit.testing.v1 import AppTest
 
 from core.cli import main
 from core.data import load_dataset
-from core.inference import load_default_model, predict_image, predict_proba
+from core.inference import LOW_CONFIDENCE, load_default_model, predict_image, predict_proba
 from core.inside import look_inside
 from core.preprocess import NOT_A_DIGIT_LINE, NOT_A_STROKE, TOO_LITTLE_INK
 from core.store import load_run_dir
 from tests.drawn_digits import drawn, encoded
 from tests.test_predict_page import answers, draw, page, runs_dir, shown, texts, untrained_digits, upload
 from ui.inside import inside_figures
+from ui.predict import HARD_TEST_IMAGE, WRITE_IT_AGAIN
 
 EXPLORE = str(Path(__file__).resolve().parents[1] / "pages" / "explore.py")
 REFUSALS = (TOO_LITTLE_INK, NOT_A_STROKE, NOT_A_DIGIT_LINE)
@@ -88,6 +89,9 @@ def test_a_sample_says_whether_the_model_got_it_right(with_mnist):
     open_tab(app, "Test set")
     assert answers(app) == [str(labels[right])]
     assert f"True label **{labels[right]}**: the model got it right." in alerts(app)
+    captions = [caption.value for caption in app.caption]  # the Why tab: read as the dataset holds it, not cropped
+    assert any(c.startswith("The test image as its dataset holds it") for c in captions)
+    assert not any(c.startswith("The ink cropped") for c in captions)
     app.session_state["predict_sample"] = {"dataset": "mnist", "split": "test", "index": wrong}
     app.run()
     assert answers(app) == [str(predicted[wrong])]
@@ -99,6 +103,17 @@ def test_a_sample_says_whether_the_model_got_it_right(with_mnist):
     app.run()
     assert answers(app) == [str(predicted[differs])]  # preprocessing changes its answer: read as the test set is
     assert app.dataframe[0].value["answer"].iloc[0] == str(predicted[differs])  # every model's table reads it alike
+
+
+def test_an_unsure_test_image_is_not_answered_with_advice_for_its_writer(with_mnist):
+    data = load_dataset("mnist", with_mnist)
+    probabilities = predict_proba(load_default_model(), data.test_images[:2000].numpy())
+    unsure = int(np.flatnonzero(probabilities.max(axis=1) < LOW_CONFIDENCE)[0])
+    app = page()
+    app.session_state["predict_sample"] = {"dataset": "mnist", "split": "test", "index": unsure}
+    open_tab(app, "Test set")
+    [warning] = [text for text in alerts(app) if text.startswith("Not sure:")]
+    assert warning.endswith(HARD_TEST_IMAGE) and WRITE_IT_AGAIN not in warning  # nobody here wrote it
 
 
 def test_without_mnist_the_samples_come_from_the_digits_test_set():

@@ -233,6 +233,15 @@ def test_a_whole_number_past_what_a_browser_can_hold_still_reaches_the_checks():
     assert field(app, "Epochs").value == "1000" and not warnings(app)
 
 
+def test_a_huge_learning_rate_is_taken_with_a_caution():
+    app = open_page()
+    type_into(app, "Learning rate", "1e9")
+    assert field(app, "Learning rate").value == "1000000000" and not button(app, "Start training").disabled
+    assert any("A learning rate of 1000000000 is far above the usual" in info.value for info in app.info)
+    type_into(app, "Learning rate", "0.5")
+    assert not any("far above the usual" in info.value for info in app.info)
+
+
 @pytest.mark.parametrize("typed, read", [("0,05", "0.05"), ("0,5", "0.5"), ("1,000", "1000"), ("1e-3", "0.001")])
 def test_a_decimal_comma_is_read_as_a_decimal_point_and_thousands_as_thousands(typed, read):
     app = open_page()
@@ -474,6 +483,10 @@ def test_compare_draws_exactly_the_picked_runs_curves(tiny_run):
                                                      for run_id in (ALPHA, CHARLIE)]
     assert [trace["x"] for trace in accuracy["data"]] == [[1, 2, 3], [1, 2, 3]]
     assert accuracy["layout"]["xaxis"]["dtick"] == 1  # a tick at each epoch, never at 0.5 or 2.5 of them
+    assert any(m.value.startswith("**Curves of the picked runs**, a colour each") for m in app.markdown)
+    pick(app, [2])
+    assert any(m.value.startswith("**Curves of this run**: drag to zoom") for m in app.markdown)
+    assert not any("a colour each" in m.value for m in app.markdown)  # one run, one colour
 
 
 def test_picked_runs_with_the_same_curves_are_said_to_hide_one_another(tiny_run):

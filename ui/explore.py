@@ -320,7 +320,8 @@ def histogram_figure(stats: "PixelStatistics") -> go.Figure:
                               hovertemplate="value %{x}: %{y:,} pixels<extra></extra>"))
     figure.update_layout(height=280, margin={"l": 10, "r": 10, "t": 10, "b": 10}, bargap=0,
                          xaxis_title="pixel value (0 = background, left out)", yaxis_title="pixels (log scale)")
-    figure.update_yaxes(type="log")  # MNIST's near-white strokes outnumber the grey edge pixels a hundredfold
+    figure.update_yaxes(type="log",  # MNIST's near-white strokes outnumber the grey edge pixels a hundredfold
+                        tickformat="~s")  # every tick in full (2k, 5k, 10k): plotly's own log labels read "2, 10k, 5"
     return figure
 
 

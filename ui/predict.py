@@ -202,21 +202,26 @@ def big_answer(text: str, headline: str, detail: str, unsure: bool) -> None:
     words.markdown(f"**{escape_markdown(headline)}**  \n{escape_markdown(detail)}")
 
 
-def unsure_sentence(prediction: ImagePrediction, class_names: tuple[str, ...]) -> str:
-    """'Not sure: 3 (48 %) or 5 (37 %). ...' as Markdown, the class names escaped."""
+WRITE_IT_AGAIN = "Try writing the digit larger, more upright and in one piece."
+HARD_TEST_IMAGE = "A test image a model is unsure of is often one that people read two ways too."
+
+
+def unsure_sentence(prediction: ImagePrediction, class_names: tuple[str, ...], advice: str = WRITE_IT_AGAIN) -> str:
+    """'Not sure: 3 (48 %) or 5 (37 %). ...' as Markdown, the class names escaped, then `advice`."""
     first, second = (f"**{escape_markdown(class_names[guess.label])}** ({percent(guess.probability, 0)})"
                      for guess in prediction.top_two)
-    return (f"Not sure: {first} or {second}, below the {percent(LOW_CONFIDENCE, 0)} it takes to be sure. Try "
-            "writing the digit larger, more upright and in one piece.")
+    return f"Not sure: {first} or {second}, below the {percent(LOW_CONFIDENCE, 0)} it takes to be sure. {advice}"
 
 
-def show_prediction(run: LoadedRun, prediction: ImagePrediction, model_label: str) -> None:
-    """The predicted class large, how sure the model is, and every class's probability."""
+def show_prediction(run: LoadedRun, prediction: ImagePrediction, model_label: str, *, test_image: bool = False) -> None:
+    """The predicted class large, how sure the model is, and every class's probability; when unsure, advice for the
+    writer, or for a `test_image` (nobody here wrote it) what such images tend to be."""
     name = run.class_names[prediction.label]
     big_answer(name, f"The model reads {name}", f"{percent(prediction.confidence, 1)} sure · {model_label}",
                prediction.unsure)
     if prediction.unsure:
-        st.warning(unsure_sentence(prediction, run.class_names), icon=":material/help:")
+        advice = HARD_TEST_IMAGE if test_image else WRITE_IT_AGAIN
+        st.warning(unsure_sentence(prediction, run.class_names, advice), icon=":material/help:")
     st.plotly_chart(probability_figure(prediction.probabilities, run.class_names), config={"displayModeBar": False},
                     key="predict_probabilities")
 
@@ -260,15 +265,17 @@ def cached_saliency(_run: LoadedRun, run_version: str, pixels: np.ndarray, label
     return saliency_map(_run, pixels, label)
 
 
-def show_reasons(run: LoadedRun, run_version: str, prediction: ImagePrediction) -> None:
-    """What the model was given, and which of those pixels moved its answer most."""
+def show_reasons(run: LoadedRun, run_version: str, prediction: ImagePrediction, *, as_given: bool = False) -> None:
+    """What the model was given (`as_given`: a test image in the model's own format, read without preprocessing),
+    and which of those pixels moved its answer most."""
     pixels, top = prediction.preprocessed.pixels, run.input_format.max_value
     size = run.input_format.size
     seen, why = st.columns(2)
     with seen:
         st.markdown(f"**Model input** {size}x{size}")
         st.image(model_input_picture(pixels, top), width="stretch")
-        st.caption("The ink cropped, scaled so its longer side is 20 of 28 pixels and centred by its mass, "
+        st.caption("The test image as its dataset holds it: the model's own format, so nothing was changed." if as_given
+                   else "The ink cropped, scaled so its longer side is 20 of 28 pixels and centred by its mass, "
                    "as MNIST's digits were made." if run.input_format.style == "mnist" else
                    "The ink in scikit-learn's 8x8 style: each pixel counts the ink in a 4x4 block, 0 to 16.")
     with why:

@@ -127,10 +127,15 @@ def test_set_tab(run: LoadedRun) -> Sample | None:
     return sample
 
 
+def read_as_given(run: LoadedRun, sample: Sample) -> bool:
+    """Whether the sample is in the model's own format, so read as the test set is, without preprocessing."""
+    return sample.input_format == run.input_format
+
+
 def sample_prediction(run: LoadedRun, sample: Sample) -> ImagePrediction:
     """The model's answer for a sample: read as the test set is (no preprocessing) when it is in the model's own
     format, else through the preprocessing every picture gets."""
-    if sample.input_format == run.input_format:
+    if read_as_given(run, sample):
         return predict_preprocessed(run, Preprocessed(sample.pixels, False, None))
     return predict_image(run, sample.picture)
 

@@ -180,8 +180,8 @@ def compare_runs(chosen: list[RunInfo], names: dict[str, str]) -> None:
     if not readable:
         return
     words, scale = st.columns([3, 1], vertical_alignment="center")
-    words.markdown(f"**{'Curves of the picked runs' if len(readable) > 1 else 'Curves of this run'}**, a colour each; "
-                   "drag to zoom, double-click to see them whole.")
+    words.markdown("**Curves of the picked runs**, a colour each; drag to zoom, double-click to see them whole."
+                   if len(readable) > 1 else "**Curves of this run**: drag to zoom, double-click to see it whole.")
     log = scale.toggle("Log-scale loss", key="train_compare_log")
     left, right = st.columns(2)
     left.plotly_chart(ui.comparison_figure(readable, "test_accuracy", "Test accuracy by epoch", True),

@@ -29,6 +29,7 @@ SLIDER_FIELDS = ("augment_shift", "augment_rotation", "augment_scale")
 NOTES = "train_notes"
 REFUSED_NOW = "train_typing_refused"  # set by a refusal in this rerun's callbacks, so that Start does not start
 MAX_ECHO = 40  # characters of a refused text repeated in its note
+LARGE_LEARNING_RATE = 10.0  # taken, but said: the presets use 0.0005 to 0.5, and steps this long blow the loss up
 PROCESSES = "train_processes"
 PROCESSES_HELP = ("More than one trains the run on several processes of this machine with torch.distributed, as "
                   "`python -m core train --processes N` does; Stop still keeps the last complete epoch.")
@@ -144,10 +145,15 @@ def number_field(container, name: str) -> None:
 
 
 def notes_for(*names: str) -> None:
-    """Under a row of fields, a note for each value typed there that was not taken."""
+    """Under a row of fields, a note for each value typed there that was not taken, and a caution for a learning rate
+    that is taken but far too large to train (an experiment a student may well want to see fail)."""
     for name in names:
         if note := st.session_state.get(NOTES, {}).get(name):
             st.warning(escape_markdown(note), icon=":material/undo:")
+        rate = st.session_state.get("train_learning_rate")
+        if name == "learning_rate" and isinstance(rate, (int, float)) and rate > LARGE_LEARNING_RATE:
+            st.info(f"A learning rate of {shown(rate)} is far above the usual 0.0001 to 1: expect the loss to blow up "
+                    "within a few steps (the run then ends as diverged).", icon=":material/warning:")
 
 
 def fill_widgets(config: TrainConfig) -> None:

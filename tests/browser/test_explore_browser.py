@@ -80,6 +80,10 @@ def test_explore_switch_dataset_filter_open_a_sample_and_map_it(page, app_url, m
     open_tab(page, "Statistics")
     page.get_by_text("Samples per class").wait_for(timeout=30_000)
     page.locator('[role="tabpanel"]:visible [data-testid="stMetric"]').first.wait_for()
+    histogram = page.locator('[role="tabpanel"]:visible [data-testid="stPlotlyChart"]').filter(
+        has_text="pixels (log scale)")
+    labels = histogram.locator(".ytick text").all_text_contents()
+    assert labels and not [label for label in labels if re.fullmatch(r"\d", label)], labels  # "5" read as 5 pixels
     assert_no_error(page)
     screenshot(page, "explore-mnist-statistics")
 
