@@ -67,8 +67,8 @@ def runs_section() -> None:
     if message := st.session_state.pop("train_delete_message", None):
         st.warning(message, icon=":material/block:")
     if not chosen:
-        st.caption("Tick runs in the table's first column to compare their curves; tick one to see its results, "
-                   "download it or delete it.")
+        st.caption("Tick runs in the table's first column to compare their curves; tick one for the buttons that "
+                   "show its results, download it or delete it.")
         return
     run_actions(chosen, names)
     table_results(chosen, names)
