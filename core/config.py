@@ -62,7 +62,7 @@ class TrainConfig:
     device: str = "auto"
     data_dir: str | None = None
     train_limit: int | None = None  # use only the first N training images (quick runs, tests)
-    progress_every: int = 0  # emit batch progress every N steps; 0: about five times a second
+    progress_every: int = 0  # emit batch progress every N steps; 0: about five times a second, and 50 times a run
     image_folder: str | None = None  # an ImageFolder of digits (FOLDER/0/*.png ...): trained on, its held-out part tested
     collection_share: float = 0.5  # with dataset "mnist": the share of each batch taken from the image folder
     held_out_share: float = 0.2  # of each class of the image folder, held out as its test set (seeded by `seed`)

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from core.store import LoadedRun, RunStore
 
 PROGRESS_INTERVAL_SECONDS = 0.2
+MIN_PROGRESS_POINTS = 50  # a run this many steps long or longer reports at least this often, however quick:
+#                           a run of one second drew a train curve of a point or two
 PREPARE_CHUNK = 4096  # images resized at a time when a dataset is prepared: bounds the temporary memory
 CHANNELS_LAST_DEVICES = ("cpu",)  # oneDNN's convolutions run faster on NHWC weights here, measured (bench/README)
 AUTOCAST_OUTPUTS = ("logits",)  # bfloat16 autocast on CUDA, for models whose loss reads logits (in float32):
@@ -611,7 +613,7 @@ class Training:
                 clock.trained(whole)
                 epoch_meter.add(loss, correct, len(index))
                 recent.add(loss, correct, len(index))
-                if self._progress_due(step, clock):
+                if self._progress_due(step, total_steps, clock):
                     if self.group is None and not math.isfinite(epoch_meter.loss):  # checked when read: reading waits
                         yield self._diverged(clock)
                         return
@@ -671,12 +673,13 @@ class Training:
         with torch.autocast("cuda", dtype=torch.bfloat16):  # the loss is computed in float32, outside
             return self.trained_model(images).float()
 
-    def _progress_due(self, step: int, clock: "_Clock") -> bool:
+    def _progress_due(self, step: int, total_steps: int, clock: "_Clock") -> bool:
         if self.group is not None and not self.group.leader:  # only rank 0 reports
             return False
         if self.config.progress_every:
             return step % self.config.progress_every == 0
-        return clock.since_progress() >= PROGRESS_INTERVAL_SECONDS
+        spacing = max(1, total_steps // MIN_PROGRESS_POINTS)
+        return clock.since_progress() >= PROGRESS_INTERVAL_SECONDS or step % spacing == 0
 
     def _progress(self, epoch: int, step: int, total_steps: int, recent: _Meter, epoch_meter: _Meter,
                   clock: "_Clock") -> BatchProgress:

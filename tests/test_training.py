@@ -1,6 +1,7 @@
 import math
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -30,6 +31,15 @@ def test_event_stream_has_a_start_progress_epochs_and_one_end():
     progress = [e for e in events if isinstance(e, BatchProgress)]
     assert [p.step for p in progress] == list(range(5, 43, 5))
     assert all(p.images_per_second > 0 and p.eta_seconds >= 0 for p in progress)
+
+
+def test_a_quick_run_still_reports_its_progress_often_enough_to_draw(monkeypatch):
+    monkeypatch.setattr("core.training.PROGRESS_INTERVAL_SECONDS", 3600.0)  # as if every step were instant
+    steps = [e.step for e in run(replace(QUICK, progress_every=0)) if isinstance(e, BatchProgress)]
+    assert steps == list(range(1, 43))  # 42 steps: each one (a run of 1,000 steps: every 20th)
+    long_run = replace(QUICK, progress_every=0, epochs=8, batch_size=10)  # 135 steps an epoch, 1,080 in all
+    steps = [e.step for e in run(long_run) if isinstance(e, BatchProgress)]
+    assert steps == list(range(21, 1081, 21))  # 50 times
 
 
 def test_digits_cnn_accuracy_rises_past_a_threshold():
