@@ -112,7 +112,7 @@ def statistics_section(view: View) -> None:
     metrics.metric("Standard deviation", f"{stats.std:.1f}")
     metrics.metric("Background (value 0)", percent(stats.background_share, 1))
     metrics.metric(f"Full ink (value {view.max_value})", percent(stats.saturated_share, 1))
-    charts = st.columns([2, 2, 1, 1])
+    charts = st.columns([2, 2, 1, 1], vertical_alignment="bottom")  # the two maps level, whatever their captions
     charts[0].plotly_chart(histogram_figure(stats), key="explore_histogram")
     charts[1].plotly_chart(ink_figure(stats.ink_per_image), key="explore_ink")
     with charts[2]:
