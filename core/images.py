@@ -160,10 +160,10 @@ def _ends_in_grey(image: Image.Image) -> bool:
     return bool((corner == MISSING_GREY).all())
 
 
-def _without_missing_end(image: Image.Image, label: str, notices: list[str]) -> Image.Image:
+def _without_missing_end(image: Image.Image, label: str, notices: list[str], stored_height: int) -> Image.Image:
     """A baseline JPEG cut short and closed again (its end-of-image marker appended) decodes without an error, its
-    missing blocks flat grey: those rows are cut off, with a notice, or the file refused when too little is left.
-    (A progressive one cut short decodes whole, blurred: nothing to cut.)"""
+    missing blocks flat grey: those rows are cut off, with a notice, or the file refused when too little is left
+    (counted in the file's own rows, `stored_height`, so a copy reduced while decoding is judged as the whole)."""
     if image.format not in JPEG_FORMATS or image.mode not in ("L", "RGB") or not _ends_in_grey(image):
         return image  # most pictures: the corner alone is read
     pixels = np.asarray(image)
@@ -171,10 +171,11 @@ def _without_missing_end(image: Image.Image, label: str, notices: list[str]) -> 
     if tail == 0:
         return image
     kept = image.height - tail
-    if kept < MIN_IMAGE_SIDE:
+    if kept * stored_height / image.height < MIN_IMAGE_SIDE:
         raise ImageError(f"{label} is damaged or truncated: its pixels could not be decoded.")
-    notices.append(f"{label} seems cut short: its last {tail} rows as stored, flat grey where its data ended, were "
-                   "left out.")
+    stored_rows = round(tail * stored_height / image.height)
+    notices.append(f"{label} seems cut short: its last {stored_rows} rows as stored, flat grey where its data ended, "
+                   "were left out.")
     return image.crop((0, 0, image.width, kept))
 
 
@@ -240,8 +241,9 @@ def load_image(source: bytes | str | os.PathLike, *, name: str = "", longer_side
     stream = _EndWatchingStream(_read_bytes(source, label))
     image = _open_header(stream, label)
     _check_size(image, label)
+    stored_height = image.height  # before a JPEG is reduced while decoding
     decoded, notices = _decode_first_frame(image, stream, label, longer_side)
-    decoded = _without_missing_end(decoded, label, notices)
+    decoded = _without_missing_end(decoded, label, notices, stored_height)
     try:
         normal = _normal_mode(_upright(decoded, label, notices))
     except Exception:  # an exotic pixel layout PIL decodes but cannot convert

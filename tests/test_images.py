@@ -115,6 +115,18 @@ def test_an_mpo_photo_cut_short_is_read_as_a_jpeg_is():
     assert loaded.notices[0].startswith("phone.jpg seems cut short")
 
 
+def test_a_big_jpeg_cut_short_is_judged_alike_whole_or_reduced_while_decoding():
+    big = noisy_photo("RGB").resize((2000, 1500))
+    data = encoded(big, "JPEG", quality=90)
+    cut = data[:int(len(data) * 0.03)] + b"\xff\xd9"  # a few block lines left: 1/8 of them is under 8 rows
+    whole, reduced = load_image(cut), load_image(cut, longer_side=200)
+    assert reduced.image.width < whole.image.width  # decoded at 1/8 of its size
+    assert whole.notices and reduced.notices and 8 <= whole.image.height < 1500
+    assert abs(reduced.image.height * 8 - whole.image.height) <= 24  # the same share kept, not refused when reduced
+    said = [int(notice.split("its last ")[1].split()[0]) for notice in (whole.notices[0], reduced.notices[0])]
+    assert abs(said[0] - said[1]) <= 24  # both count the file's own rows
+
+
 def test_a_jpeg_cut_short_with_too_little_left_is_refused():
     data = encoded(noisy_photo("RGB"), "JPEG", quality=90)
     header = data.index(b"\xff\xda")  # the start of the pixels' data
