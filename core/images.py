@@ -111,11 +111,16 @@ def _reduce_while_decoding(image: Image.Image, longer_side: int | None) -> None:
     image.draft(image.mode, (math.ceil(width * scale), math.ceil(height * scale)))  # both sides at least these
 
 
+def _undecodable(label: str) -> str:
+    """The one sentence for a file whose header reads but whose pixels do not."""
+    return f"{label} is damaged or truncated: its pixels could not be decoded."
+
+
 def _decode_first_frame(image: Image.Image, stream: _EndWatchingStream, label: str,
                         longer_side: int | None = None) -> tuple[Image.Image, list[str]]:
     """Decode frame 0 (a big JPEG reduced while decoding when `longer_side` is given) and fail on truncation
     whatever ImageFile.LOAD_TRUNCATED_IMAGES says."""
-    damaged = f"{label} is damaged or truncated: its pixels could not be decoded."
+    damaged = _undecodable(label)
     try:
         animated = getattr(image, "is_animated", False) and image.format != "MPO"  # an MPO's later pictures are a
         # phone's extras (a second view, a depth or HDR map), not frames
@@ -170,12 +175,11 @@ def _without_missing_end(image: Image.Image, label: str, notices: list[str], sto
     tail = _grey_tail_rows(pixels[:, :, None] if pixels.ndim == 2 else pixels)
     if tail == 0:
         return image
-    kept = image.height - tail
-    if kept * stored_height / image.height < MIN_IMAGE_SIDE:
-        raise ImageError(f"{label} is damaged or truncated: its pixels could not be decoded.")
-    stored_rows = round(tail * stored_height / image.height)
-    notices.append(f"{label} seems cut short: its last {stored_rows} rows as stored, flat grey where its data ended, "
-                   "were left out.")
+    kept, to_stored = image.height - tail, stored_height / image.height
+    if kept * to_stored < MIN_IMAGE_SIDE:
+        raise ImageError(_undecodable(label))
+    notices.append(f"{label} seems cut short: its last {round(tail * to_stored)} rows as stored, flat grey where its "
+                   "data ended, were left out.")
     return image.crop((0, 0, image.width, kept))
 
 
