@@ -15,7 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 
-from ui.train_format import percent
+from ui.train_format import HALVES, QUARTERS, percent, percent_ticks
 
 TILE_TARGET = 56  # px a sample is drawn at in a grid: 8x8 digits x7, 28x28 MNIST x2
 TILE_PAD = 3  # px around each tile; marked tiles draw their border here
@@ -151,8 +151,8 @@ def confusion_figure(confusion: np.ndarray, class_names: list[str]) -> go.Figure
     true_idx, pred_idx = np.divmod(np.arange(size * size), size)
     figure = go.Figure(go.Heatmap(
         z=share, x=class_names, y=class_names, text=confusion, texttemplate="%{text}", colorscale="Blues",
-        zmin=0, zmax=1, colorbar={"title": {"text": "share of<br>true class"}, "tickvals": [0, 0.5, 1],
-                                  "ticktext": ["0 %", "50 %", "100 %"]}, hoverinfo="skip"))
+        zmin=0, zmax=1, colorbar={"title": {"text": "share of<br>true class"}, **percent_ticks(HALVES)},
+        hoverinfo="skip"))
     hover = [f"true {class_names[t]}, predicted {class_names[p]}: {confusion[t, p]:,} sample"
              f"{'' if confusion[t, p] == 1 else 's'} ({share[t, p] * 100:.1f} % of the true {class_names[t]})"
              for t, p in zip(true_idx, pred_idx)]
@@ -180,8 +180,7 @@ def per_class_accuracy_figure(accuracy: np.ndarray, class_names: list[str]) -> g
                               textfont={"size": 12, "color": figures}, constraintext="none", cliponaxis=False,
                               hovertemplate="%{y}: %{x:.2f} %<extra></extra>"))
     figure.update_yaxes(title="true class", type="category", autorange="reversed", automargin=True)  # first on top
-    figure.update_xaxes(title="accuracy", range=[0, 122], tickvals=[0, 25, 50, 75, 100],
-                        ticktext=["0 %", "25 %", "50 %", "75 %", "100 %"])
+    figure.update_xaxes(title="accuracy", range=[0, 122], **percent_ticks(QUARTERS, 100))
     height = BAR_CHART_FRAME + BAR_ROW * len(accuracy)  # ten classes: 320 px; two: bars as thick as ten's
     figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10})
     return figure

@@ -36,7 +36,7 @@ from core.store import LoadedRun, RunError, load_run_dir, read_meta
 from ui.inside import SALIENCY_CAPTION, saliency_figure
 from ui.shared import run_store
 from ui.text import escape_markdown
-from ui.train_format import MISSING, created_time, data_words, percent
+from ui.train_format import HALVES, MISSING, created_time, data_words, percent, percent_ticks
 
 SHIPPED = "shipped"  # the choice key of the model in core/default_model
 PREVIEW_SIDE = 196  # px the 28x28 (or 8x8) model input is shown at: 7x for MNIST
@@ -178,8 +178,7 @@ def probability_figure(probabilities: np.ndarray, class_names: tuple[str, ...]) 
         hovertemplate="%{x}: %{customdata:.2f} %<extra></extra>"))  # "99.15 %", as the app writes it (not d3's "%")
     figure.update_layout(height=230, margin={"l": 0, "r": 0, "t": 18, "b": 0}, showlegend=False,
                          xaxis={"type": "category", "fixedrange": True},
-                         yaxis={"range": [0, 1.05], "tickvals": [0, 0.5, 1], "ticktext": ["0 %", "50 %", "100 %"],
-                                "fixedrange": True})
+                         yaxis={"range": [0, 1.05], **percent_ticks(HALVES), "fixedrange": True})
     return figure
 
 

@@ -22,7 +22,7 @@ from core.store import RunError, RunInfo
 from ui.jobs import job_manager, visitor_id
 from ui.shared import data_dir, public_demo, run_store, shown_path
 from ui.text import escape_markdown
-from ui.train_format import count, percent, run_names, signed_percent
+from ui.train_format import QUARTERS, count, percent, percent_ticks, run_names, signed_percent
 
 FOLDER_PATH = "__folder__"  # the source choice "a folder path..."
 NOTHING_PICKED = "Pick a collection, or type the path of a folder of digit images."
@@ -282,5 +282,5 @@ def before_after_figure(rows: list[tuple[str, float | None, float | None]]) -> g
                                 hovertemplate="%{x}: %{y:.2f} %<extra>" + name + "</extra>"))
     figure.update_layout(barmode="group", height=260, margin={"l": 10, "r": 10, "t": 30, "b": 10},
                          legend={"orientation": "h", "y": 1.15})
-    figure.update_yaxes(range=[0, 112], tickvals=[0, 25, 50, 75, 100], ticktext=["0 %", "25 %", "50 %", "75 %", "100 %"])
+    figure.update_yaxes(range=[0, 112], **percent_ticks(QUARTERS, 100))
     return figure

@@ -11,7 +11,7 @@ import numbers
 import re
 from collections import Counter
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from core.store import RunInfo
 
@@ -30,6 +30,15 @@ def is_number(value: object) -> bool:
 def percent(fraction: object, digits: int = 2) -> str:
     """0.99123 -> "99.12 %"; anything that is not a number -> a dash."""
     return f"{fraction * 100:.{digits}f} %" if is_number(fraction) else MISSING  # type: ignore[operator]
+
+
+HALVES, QUARTERS = (0, 0.5, 1), (0, 0.25, 0.5, 0.75, 1)  # fractions where percentage axes are ticked
+
+
+def percent_ticks(fractions: Sequence[float], unit: float = 1.0) -> dict[str, list]:
+    """A plotly axis's (or colour bar's) ticks at these fractions, on an axis counted in `unit` (100: in percent),
+    labelled as the app writes percentages ("50 %"; plotly's own percent format writes "50%")."""
+    return {"tickvals": [fraction * unit for fraction in fractions], "ticktext": [percent(f, 0) for f in fractions]}
 
 
 def signed_percent(fraction: float, digits: int = 2) -> str:
