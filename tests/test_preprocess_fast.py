@@ -178,3 +178,16 @@ def test_a_glyph_is_placed_by_its_centre_of_mass_exactly_as_scipy_finds_it():
         expected = np.zeros((28, 28), dtype=np.float32)
         expected[top:top + glyph.shape[0], left:left + glyph.shape[1]] = glyph
         assert np.array_equal(preprocess_module._placed_by_mass(glyph, 28), expected)
+
+
+def test_a_planes_levels_are_counted_as_bincount_counts_them_whatever_level_covers_most_of_it():
+    """A level covering most of a plane (a canvas's black) is counted by comparison; the counts are bincount's."""
+    rng = np.random.default_rng(5)
+    canvas = np.asarray(drawn(8))[..., 0].copy()
+    mostly_white = np.where(rng.random((50, 70)) < 0.9, 255, rng.integers(0, 256, (50, 70))).astype(np.uint8)
+    half = np.zeros((10, 10), np.uint8)
+    half[:, 5:] = 9  # exactly half at the first pixel's level
+    planes = [canvas, canvas[::2, ::2], mostly_white, rng.integers(0, 256, (64, 64), dtype=np.uint8), half,
+              np.full((7, 3), 200, np.uint8), np.full((1, 1), 0, np.uint8)]
+    for plane in planes:
+        assert np.array_equal(preprocess_module._level_counts(plane), np.bincount(plane.ravel(), minlength=256))
