@@ -23,7 +23,7 @@ from core.inference import (
     read_number_each,
     saliency,
 )
-from core.models import build_model
+from core.models import build_model, list_models, model_spec, to_probs
 from core.preprocess import (
     DIGITS_FORMAT,
     MNIST_FORMAT,
@@ -290,6 +290,53 @@ def test_saliency_of_an_8x8_run_is_8x8():
     assert strength.shape == (8, 8) and strength.max() == pytest.approx(1.0)
 
 
+# ---- folded batch norms -------------------------------------------------------------------------------------------
+
+def trained_looking(name: str, image_size: int) -> nn.Module:
+    """A zoo model in eval mode whose batch norms hold running statistics and affine weights far from their initial
+    ones, as after training (folding the initial ones would change almost nothing)."""
+    torch.manual_seed(1)
+    model = build_model(name, image_size=image_size)
+    for layer in model.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            with torch.no_grad():
+                layer.running_mean.uniform_(-0.5, 0.5)
+                layer.running_var.uniform_(0.2, 3.0)
+                layer.weight.uniform_(0.5, 2.0)
+                layer.bias.uniform_(-0.3, 0.3)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_prediction_folds_batch_norms_and_answers_as_the_model_itself(name):
+    from core.inference import _answering_layers
+
+    image_size = 8 if name.startswith("digits") else 28
+    model = trained_looking(name, image_size)
+    run = LoadedRun(name, Path(name), {}, model, model_spec(name).output, MNIST_FORMAT, 255.0, 0.13, 0.31,
+                    tuple("0123456789"))
+    pixels = np.stack([np.asarray(drawn(digit, mode="L", background=0, ink=255).resize((image_size,) * 2))
+                       for digit in range(10)])
+    with torch.inference_mode():
+        expected = to_probs(model(model_inputs(run, pixels)), run.output).numpy()
+    for batch in (pixels[:1], pixels):  # one image (torch's own kernels) and a batch
+        np.testing.assert_allclose(predict_proba(run, batch), expected[:len(batch)], atol=1e-5)
+    assert not any(isinstance(part, (nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout))
+                   for layer in _answering_layers(model) for part in layer.modules())
+
+
+def batch_norms(layers) -> int:
+    return sum(isinstance(part, nn.BatchNorm2d) for layer in layers for part in layer.modules())
+
+
+def test_a_model_in_training_mode_is_answered_by_the_model_itself(default_run):
+    from core.inference import _answering_layers
+
+    model = build_model("fast-cnn", image_size=28).train()
+    assert _answering_layers(model) == (model,)  # its batch norms learn from each batch: nothing to fold
+    assert batch_norms(default_run.model) == 2 and batch_norms(_answering_layers(default_run.model)) == 0
+
+
 # ---- threads ------------------------------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -337,9 +384,19 @@ def test_single_images_run_on_one_thread_and_torchs_own_kernels_and_overlapping_
 
 
 def test_the_model_sees_one_thread_and_torchs_own_kernels_for_few_images_and_everything_for_many(default_run,
-                                                                                                 two_threads):
+                                                                                                 two_threads,
+                                                                                                 monkeypatch):
+    import core.inference
+
     images = np.stack([preprocess(drawn(d)).pixels for d in range(10)] * 8)  # 80 images: above SMALL_BATCH
     seen: list[tuple[int, bool]] = []
+    answer = core.inference._answer  # predictions run the folded layers, saliency the model itself
+
+    def watched(model, inputs):
+        seen.append(kernel_settings())
+        return answer(model, inputs)
+
+    monkeypatch.setattr(core.inference, "_answer", watched)
     hook = default_run.model.register_forward_pre_hook(lambda module, inputs: seen.append(kernel_settings()))
     try:
         one, many = predict_proba(default_run, images[:1]), predict_proba(default_run, images)
