@@ -1,14 +1,15 @@
 """From a finished stroke to the answer: preprocessing + prediction of one drawn 280x280 canvas, vs the bare model.
 
     python bench/bench_predict.py [--data-dir ../shared/data] [--rounds 50] [--repeats 10] [--threads N]
-                                  [--before DIR]
+                                  [--before DIR] [--back-to-back 2000] [--pauses 40]
 
 Interleaved A B C C2 D rounds, each timing `repeats` calls; the figures are the median and the 99th percentile per
 call over all calls (many short rounds, so that the load other programs put on the machine falls on every variant
 alike), in wall-clock time and in the process's CPU time (which a loaded machine stretches far less: a call that is
 preempted waits without using CPU).
-A: the bare default model's forward pass on an already preprocessed tensor, on the kernels C runs it on (one thread,
-   torch's own convolutions: core.inference.small_batch_kernels; one thread alone in checkouts before it).
+A: the bare default model's forward pass on an already preprocessed tensor, as C runs it: its batch norms folded
+   (core.inference.model_output; the model itself in checkouts before it), on one thread and torch's own
+   convolutions (core.inference.small_batch_kernels; one thread alone in checkouts before that).
 B: core.preprocess.preprocess of the canvas (opaque black RGBA with white strokes, as the canvas sends it).
 C: core.inference.predict_image: B, then the model (what the page does after each stroke). Small batches run on
    one torch thread and torch's own convolutions (core.inference.SMALL_BATCH).
@@ -16,7 +17,9 @@ C2: the same with all of torch's threads and oneDNN's convolutions, as before th
    waking the second thread after the numpy work of B can cost far more than the forward pass itself.
 D: what else the page does for a drawing: decode the canvas's PNG and the SmoothGrad saliency map.
 Then C alone, --back-to-back calls in a row (in the rounds, one call in --repeats is the first after another
-action), and batch prediction of the 10,000 MNIST test images (already 28x28) in images/s.
+action); C right after pauses of 0 to 200 ms, asleep or spinning (--pauses rounds): after a pause of 20 ms or more
+even a spinning process finds its caches emptied by the machine's other work, and so does each drawing the page
+answers; and batch prediction of the 10,000 MNIST test images (already 28x28) in images/s.
 
 Each checkout is timed in a worker process of its own (its `core` imported from its folder, the same canvas for
 all): with --before DIR (another checkout, e.g. `git worktree add /tmp/before <commit>`) the two workers take
@@ -82,9 +85,11 @@ def worker_actions(root: Path, canvas_file: Path, threads: int | None) -> tuple[
 
     kernels = getattr(core.inference, "small_batch_kernels", lambda: at_most_threads(1))  # older checkouts: 1 thread
 
+    forward = getattr(core.inference, "model_output", lambda model, inputs: model(inputs))  # older: the model itself
+
     def bare_forward() -> None:
         with torch.inference_mode(), kernels():  # as C runs it
-            run.model(tensor)
+            forward(run.model, tensor)
 
     def all_threads() -> None:
         small_batch, core.inference.SMALL_BATCH = core.inference.SMALL_BATCH, 0
@@ -104,6 +109,35 @@ def worker_actions(root: Path, canvas_file: Path, threads: int | None) -> tuple[
     return actions, run
 
 
+PAUSES = (("sleep", 0), ("sleep", 2), ("sleep", 20), ("spin", 20), ("sleep", 200))  # (how, ms) before a call
+
+
+def pause(how: str, ms: float) -> None:
+    """Wait `ms`: asleep (the process off the CPU), or spinning on it (the CPU kept busy with a loop that touches
+    almost no memory)."""
+    if how == "sleep":
+        time.sleep(ms / 1000)
+        return
+    end = time.perf_counter() + ms / 1000
+    while time.perf_counter() < end:
+        pass
+
+
+def after_pauses(predict: Callable[[], object], rounds: int) -> dict[str, list[list[float]]]:
+    """For each of PAUSES, interleaved round by round: the first and the second call's ms right after a warm call
+    and the pause, i.e. a drawing answered after the user's pause, with the machine's other work in between."""
+    times = {f"{how} {ms}": [[], []] for how, ms in PAUSES}
+    for _ in range(rounds):
+        for how, ms in PAUSES:
+            predict()
+            pause(how, ms)
+            for position in range(2):
+                start = time.perf_counter()
+                predict()
+                times[f"{how} {ms}"][position].append((time.perf_counter() - start) * 1000)
+    return times
+
+
 def serve(root: Path, canvas_file: Path, threads: int | None) -> None:
     """Answer the driver's requests on stdin, one JSON line each: an action's timings, or batch images/s."""
     actions, run = worker_actions(root, canvas_file, threads)
@@ -114,6 +148,8 @@ def serve(root: Path, canvas_file: Path, threads: int | None) -> None:
         request = json.loads(line)
         if "action" in request:
             print(json.dumps(per_call_ms(actions[request["action"]], request["repeats"])), flush=True)
+        elif "pauses" in request:
+            print(json.dumps(after_pauses(actions[ACTIONS[2]], request["pauses"])), flush=True)
         else:
             images = np.load(request["images"])
             times = []
@@ -176,6 +212,9 @@ def main() -> None:
     parser.add_argument("--back-to-back", type=int, default=2000, metavar="N",
                         help="then C alone, N calls in a row per checkout (0: skip): its p99 without calls that come "
                              "first after another action, as one in `repeats` does in the rounds")
+    parser.add_argument("--pauses", type=int, default=40, metavar="ROUNDS",
+                        help="then C right after pauses of 0-200 ms, asleep or spinning (0: skip): how much a call "
+                             "that comes after a wait costs, as each drawing does")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--canvas", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -200,6 +239,8 @@ def main() -> None:
                     cpu_times[name][action] += cpu
         steady = {name: worker.ask_raw({"action": ACTIONS[2], "repeats": args.back_to_back})[0]
                   for name, worker in workers.items()} if args.back_to_back else {}
+        paused = {name: worker.ask_raw({"pauses": args.pauses}) for name, worker in workers.items()} \
+            if args.pauses else {}
         images = mnist_test_images(args.data_dir)
         batch = {}
         if images is not None:
@@ -224,6 +265,13 @@ def main() -> None:
         print(f"preprocess + predict, {len(wall):,} calls back to back, {name}: {statistics.median(wall):.2f} ms median, "
               f"{percentile(wall, 99):.2f} ms p99 (goal p99 < {GOAL_P99_MS:g} ms: "
               f"{'met' if percentile(wall, 99) < GOAL_P99_MS else 'NOT met'})")
+    for name, times in paused.items():
+        warm = statistics.median(times["sleep 0"][0])
+        print(f"preprocess + predict after a pause, {name} ({args.pauses} rounds): first call median / p90, "
+              f"second call median, first call / no pause:")
+        for label, (first, second) in times.items():
+            print(f"  {label + ' ms':<13} {statistics.median(first):5.2f} / {percentile(first, 90):5.2f} ms, "
+                  f"{statistics.median(second):5.2f} ms, {statistics.median(first) / warm:.2f}x")
     for name, speed in batch.items():
         print(f"batch prediction of the {len(images):,} MNIST test images, {name}: {speed:,.0f} images/s")
     if images is None:
