@@ -81,7 +81,7 @@ def _folded(layers: Iterable[nn.Module]) -> list[nn.Module]:
     folded: list[nn.Module] = []
     for layer in layers:
         before = folded[-1] if folded else None
-        if isinstance(layer, nn.Sequential):
+        if type(layer) is nn.Sequential:  # a subclass may have a forward of its own
             folded += _folded(layer)
         elif isinstance(layer, nn.Dropout) and not layer.training:
             continue
@@ -107,14 +107,14 @@ def _answering_layers(model: nn.Module) -> tuple[nn.Module, ...]:
     once per model. The same function to float rounding (2e-6 in the default model's logits), and a forward pass
     on one image a quarter shorter: fewer layers, each called without the hook machinery of nn.Module.__call__
     (bench/README.md, "Prediction: folded batch norms")."""
-    if not isinstance(model, nn.Sequential) or model.training:
+    if type(model) is not nn.Sequential or model.training:
         return (model,)
     if model not in _ANSWERING_LAYERS:
         _ANSWERING_LAYERS[model] = tuple(_folded(model))
     return _ANSWERING_LAYERS[model]
 
 
-def _answer(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+def model_output(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     """The model's output for `inputs`, through its _answering_layers (call under torch.inference_mode)."""
     layers = _answering_layers(model)
     if len(layers) == 1:
@@ -130,7 +130,7 @@ def predict_proba(run: LoadedRun, pixels: np.ndarray | torch.Tensor, batch_size:
     chunks = []
     with torch.inference_mode(), small_batch_kernels() if len(inputs) <= SMALL_BATCH else nullcontext():
         for start in range(0, len(inputs), batch_size):
-            chunks.append(to_probs(_answer(run.model, inputs[start:start + batch_size]), run.output))
+            chunks.append(to_probs(model_output(run.model, inputs[start:start + batch_size]), run.output))
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, len(run.class_names)), dtype=np.float32)
 
 

@@ -390,13 +390,13 @@ def test_the_model_sees_one_thread_and_torchs_own_kernels_for_few_images_and_eve
 
     images = np.stack([preprocess(drawn(d)).pixels for d in range(10)] * 8)  # 80 images: above SMALL_BATCH
     seen: list[tuple[int, bool]] = []
-    answer = core.inference._answer  # predictions run the folded layers, saliency the model itself
+    answer = core.inference.model_output  # predictions run the folded layers, saliency the model itself
 
     def watched(model, inputs):
         seen.append(kernel_settings())
         return answer(model, inputs)
 
-    monkeypatch.setattr(core.inference, "_answer", watched)
+    monkeypatch.setattr(core.inference, "model_output", watched)
     hook = default_run.model.register_forward_pre_hook(lambda module, inputs: seen.append(kernel_settings()))
     try:
         one, many = predict_proba(default_run, images[:1]), predict_proba(default_run, images)
