@@ -22,16 +22,29 @@ from ui.charts import png_data_uri
 HTML = '<div class="tile-grid"><img class="mosaic" alt=""><div class="tiles"></div></div>'
 CSS = """
 .tile-grid { position: relative; display: inline-block; max-width: 100%; line-height: 0; }
-.mosaic { display: block; max-width: 100%; height: auto; image-rendering: pixelated; }
+.mosaic { display: block; max-width: 100%; height: auto; }
 .tiles { position: absolute; inset: 0; }
 .tiles button { position: absolute; margin: 0; padding: 0; border: 0; background: transparent; cursor: pointer; }
 .tiles button:focus-visible { outline: 2px solid #1f77b4; outline-offset: -2px; }
 """
 # The tiles are placed in percent of the mosaic, so they follow the image when a narrow column scales it down.
+# Pixels drawn as squares (pixelated) only when the screen shows the mosaic at its size or larger (a 2x display): a
+# mosaic scaled down (a phone's column) is smoothed, or its captions' strokes come out broken.
 JS = """
 export default function ({ data, parentElement, setTriggerValue }) {
   const image = parentElement.querySelector(".mosaic");
   const tiles = parentElement.querySelector(".tiles");
+  if (!image.sharpness) {
+    image.sharpness = () => {
+      const shown = image.getBoundingClientRect().width * window.devicePixelRatio;
+      image.style.imageRendering = image.naturalWidth && shown < image.naturalWidth - 0.5 ? "auto" : "pixelated";
+    };
+    image.addEventListener("load", image.sharpness);
+    new ResizeObserver(image.sharpness).observe(image);
+    const watchRatio = () => matchMedia(`(resolution: ${window.devicePixelRatio}dppx)`).addEventListener("change",
+      () => { if (image.isConnected) { image.sharpness(); watchRatio(); } }, { once: true });  // zoom, another screen
+    watchRatio();
+  }
   if (image.getAttribute("src") !== data.src) image.setAttribute("src", data.src);
   image.style.width = data.shown_width + "px";
   const percent = (part, whole) => (100 * part / whole) + "%";

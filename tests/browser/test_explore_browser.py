@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import expect
 
 from core.data import load_dataset
 from tests.browser.conftest import PHONE, assert_no_error, metric_lines, pick, screenshot, wait_for_app
@@ -58,6 +59,20 @@ def test_explore_switch_dataset_filter_open_a_sample_and_map_it(page, app_url, m
     assert shown_sample(page) == threes[tile]
     assert_no_error(page)
     screenshot(page, "explore-mnist-threes-sample-open")
+    # The mosaic (620 px) is shown 520 px wide: scaled down, so smoothed; drawn as squares it broke its captions (a 9
+    # read as a 0). On a 2x screen it is scaled up: each pixel a crisp square.
+    expect(mosaic).to_have_css("image-rendering", "auto")
+    page.set_viewport_size(PHONE)
+    expect(mosaic).to_have_css("image-rendering", "auto")
+    screen = page.context.new_cdp_session(page)
+    screen.send("Emulation.setDeviceMetricsOverride", {"width": 1400, "height": 1500, "deviceScaleFactor": 2,
+                                                       "mobile": False})
+    try:
+        expect(mosaic).to_have_css("image-rendering", "pixelated")
+    finally:
+        screen.send("Emulation.clearDeviceMetricsOverride")
+        screen.detach()
+    page.set_viewport_size({"width": 1400, "height": 1500})
 
     open_tab(page, "Embedding")
     page.get_by_text("principal components explain").wait_for(timeout=60_000)
