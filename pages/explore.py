@@ -18,7 +18,7 @@ from core.evaluation import misclassified
 from core.explore import filtered_indices, ordered, page_count, page_of
 from ui.charts import grid_cell_size, image_grid, settle_pandas, tile_scale
 from ui.explore import (ModelChoice, class_legend, dataset_or_error, guarded, model_choices, pixel_heatmap,
-                        probability_figure, run_or_error, split_images, split_probabilities)
+                        pixel_values_caption, probability_figure, run_or_error, split_images, split_probabilities)
 from ui.explore_collection import PREFIX, collection_options, collection_view, no_collections_note, option_title
 from ui.explore_sections import (View, augmentation_section, embedding_section, model_section,
                                  statistics_section)
@@ -179,9 +179,7 @@ def sample_detail(default: int) -> None:
         open_in_predict(dataset_name, split, int(index))
     st.plotly_chart(pixel_heatmap(images[index].astype(np.int64), max_value), key="explore_pixels",
                     config={"displayModeBar": False})
-    st.caption(f"Pixel values from 0 to {max_value} ({data.image_size}x{data.image_size} pixels): "
-               + ("each counts the ink in a 4x4 block of the scanned digit." if max_value == 16 else
-                  f"{max_value} is full ink."))
+    st.caption(pixel_values_caption(data.image_size, max_value))
     if probabilities is not None:
         st.plotly_chart(probability_figure(probabilities[index], class_names, int(labels[index])),
                         key="explore_probabilities", config={"displayModeBar": False})

@@ -177,7 +177,8 @@ def test_typing_an_index_opens_that_sample_large_with_its_pixels():
     data = load_dataset("digits")
     assert f"Sample #42: {data.class_names[int(data.train_labels[42])]}" in texts(app)
     pixels = next(c for c in charts(app) if '"texttemplate"' in c.proto.spec and '"heatmap"' in c.proto.spec)
-    assert str(int(data.train_images[42].max())) in pixels.proto.spec
+    assert str(int(data.train_images[42].max())) in pixels.proto.spec  # 8x8: each value written in its cell
+    assert "point at a pixel" not in texts(app)
     rerun(app)
     assert app.number_input(key="explore_index").value == 42  # stays open on the next run
     open_tab(app, "Augmentation")
@@ -342,6 +343,9 @@ def test_mnist_subset_with_the_shipped_model(with_mnist):
     rerun(app)
     train_size = len(load_dataset("mnist", with_mnist).train_labels)  # 14,262 in ../shared/data, 60,000 downloaded
     assert view_size(app) == train_size
+    (pixels,) = [chart for chart in charts(app) if '"heatmap"' in chart.proto.spec]  # the sample, large
+    assert '"texttemplate"' not in pixels.proto.spec and "row %{y}, column %{x}: %{z}" in pixels.proto.spec
+    assert "28x28 pixels; point at a pixel for its value" in texts(app)  # 784 values written overlapped and hid it
     open_tab(app, "Statistics")
     assert f"Pixel intensities** (train, {train_size:,} images)" in texts(app)
     open_tab(app, "Model")

@@ -297,15 +297,32 @@ def class_counts_figure(counts: dict[str, np.ndarray], class_names: Sequence[str
     return figure
 
 
+WRITTEN_VALUES_UP_TO = 16  # px a side: a larger image's values (28x28's "253"s) overlap in their cells and hide it
+
+
+def values_written(side: int) -> bool:
+    """Whether pixel_heatmap writes each value in its cell for an image of `side` px (else they show on hover)."""
+    return side <= WRITTEN_VALUES_UP_TO
+
+
+def pixel_values_caption(side: int, max_value: int) -> str:
+    """What the sample's pixel_heatmap shows, said under it."""
+    where = "" if values_written(side) else "; point at a pixel for its value"
+    scale = "each counts the ink in a 4x4 block of the scanned digit." if max_value == 16 else f"{max_value} is full ink."
+    return f"Pixel values from 0 to {max_value} ({side}x{side} pixels{where}): {scale}"
+
+
 def pixel_heatmap(pixels: np.ndarray, max_value: int, *, values: bool = True, height: int = 420,
                   colorscale: str = "gray") -> go.Figure:
-    """An image as a heatmap with its pixel values written in the cells (white ink on black, as the model sees it)."""
+    """An image as a heatmap (white ink on black, as the model sees it), each pixel's value on hover and, when
+    `values` and the image is small enough (values_written), written in its cell."""
     pixels = np.asarray(pixels)
     side = pixels.shape[0]
+    values = values and values_written(side)
     text = np.rint(pixels).astype(int).astype(str) if values else None
     figure = go.Figure(go.Heatmap(z=pixels, zmin=0, zmax=max_value, colorscale=colorscale, text=text,
                                   texttemplate="%{text}" if values else None,
-                                  textfont={"size": 13 if side <= 8 else 7},
+                                  textfont={"size": 13 if side <= 8 else 9},
                                   hovertemplate="row %{y}, column %{x}: %{z}<extra></extra>", showscale=False))
     figure.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", showticklabels=side <= 8)
     figure.update_xaxes(constrain="domain", showticklabels=side <= 8)
