@@ -141,7 +141,7 @@ def workbench(choices: list[ModelChoice], choice: ModelChoice, run: LoadedRun, v
     items = [item for item in inputs if item.readable]  # the open tab's pictures that can be read
     with right:  # nothing between the canvas and the answer when the columns stack on a phone
         if source == "Upload":
-            follow_new_uploads(uploaded)
+            follow_new_uploads(items)
         chosen = (pick_upload(items) if source == "Upload" else items[0]) if items else None
         shown_sample = sample if source == TEST_SET else None
         answer = None if chosen is None else answer_for(run, chosen, several, choice.label, shown_sample)

@@ -193,6 +193,17 @@ def test_uploads_are_each_answered_and_the_chosen_one_explained():
     assert answers(app) == ["3"]
 
 
+def test_each_new_upload_is_explained_and_one_that_cannot_be_read_leaves_the_last_good_one():
+    first = {"five.png": encoded(drawn(5, mode="L", background=255, ink=0), "PNG")}
+    added = first | {"three.png": encoded(drawn(3, mode="L", background=255, ink=0), "PNG")}
+    app = upload(page(), first)
+    assert answers(app) == ["5"]
+    upload(app, added)
+    assert answers(app) == ["3"]  # the picture just added
+    upload(app, added | {"empty.png": b""})
+    assert answers(app) == ["3"] and any("empty.png" in shown(error.value) for error in app.error)  # not the first
+
+
 def test_a_camera_photo_is_read():
     app = page()
     app.session_state["predict_source"] = "Camera"

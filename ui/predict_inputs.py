@@ -98,7 +98,8 @@ def uploads() -> tuple[list[InputImage], list[str]]:
 
 
 def follow_new_uploads(items: list[InputImage]) -> None:
-    """Explain the first picture of those just added: the one people uploaded to see."""
+    """Explain the first readable picture of those just added (`items`: the readable uploads): the one people
+    uploaded to see. A file added that cannot be read leaves the one explained as it was."""
     seen = st.session_state.get(SEEN_KEY, ())
     new = [item.digest for item in items if item.digest not in seen]
     if new:
