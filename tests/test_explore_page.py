@@ -363,6 +363,8 @@ def test_mnist_subset_with_the_shipped_model(with_mnist):
     app.toggle(key="explore_only_wrong").set_value(True)
     rerun(app)
     assert 0 < view_size(app) < 100 and all(hover.endswith("wrong)") for hover in grid(app)["hover"])  # each says so
+    open_tab(app, "Augmentation")  # the copies' captions are the model's readings, the sample a 9 whatever they say
+    assert re.search(r"what the model reads it as: \d+ of 16 right \(the sample is a 9\)", texts(app))
 
 
 def counting(monkeypatch, module, name: str) -> list:

@@ -281,6 +281,8 @@ def augmentation_section(view: View) -> None:
         guesses = predict(view.run, tiles)
         captions = [f"{name}: {view.tile_name(int(guess))}" for name, guess in zip(captions, guesses)]
         marked = guesses != view.labels[index]
-        st.caption(f"The model reads {int((~marked).sum())} of {len(tiles)} right; red ones it gets wrong.")
+        truth = escape_markdown(view.class_names[int(view.labels[index])])
+        st.caption(f"Under each picture, what the model reads it as: {int((~marked).sum())} of {len(tiles)} right "
+                   f"(the sample is a {truth}); red ones it gets wrong.")
     st.image(image_grid(tiles, captions, 8, max_value=view.max_value, scale=tile_scale(view.data.image_size, 84), marked=marked))
     st.caption(f"Sample {escape_markdown(view.describe(int(index)))}.")

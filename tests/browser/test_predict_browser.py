@@ -21,7 +21,7 @@ TALL = {"width": 1400, "height": 1800}  # the whole page in one screenshot (Stre
 ANSWER_TIMEOUT = 30_000
 MOUSE_STEP = 20  # px between mouse events, as a quick hand's at 60 events/s: each event costs Chromium a frame, and six
 # a segment (curves are drawn as many short ones) took twice the browser's CPU for the same strokes
-ASK_FOR_A_DIGIT = "in the black square: the answer appears as soon as you lift the mouse"
+ASK_FOR_A_DIGIT = "in the black square: the answer appears as soon as you lift the mouse or your finger"
 
 
 def open_predict(page, app_url: str, viewport: dict[str, int] = TALL) -> None:

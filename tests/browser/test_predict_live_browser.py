@@ -144,3 +144,33 @@ def test_on_a_phone_the_answer_is_right_under_the_canvas(page, app_url):
     assert 0 <= gap < PHONE["height"], gap  # within one screen of the canvas
     assert gap < 100, gap  # nothing between them but the space between the stacked columns
     screenshot(page, "predict-phone")
+
+
+def finger_stroke(page, points: list[tuple[float, float]]) -> None:
+    """One stroke with a finger (touch start, moves, end) through Chromium's touch input; canvas pixels."""
+    box = page.locator("canvas.upper-canvas").first.bounding_box()
+    screen = page.context.new_cdp_session(page)
+    at = [{"x": box["x"] + x, "y": box["y"] + y} for x, y in points]
+    screen.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [at[0]]})
+    for start, end in zip(at, at[1:]):
+        for step in range(1, 9):
+            share = step / 8
+            point = {axis: start[axis] + (end[axis] - start[axis]) * share for axis in ("x", "y")}
+            screen.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
+    screen.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    screen.detach()
+
+
+def test_on_a_touch_screen_a_digit_drawn_with_a_finger_is_answered_when_it_lifts(browser, app_url):
+    """The empty canvas says the answer comes as soon as the finger lifts: a phone's touch events draw and send."""
+    context = browser.new_context(viewport=PHONE, has_touch=True, is_mobile=True)
+    try:
+        page = context.new_page()
+        open_predict(page, app_url)
+        expect(page.get_by_text("as soon as you lift the mouse or your finger")).to_be_visible()
+        page.locator("canvas.upper-canvas").first.scroll_into_view_if_needed()
+        finger_stroke(page, strokes_in(7, BOX)[0])
+        answer_is(page, "7")
+        assert_no_error(page)
+    finally:
+        context.close()
