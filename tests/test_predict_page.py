@@ -130,6 +130,15 @@ def test_clearing_the_canvas_asks_for_a_digit_again():
     assert answers(app) == [] and any("Draw a digit" in info.value for info in app.info)
 
 
+def test_the_clear_button_empties_the_canvas_and_asks_for_a_digit_again():
+    app = draw(page(), drawn(7))
+    assert answers(app) == ["7"]
+    app.button(key="predict_clear").click().run()
+    assert answers(app) == [] and any("Draw a digit" in info.value for info in app.info)
+    app.run()
+    assert answers(app) == []  # the old drawing is not sent back
+
+
 def test_the_probability_chart_writes_percentages_as_the_app_does():
     probabilities = np.array([0.0085, 0.9915] + [0.0] * 8, dtype=np.float32)
     bars = probability_figure(probabilities, tuple("0123456789")).data[0]

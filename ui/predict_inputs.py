@@ -19,6 +19,8 @@ TOOL_ICONS = {PEN: ":material/edit:", ERASER: ":material/ink_eraser:"}
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp"]
 DRAWING = "your drawing"
 TILE_SIDE = 140  # px: a gallery picture; five to a row on a wide screen, one a row on a phone (not a screen wide)
+CANVAS_KEY = "predict_canvas"
+CLEARS_KEY = "predict_canvas_clears"  # how often Clear was pressed: each press draws a new, empty canvas
 EXPLAIN_KEY = "predict_explain"  # the explained upload's digest: the picker's value, set by a new upload or a tile
 SEEN_KEY = "predict_uploads_seen"  # the digests of the uploads of the last run, to tell which ones are new
 
@@ -49,24 +51,35 @@ QUICK_SEND = """<script>
 </script>"""
 
 
+def canvas_key() -> str:
+    """The canvas's key: a new one after each Clear, so that the browser draws a new, empty canvas."""
+    clears = st.session_state.get(CLEARS_KEY, 0)
+    return f"{CANVAS_KEY}_{clears}" if clears else CANVAS_KEY
+
+
+def clear_canvas() -> None:
+    st.session_state[CLEARS_KEY] = st.session_state.get(CLEARS_KEY, 0) + 1
+
+
 def drawing() -> InputImage | None:
     """The canvas with its pen or eraser and brush width; the drawing as RGBA pixels once something is drawn."""
     from streamlit_drawable_canvas import st_canvas  # raises when imported outside a Streamlit run
 
-    tool_column, brush_column = st.columns(2, vertical_alignment="bottom")
-    tool = tool_column.segmented_control("Tool", [PEN, ERASER], default=PEN, required=True, key="predict_tool",
-                                         format_func=lambda name: f"{TOOL_ICONS[name]} {name}",
-                                         label_visibility="collapsed",
-                                         help="The eraser paints in the background's black. Undo, redo and clear "
-                                              "are in the canvas's toolbar.")
-    brush = brush_column.slider("Brush width", 4, 40, key="predict_brush", value=18,
-                                help="Thin or thick, the strokes are brought to MNIST's width before the model sees "
-                                     "them.")
+    tools = st.container(horizontal=True, vertical_alignment="center")  # above the canvas: on a phone the answer
+    tool = tools.segmented_control("Tool", [PEN, ERASER], default=PEN, required=True, key="predict_tool",  # comes
+                                   format_func=lambda name: f"{TOOL_ICONS[name]} {name}",  # right under it
+                                   label_visibility="collapsed",
+                                   help="The eraser paints in the background's black. Undo and redo are in the "
+                                        "canvas's toolbar.")
+    tools.button("Clear", icon=":material/delete:", key="predict_clear", on_click=clear_canvas,
+                 help="Start again on an empty canvas.")
+    brush = st.slider("Brush width", 4, 40, key="predict_brush", value=18,
+                      help="Thin or thick, the strokes are brought to MNIST's width before the model sees them.")
     st.space("small")  # room for the canvas's floating toolbar (send, undo, redo, edit, clear)
     width, colour = (brush, INK) if tool == PEN else (brush + 8, BACKGROUND)  # wider: no grey rim left round ink
     result = st_canvas(stroke_width=width, stroke_color=colour,
                        background_color=BACKGROUND, height=CANVAS_SIDE, width=CANVAS_SIDE, drawing_mode="freedraw",
-                       update_streamlit=True, return_image_data=True, key="predict_canvas")
+                       update_streamlit=True, return_image_data=True, key=canvas_key())
     st.html(QUICK_SEND, unsafe_allow_javascript=True)
     objects = (result.json_data or {}).get("objects") or []
     pixels = result.image_data if objects else None
