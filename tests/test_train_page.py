@@ -223,6 +223,20 @@ def test_a_typed_number_out_of_range_is_not_taken_and_the_field_says_so(label, t
     assert not warnings(app) and field(app, label).value == "1"
 
 
+def test_a_note_about_a_value_not_taken_goes_once_another_field_is_typed_in():
+    app = open_page()
+    type_into(app, "Epochs", "")
+    assert [text.replace("\\", "") for text in warnings(app)] == ["Epochs: the field was left empty; still 1000."]
+    type_into(app, "Batch size", "-3")
+    assert [text.replace("\\", "") for text in warnings(app)] == ["Batch size: -3 is below the minimum 1; still 100."]
+    type_into(app, "Learning rate", "0.1")
+    assert not warnings(app)  # notes had piled up, one a field, while other fields were typed in
+    field(app, "Epochs").set_value("0")
+    field(app, "Seed").set_value("-1")  # both sent in one rerun (typed, then Start at once): a note each
+    button(app, "Start training").click().run()
+    assert len(warnings(app)) == 2
+
+
 def test_a_whole_number_past_what_a_browser_can_hold_still_reaches_the_checks():
     app = open_page()
     type_into(app, "Batch size", "99999999999999999999")  # past 2**53: Streamlit's number input dropped it unseen

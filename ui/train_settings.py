@@ -111,6 +111,9 @@ def take_typed(field: NumberField) -> None:
     except (ValueError, OverflowError):
         value, problem = None, "is not a number"
     notes = st.session_state.setdefault(NOTES, {})
+    if not st.session_state.get(REFUSED_NOW):  # notes of earlier reruns are about typing since redone: the newest
+        for other in [name for name in notes if name != field.name]:  # alone stays (several fields typed in one
+            notes.pop(other)  # rerun, then Start, keep a note each)
     if problem is None:
         st.session_state[f"train_{field.name}"] = value
         st.session_state[f"train_{field.name}_typed"] = shown(value)
