@@ -6,6 +6,7 @@ import math
 import re
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Iterator, Literal, Union
 
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from core.store import LoadedRun, RunStore
 
 PROGRESS_INTERVAL_SECONDS = 0.2
+LIVE_ACCURACY_SHARE = 0.2  # of an epoch's steps: the live train accuracy is over this many latest steps, carried
+#                            across epochs (over "this epoch so far" its curve restarted at each epoch from a few batches)
 MIN_PROGRESS_POINTS = 50  # a run this many steps long or longer reports at least this often, however quick:
 #                           a run of one second drew a train curve of a point or two
 PREPARE_CHUNK = 4096  # images resized at a time when a dataset is prepared: bounds the temporary memory
@@ -244,7 +247,7 @@ class BatchProgress:
     step: int
     total_steps: int
     loss: float
-    accuracy: float  # running, over this epoch so far
+    accuracy: float  # over the latest steps (LIVE_ACCURACY_SHARE of an epoch), across epochs
     images_per_second: float
     eta_seconds: float
     elapsed_seconds: float
@@ -340,6 +343,21 @@ class _Meter:
     @property
     def accuracy(self) -> float:
         return float(self.correct) / max(self.seen, 1)
+
+
+class _LatestSteps:
+    """Correct answers and images of the latest `steps` training steps, whatever epoch they were in."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps: deque[tuple[torch.Tensor | int, int]] = deque(maxlen=max(1, steps))
+
+    def add(self, correct: torch.Tensor | int, count: int) -> None:
+        self.steps.append((correct, count))
+
+    @property
+    def accuracy(self) -> float:
+        seen = sum(count for _, count in self.steps)
+        return float(sum(correct for correct, _ in self.steps)) / max(seen, 1)
 
 
 def evaluate(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, kind: Output, loss: str,
@@ -591,7 +609,7 @@ class Training:
         yield self._started(steps_per_epoch, test_x, test_y, held_out)
         if self.before is not None:
             clock.restart()  # measuring the start's accuracy took time that is not training's
-        step = 0
+        step, latest = 0, _LatestSteps(round(steps_per_epoch * LIVE_ACCURACY_SHARE))
         for epoch in range(1, config.epochs + 1):
             epoch_meter, recent = _Meter(), _Meter()
             for index, whole in self._shared_batches(len(train_y), generator):
@@ -613,11 +631,12 @@ class Training:
                 clock.trained(whole)
                 epoch_meter.add(loss, correct, len(index))
                 recent.add(loss, correct, len(index))
+                latest.add(correct, len(index))
                 if self._progress_due(step, total_steps, clock):
                     if self.group is None and not math.isfinite(epoch_meter.loss):  # checked when read: reading waits
                         yield self._diverged(clock)
                         return
-                    yield self._progress(epoch, step, total_steps, recent, epoch_meter, clock)
+                    yield self._progress(epoch, step, total_steps, recent, latest, clock)
                     recent = _Meter()
             epoch_meter = self._gathered(epoch_meter)
             if not math.isfinite(epoch_meter.loss):
@@ -681,12 +700,12 @@ class Training:
         spacing = max(1, total_steps // MIN_PROGRESS_POINTS)
         return clock.since_progress() >= PROGRESS_INTERVAL_SECONDS or step % spacing == 0
 
-    def _progress(self, epoch: int, step: int, total_steps: int, recent: _Meter, epoch_meter: _Meter,
+    def _progress(self, epoch: int, step: int, total_steps: int, recent: _Meter, latest: _LatestSteps,
                   clock: "_Clock") -> BatchProgress:
         clock.mark_progress()
         elapsed = clock.elapsed()
         eta = elapsed / step * (total_steps - step)
-        return BatchProgress(epoch, self.config.epochs, step, total_steps, recent.loss, epoch_meter.accuracy,
+        return BatchProgress(epoch, self.config.epochs, step, total_steps, recent.loss, latest.accuracy,
                              clock.images_per_second(), eta, elapsed)
 
     def _evaluate(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:

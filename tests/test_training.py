@@ -42,6 +42,24 @@ def test_a_quick_run_still_reports_its_progress_often_enough_to_draw(monkeypatch
     assert steps == list(range(21, 1081, 21))  # 50 times
 
 
+def test_the_live_train_accuracy_is_over_the_latest_steps_whatever_epoch_they_were_in(monkeypatch):
+    """Over "this epoch so far", the live curve restarted at each epoch from one or two batches."""
+    sizes: list[int] = []
+
+    def scripted_step(self, images, labels, optimizer, generator, weight=1.0):
+        sizes.append(len(labels))
+        right = len(labels) if len(sizes) <= 14 else 0  # every answer right in epoch 1 (14 steps), none after
+        return torch.tensor(0.1), torch.tensor(right)
+
+    monkeypatch.setattr(Training, "_step", scripted_step)
+    progress = {e.step: e.accuracy for e in run(replace(QUICK, progress_every=1, epochs=2))
+                if isinstance(e, BatchProgress)}
+    assert sizes[12:15] == [100, 47, 100]  # 1,347 images in batches of 100
+    assert progress[14] == 1.0
+    assert progress[15] == pytest.approx(147 / 247)  # the latest fifth of an epoch: 3 steps, two of them epoch 1's
+    assert progress[17] == 0.0 and progress[28] == 0.0
+
+
 def test_digits_cnn_accuracy_rises_past_a_threshold():
     epochs = [e for e in run(QUICK.__class__(**{**QUICK.__dict__, "epochs": 40})) if isinstance(e, EpochEnd)]
     assert epochs[0].test_accuracy < epochs[-1].test_accuracy

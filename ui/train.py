@@ -152,7 +152,7 @@ def accuracy_figure(snapshot: JobSnapshot, reference: Reference | None) -> dict[
     """Training accuracy as it runs, test accuracy per epoch, and the figure the run is held to (published or measured
     here, core.recipes.planned_reference) as a dashed line, in percent; once above 90 % the axis follows the data."""
     layout = chart_layout("Accuracy", "accuracy", percent_axis=True)
-    data = _curves(snapshot, "accuracy", "train (this epoch so far)", 100.0)
+    data = _curves(snapshot, "accuracy", "train (recent batches)", 100.0)
     if reference is not None:
         figure, source = reference
         layout["shapes"] = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": figure * 100,
