@@ -21,7 +21,7 @@ from core.evaluation import predict_split
 from core.record import RecordedTraining
 from core.store import RunStore, default_runs_dir
 from core.training import TrainConfig
-from ui.charts import MARK_COLOR, TILE_PAD, grid_cell_size, tile_scale
+from ui.charts import MARK_COLOR, TILE_PAD, grid_cell_size, map_image, tile_scale
 from ui.explore import selected_sample_ids, tsne_jobs
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "explore.py")
@@ -189,6 +189,18 @@ def test_typing_an_index_opens_that_sample_large_with_its_pixels():
     rerun(app)
     first_five = int(np.flatnonzero(data.train_labels.numpy() == 5)[0])
     assert app.number_input(key="explore_index").value == first_five  # a new view opens its first sample
+
+
+def test_the_statistics_maps_are_square_pictures_in_grey_or_along_a_colour_scale():
+    import plotly.colors
+
+    values = np.array([[0.0, 5.0], [10.0, 20.0]])  # 20: above the top, drawn as the top
+    grey = np.asarray(map_image(values, 10.0))
+    assert grey.shape == (10, 10, 3) and [int(grey[y, x, 0]) for y, x in ((0, 0), (0, 5), (5, 0), (5, 5))] == \
+        [0, 128, 255, 255]
+    coloured = np.asarray(map_image(values, 10.0, plotly.colors.sequential.Viridis))
+    assert tuple(coloured[0, 0]) == (0x44, 0x01, 0x54) and tuple(coloured[5, 5]) == (0xfd, 0xe7, 0x25)
+    assert np.asarray(map_image(np.zeros((3, 3)), 0.0)).max() == 0  # a flat map (no spread at all): no division by 0
 
 
 def test_grid_and_embedding_selections_read_the_sample_ids():

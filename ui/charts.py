@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageColor, ImageDraw, ImageFont
 
 from ui.train_format import HALVES, QUARTERS, percent, percent_ticks
 
@@ -79,6 +79,20 @@ def image_grid(images: np.ndarray, captions: Sequence[str], columns: int, *, max
     mosaic = Image.fromarray(canvas)
     _draw_captions(mosaic, captions, columns, (cell_w, cell_h), (width * scale, height * scale), marks)
     return mosaic
+
+
+def map_image(values: np.ndarray, top: float, colours: Sequence[str] | None = None, scale: int = 5) -> Image.Image:
+    """A 2-D map (a class's mean, the spread of a dataset) as a picture, each value a square of `scale` px: grey from 0
+    to `top`, or along `colours` (colour stops, evenly spaced, as plotly.colors' scales)."""
+    share = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float64) / (top or 1.0)), 0.0, 1.0)
+    if colours is None:
+        rgb = np.repeat(np.rint(share * 255).astype(np.uint8)[..., None], 3, axis=-1)
+    else:
+        stops = np.array([ImageColor.getrgb(colour)[:3] for colour in colours], dtype=np.float64)
+        at = np.linspace(0.0, 1.0, len(stops))
+        rgb = np.rint(np.stack([np.interp(share, at, stops[:, channel]) for channel in range(3)], -1)).astype(np.uint8)
+    height, width = share.shape
+    return Image.fromarray(rgb).resize((width * scale, height * scale), Image.Resampling.NEAREST)
 
 
 def framed_tiles(images: np.ndarray, max_value: int, marked: Sequence[bool] | np.ndarray) -> list[np.ndarray]:

@@ -312,21 +312,20 @@ def pixel_values_caption(side: int, max_value: int) -> str:
     return f"Pixel values from 0 to {max_value} ({side}x{side} pixels{where}): {scale}"
 
 
-def pixel_heatmap(pixels: np.ndarray, max_value: int, *, values: bool = True, height: int = 420,
-                  colorscale: str = "gray") -> go.Figure:
-    """An image as a heatmap (white ink on black, as the model sees it), each pixel's value on hover and, when
-    `values` and the image is small enough (values_written), written in its cell."""
+def pixel_heatmap(pixels: np.ndarray, max_value: int) -> go.Figure:
+    """An image as a heatmap (white ink on black, as the model sees it), each pixel's value on hover and, when the
+    image is small enough (values_written), written in its cell."""
     pixels = np.asarray(pixels)
     side = pixels.shape[0]
-    values = values and values_written(side)
-    text = np.rint(pixels).astype(int).astype(str) if values else None
-    figure = go.Figure(go.Heatmap(z=pixels, zmin=0, zmax=max_value, colorscale=colorscale, text=text,
-                                  texttemplate="%{text}" if values else None,
+    written = values_written(side)
+    text = np.rint(pixels).astype(int).astype(str) if written else None
+    figure = go.Figure(go.Heatmap(z=pixels, zmin=0, zmax=max_value, colorscale="gray", text=text,
+                                  texttemplate="%{text}" if written else None,
                                   textfont={"size": 13 if side <= 8 else 9},
                                   hovertemplate="row %{y}, column %{x}: %{z}<extra></extra>", showscale=False))
     figure.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", showticklabels=side <= 8)
     figure.update_xaxes(constrain="domain", showticklabels=side <= 8)
-    figure.update_layout(height=height, margin={"l": 0, "r": 0, "t": 0, "b": 0})
+    figure.update_layout(height=420, margin={"l": 0, "r": 0, "t": 0, "b": 0})
     return figure
 
 
@@ -336,7 +335,7 @@ def histogram_figure(stats: "PixelStatistics") -> go.Figure:
     figure = go.Figure(go.Bar(x=levels, y=stats.histogram[1:], marker_color="#1f77b4",
                               hovertemplate="value %{x}: %{y:,} pixels<extra></extra>"))
     figure.update_layout(height=280, margin={"l": 10, "r": 10, "t": 10, "b": 10}, bargap=0,
-                         xaxis_title="pixel value (0 = background, left out)", yaxis_title="pixels (log scale)")
+                         xaxis_title="pixel value (0 left out)", yaxis_title="pixels (log scale)")
     figure.update_yaxes(type="log",  # MNIST's near-white strokes outnumber the grey edge pixels a hundredfold
                         tickformat="~s")  # every tick in full (2k, 5k, 10k): plotly's own log labels read "2, 10k, 5"
     return figure

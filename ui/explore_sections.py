@@ -10,15 +10,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import plotly.colors
 import streamlit as st
 
 import ui.explore as explore
 from core.augment import Augmentation
 from core.evaluation import cell_indices, confusion_matrix, per_class_accuracy
 from core.explore import augmented_copies, pixel_features
-from ui.charts import confusion_figure, image_grid, per_class_accuracy_figure, tile_scale
+from ui.charts import confusion_figure, image_grid, map_image, per_class_accuracy_figure, tile_scale
 from ui.explore import (CLASS_COLORS, ModelChoice, class_counts_figure, clicked_cell, embedding_figure, guarded,
-                        histogram_figure, ink_figure, pixel_heatmap, selected_sample_ids, short_class_name)
+                        histogram_figure, ink_figure, selected_sample_ids, short_class_name)
 from ui.shared import metric_row
 from ui.text import escape_markdown
 from ui.train_format import count, duration, percent
@@ -115,13 +116,13 @@ def statistics_section(view: View) -> None:
     charts = st.columns([2, 2, 1, 1], vertical_alignment="bottom")  # the two maps level, whatever their captions
     charts[0].plotly_chart(histogram_figure(stats), key="explore_histogram")
     charts[1].plotly_chart(ink_figure(stats.ink_per_image), key="explore_ink")
-    with charts[2]:
+    with charts[2]:  # pictures, not heatmaps: square and whole in a narrow column (a heatmap there was cut off)
         st.caption("Mean: where the ink is")
-        st.plotly_chart(pixel_heatmap(stats.mean_image, view.max_value, values=False, height=200), key="explore_mean")
+        st.container(key="explore_mean").image(map_image(stats.mean_image, view.max_value), width="stretch")
     with charts[3]:
         st.caption("Spread: where they differ")
-        st.plotly_chart(pixel_heatmap(stats.std_image, float(stats.std_image.max()) or 1, values=False, height=200,
-                                      colorscale="viridis"), key="explore_std")
+        st.container(key="explore_std").image(map_image(stats.std_image, float(stats.std_image.max()),
+                                                        plotly.colors.sequential.Viridis), width="stretch")
 
 
 # ---- 3. embedding -------------------------------------------------------------------------------------------------
