@@ -19,7 +19,8 @@ from ui.train_format import HALVES, QUARTERS, percent, percent_ticks
 
 TILE_TARGET = 56  # px a sample is drawn at in a grid: 8x8 digits x7, 28x28 MNIST x2
 TILE_PAD = 3  # px around each tile; marked tiles draw their border here
-CAPTION_HEIGHT = 16
+CAPTION_HEIGHT = 19
+CAPTION_FONT = 14  # px: a grid is shown at 5/6 of its size in its column, and "6", "8" and "9" must stay apart
 BACKGROUND = (255, 255, 255)
 CAPTION_COLOR = (49, 51, 63)
 MARK_COLOR = (214, 39, 40)  # plotly's red: wrong predictions
@@ -135,7 +136,7 @@ def _paste_tiles(canvas: np.ndarray, tiles: np.ndarray, columns: int, cell: tupl
 
 def _draw_captions(mosaic: Image.Image, captions: Sequence[str], columns: int, cell: tuple[int, int],
                    tile: tuple[int, int], marks: np.ndarray) -> None:
-    draw, font = ImageDraw.Draw(mosaic), _font(12)
+    draw, font = ImageDraw.Draw(mosaic), _font(CAPTION_FONT)
     cell_w, cell_h = cell
     for position, caption in enumerate(captions):
         left, top = (position % columns) * cell_w, (position // columns) * cell_h + tile[1] + 2 * TILE_PAD
