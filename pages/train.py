@@ -111,11 +111,13 @@ def main_settings() -> None:
 def more_settings(config: TrainConfig | None) -> None:
     """Augmentation, the rarer settings and the model's layers, folded: one line each until opened."""
     augmentation, more, layers = st.columns(3)
-    with augmentation.expander("Augmentation: shifts, rotations, zooms"):
+    # Keyed: a note appearing or going above them (a refused value) moved them in the page, and Streamlit then drew
+    # them anew, closed, with the note about the field just typed in inside
+    with augmentation.expander("Augmentation: shifts, rotations, zooms", key="train_augment_box"):
         st.slider("Shift (share of the image)", 0.0, 0.3, step=0.01, key="train_augment_shift")
         st.slider("Rotation (degrees)", 0.0, 45.0, step=1.0, key="train_augment_rotation")
         st.slider("Zoom (share)", 0.0, 0.3, step=0.01, key="train_augment_scale")
-    with more.expander("More settings: seed, images, loss"):
+    with more.expander("More settings: seed, images, loss", key="train_more_box"):
         for name in ("seed", "limit", "weight_decay", "label_smoothing"):
             number_field(st, name)
             notes_for(name)

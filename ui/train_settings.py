@@ -223,7 +223,7 @@ def processes_setting() -> None:
     from ui.train import usable_cores
 
     cores = usable_cores()
-    with st.expander("Advanced: training processes"):
+    with st.expander("Advanced: training processes", key="train_processes_box"):  # keyed: see pages/train.py
         st.selectbox("Processes", range(1, cores + 1), key=PROCESSES, help=PROCESSES_HELP)
         if chosen_processes() > 1:
             st.caption(f"{chosen_processes()} processes each train on their share of every batch and average their "
