@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+from torch.nn.utils.fusion import fuse_conv_bn_weights, fuse_linear_bn_weights
 
 from core.config import EVALUATION_BATCH
 from core.models import to_log_probs, to_probs
@@ -75,42 +75,71 @@ def small_batch_kernels() -> Iterator[None]:
         yield
 
 
-def _folded(layers: Iterable[nn.Module]) -> list[nn.Module]:
-    """The layers in order, nested sequences flattened, each batch norm in eval mode folded into the convolution or
-    linear layer before it and dropout (nothing in eval mode) left out."""
-    folded: list[nn.Module] = []
+DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+
+
+def _flat(layers: Iterable[nn.Module]) -> Iterator[nn.Module]:
+    """The layers in order, nested plain sequences opened (a subclass may have a forward of its own)."""
     for layer in layers:
+        if type(layer) is nn.Sequential:
+            yield from _flat(layer)
+        else:
+            yield layer
+
+
+def _folded(layers: Iterable[nn.Module]) -> list[nn.Module]:
+    """The layers in order (_flat), each batch norm in eval mode folded into the convolution or linear layer before
+    it, and dropout (nothing in eval mode) left out."""
+    folded: list[nn.Module] = []
+    for layer in _flat(layers):
         before = folded[-1] if folded else None
-        if type(layer) is nn.Sequential:  # a subclass may have a forward of its own
-            folded += _folded(layer)
-        elif isinstance(layer, nn.Dropout) and not layer.training:
+        if isinstance(layer, DROPOUTS) and not layer.training:
             continue
-        elif _foldable(before, layer, nn.Conv2d, nn.BatchNorm2d):
-            folded[-1] = fuse_conv_bn_eval(before, layer)
-        elif _foldable(before, layer, nn.Linear, nn.BatchNorm1d):
-            folded[-1] = fuse_linear_bn_eval(before, layer)
+        if isinstance(before, nn.Conv2d) and _foldable(before, layer, nn.BatchNorm2d):
+            folded[-1] = _fused_conv(before, layer)
+        elif isinstance(before, nn.Linear) and _foldable(before, layer, nn.BatchNorm1d):
+            folded[-1] = _fused_linear(before, layer)
         else:
             folded.append(layer)
     return folded
 
 
-def _foldable(before: nn.Module | None, layer: nn.Module, kind: type[nn.Module], norm: type[nn.Module]) -> bool:
-    return isinstance(before, kind) and isinstance(layer, norm) and not (before.training or layer.training) \
+def _foldable(before: nn.Module, layer: nn.Module, norm: type[nn.Module]) -> bool:
+    return isinstance(layer, norm) and not (before.training or layer.training) \
         and layer.running_mean is not None and layer.running_var is not None
+
+
+# New modules, not copies (torch's fuse_*_eval deep-copy the layer, hooks and all: core.inside adds and removes hooks
+# on the same shared model from other sessions' threads)
+def _fused_conv(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> nn.Conv2d:
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                      conv.groups, bias=True, padding_mode=conv.padding_mode)
+    fused.weight, fused.bias = fuse_conv_bn_weights(conv.weight, conv.bias, norm.running_mean, norm.running_var,
+                                                    norm.eps, norm.weight, norm.bias)
+    return fused.eval()
+
+
+def _fused_linear(linear: nn.Linear, norm: nn.BatchNorm1d) -> nn.Linear:
+    fused = nn.Linear(linear.in_features, linear.out_features, bias=True)
+    fused.weight, fused.bias = fuse_linear_bn_weights(linear.weight, linear.bias, norm.running_mean, norm.running_var,
+                                                      norm.eps, norm.weight, norm.bias)
+    return fused.eval()
 
 
 _ANSWERING_LAYERS: weakref.WeakKeyDictionary[nn.Module, tuple[nn.Module, ...]] = weakref.WeakKeyDictionary()
 
 
 def _answering_layers(model: nn.Module) -> tuple[nn.Module, ...]:
-    """What answers for a model in eval mode: its layers _folded when it is a sequence (every model of the zoo), kept
-    once per model. The same function to float rounding (2e-6 in the default model's logits), and a forward pass
-    on one image a quarter shorter: fewer layers, each called without the hook machinery of nn.Module.__call__
-    (bench/README.md, "Prediction: folded batch norms")."""
+    """What answers for a model in eval mode: its layers _folded when it is a sequence (every model of the zoo), made
+    once per model, so a loaded run's model must not change after its first answer (none does: fine-tuning trains a
+    copy). The same function to float rounding (2e-6 in the default model's logits), and a forward pass on one image
+    a quarter shorter: fewer layers, each called without the hook machinery of nn.Module.__call__ (bench/README.md,
+    "Prediction: folded batch norms")."""
     if type(model) is not nn.Sequential or model.training:
         return (model,)
     if model not in _ANSWERING_LAYERS:
-        _ANSWERING_LAYERS[model] = tuple(_folded(model))
+        with torch.inference_mode(False), torch.no_grad():  # ordinary tensors, whatever mode the first caller is in
+            _ANSWERING_LAYERS[model] = tuple(_folded(model))
     return _ANSWERING_LAYERS[model]
 
 

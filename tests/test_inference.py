@@ -329,6 +329,24 @@ def batch_norms(layers) -> int:
     return sum(isinstance(part, nn.BatchNorm2d) for layer in layers for part in layer.modules())
 
 
+def test_folding_opens_nested_sequences_and_leaves_out_every_kind_of_dropout():
+    from core.inference import _answering_layers, model_output
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Sequential(nn.BatchNorm2d(4), nn.ReLU()), nn.Dropout2d(0.3),
+                          nn.Flatten(), nn.Linear(4 * 26 * 26, 5), nn.Sequential(nn.BatchNorm1d(5)), nn.AlphaDropout())
+    for layer in model.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            layer.running_mean.uniform_(-1, 1)
+            layer.running_var.uniform_(0.5, 2)
+    model.eval()
+    inputs = torch.randn(3, 1, 28, 28)
+    with torch.inference_mode():  # folded on a first call in inference mode ...
+        np.testing.assert_allclose(model_output(model, inputs), model(inputs), atol=1e-5)
+    assert [type(layer) for layer in _answering_layers(model)] == [nn.Conv2d, nn.ReLU, nn.Flatten, nn.Linear]
+    assert model_output(model, inputs.requires_grad_()).requires_grad  # ... its weights still usable with autograd
+
+
 def test_a_model_in_training_mode_is_answered_by_the_model_itself(default_run):
     from core.inference import _answering_layers
 

@@ -34,17 +34,17 @@ JS = """
 export default function ({ data, parentElement, setTriggerValue }) {
   const image = parentElement.querySelector(".mosaic");
   const tiles = parentElement.querySelector(".tiles");
-  if (!image.sharpness) {
-    image.sharpness = () => {
-      const shown = image.getBoundingClientRect().width * window.devicePixelRatio;
-      image.style.imageRendering = image.naturalWidth && shown < image.naturalWidth - 0.5 ? "auto" : "pixelated";
-    };
-    image.addEventListener("load", image.sharpness);
-    new ResizeObserver(image.sharpness).observe(image);
-    const watchRatio = () => matchMedia(`(resolution: ${window.devicePixelRatio}dppx)`).addEventListener("change",
-      () => { if (image.isConnected) { image.sharpness(); watchRatio(); } }, { once: true });  // zoom, another screen
-    watchRatio();
-  }
+  const sharpness = () => {
+    const shown = image.getBoundingClientRect().width * window.devicePixelRatio;
+    image.style.imageRendering = image.naturalWidth && shown < image.naturalWidth - 0.5 ? "auto" : "pixelated";
+  };
+  const done = new AbortController();  // Streamlit calls what this returns before the next data, and on unmount
+  image.addEventListener("load", sharpness, { signal: done.signal });
+  const resized = new ResizeObserver(sharpness);
+  resized.observe(image);
+  const watchRatio = () => matchMedia(`(resolution: ${window.devicePixelRatio}dppx)`).addEventListener("change",
+    () => { sharpness(); watchRatio(); }, { once: true, signal: done.signal });  // a zoom, another screen
+  watchRatio();
   if (image.getAttribute("src") !== data.src) image.setAttribute("src", data.src);
   image.style.width = data.shown_width + "px";
   const percent = (part, whole) => (100 * part / whole) + "%";
@@ -61,6 +61,7 @@ export default function ({ data, parentElement, setTriggerValue }) {
     tile.onclick = () => setTriggerValue("clicked", sampleId);
     return tile;
   }));
+  return () => { resized.disconnect(); done.abort(); };
 }
 """
 

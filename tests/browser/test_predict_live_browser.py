@@ -76,12 +76,14 @@ def test_the_answer_follows_each_stroke_the_eraser_and_undo(page, app_url):
     settle(page)
     stroke(page, BAR)  # the same path in the background's colour, a little wider
     answer_is(page, "1")
+    page.get_by_text("Pen", exact=True).click()
+    settle(page)
+    stroke(page, BAR)
+    answer_is(page, "7")
     page.get_by_role("button", name="Clear", exact=True).click()
     expect(page.locator(ANSWER)).to_have_count(0, timeout=ANSWER_TIMEOUT)
     expect(page.get_by_text("as soon as you lift the mouse")).to_be_visible()
-    page.get_by_text("Pen", exact=True).click()
-    settle(page)
-    stroke(page, ONE)  # on the new canvas: nothing of the old drawing comes back with it
+    stroke(page, ONE)  # on the new canvas alone: with the old drawing's bar back it would read 7
     answer_is(page, "1")
     assert_no_error(page)
 
