@@ -323,10 +323,12 @@ def pixel_heatmap(pixels: np.ndarray, max_value: int) -> go.Figure:
                                   texttemplate="%{text}" if written else None,
                                   textfont={"size": 13 if side <= 8 else 9},
                                   hovertemplate="row %{y}, column %{x}: %{z}<extra></extra>", showscale=False))
-    figure.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", showticklabels=side <= 8)
-    figure.update_xaxes(constrain="domain", showticklabels=side <= 8)
-    figure.update_layout(height=420, margin={"l": 0, "r": 0, "t": 0, "b": 0})
-    return figure
+    labelled = side <= 8  # each row and column numbered; a 28x28's numbers would crowd
+    figure.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", showticklabels=labelled,
+                        ticks="", showgrid=False, zeroline=False)
+    figure.update_xaxes(constrain="domain", showticklabels=labelled, ticks="", showgrid=False, zeroline=False)
+    figure.update_layout(height=360, margin={"l": 0, "r": 0, "t": 0, "b": 0})  # about the column's width: the square
+    return figure  # fills it, with no band of blank page above and below
 
 
 def histogram_figure(stats: "PixelStatistics") -> go.Figure:
