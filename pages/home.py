@@ -32,7 +32,7 @@ def datasets_section() -> None:
     status = available_datasets()
     columns = st.columns(len(DATASETS))
     for column, (name, spec) in zip(columns, DATASETS.items()):
-        with column.container(border=True):
+        with column.container(border=True, height="stretch", key=f"home_dataset_{name}"):  # as high as the highest
             st.markdown(f"**{spec.title}**")
             st.caption(spec.description)
             if status[name] is None:

@@ -15,6 +15,8 @@ def test_home_page_opens_with_no_error(page, app_url, app_folders):
     page.get_by_text("Where to go next").wait_for()
     ready = sum(is_available(name, app_folders["data"]) for name in DATASETS)  # digits always; MNIST when found
     expect(page.get_by_text(re.compile(r"^Ready(: [\d,]+ to train on, [\d,]+ to test here)?$"))).to_have_count(ready)
+    heights = {round(page.locator(f".st-key-home_dataset_{name}").bounding_box()["height"]) for name in DATASETS}
+    assert len(heights) == 1, heights  # one row of cards as high as the highest (MNIST's two-line status was taller)
     assert_no_error(page)
     screenshot(page, "home")
 
