@@ -385,7 +385,8 @@ def probability_figure(probabilities: np.ndarray, class_names: Sequence[str], la
     figure = go.Figure(go.Bar(x=list(class_names), y=np.asarray(probabilities) * 100, marker_color=colors,
                               text=[f"{p * 100:.0f} %" if p >= 0.01 else "" for p in probabilities],
                               textposition="outside", hovertemplate="%{x}: %{y:.2f} %<extra></extra>"))
-    figure.update_layout(height=220, margin={"l": 10, "r": 10, "t": 10, "b": 10}, yaxis={"range": [0, 115],
-                         "ticksuffix": " %", "tickvals": [0, 50, 100]})
+    figure.update_layout(height=250, margin={"l": 10, "r": 10, "t": 40, "b": 10}, yaxis={"range": [0, 115],
+                         "ticksuffix": " %", "tickvals": [0, 50, 100]},
+                         title={"text": "What the model reads: each class's probability", "font": {"size": 14}})
     figure.update_xaxes(type="category")
     return figure
