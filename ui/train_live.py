@@ -60,9 +60,9 @@ setTimeout(() => requestAnimationFrame(() => {
   }
   const until = performance.now() + %(keep_ms)d;
   const keep = () => {
-    const element = find();
-    if (person || !element || performance.now() > until) return;
-    if (Math.abs(element.getBoundingClientRect().top - margin) > 2) bring(element);
+    if (person || performance.now() > until) return;
+    const element = find();  // missing for a moment while a rerun redraws the panel: looked for again next frame
+    if (element && Math.abs(element.getBoundingClientRect().top - margin) > 2) bring(element);
     requestAnimationFrame(keep);
   };
   requestAnimationFrame(keep);
