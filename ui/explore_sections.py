@@ -32,6 +32,7 @@ GRID_COLUMNS = 10
 EMBED_SIZES = (1000, 2000, 3000, 5000)
 TSNE_LIMIT = 3000  # exact repulsion is quadratic: beyond this the map takes minutes on a laptop
 SELECTION_SHOWN = 100
+MAP_WIDTH = 220  # px at most: the column's width on a laptop, a screen's half on a phone, not all of it
 
 
 @dataclass(frozen=True)
@@ -118,11 +119,11 @@ def statistics_section(view: View) -> None:
     charts[1].plotly_chart(ink_figure(stats.ink_per_image), key="explore_ink")
     with charts[2]:  # pictures, not heatmaps: square and whole in a narrow column (a heatmap there was cut off)
         st.caption("Mean: where the ink is")
-        st.container(key="explore_mean").image(map_image(stats.mean_image, view.max_value), width="stretch")
+        st.container(key="explore_mean").image(map_image(stats.mean_image, view.max_value), width=MAP_WIDTH)
     with charts[3]:
         st.caption("Spread: where they differ")
         st.container(key="explore_std").image(map_image(stats.std_image, float(stats.std_image.max()),
-                                                        plotly.colors.sequential.Viridis), width="stretch")
+                                                        plotly.colors.sequential.Viridis), width=MAP_WIDTH)
 
 
 # ---- 3. embedding -------------------------------------------------------------------------------------------------
