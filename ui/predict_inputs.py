@@ -1,5 +1,5 @@
-"""Predict's inputs: the canvas (pen, eraser, an answer as soon as the mouse is up), uploads (each picture once, the
-one to explain, the gallery of them all), and the camera, asked for only while its tab is open."""
+"""Predict's inputs: the canvas (pen, eraser, clear, an answer as soon as the mouse or finger is up), uploads (each
+picture once, the one to explain, the gallery of them all), and the camera, asked for only while its tab is open."""
 
 from __future__ import annotations
 
