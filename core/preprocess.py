@@ -468,9 +468,14 @@ def ink_map(image: Image.Image | np.ndarray) -> np.ndarray:
 
 # ---- which ink is a digit ----------------------------------------------------------------------------------------
 
+def _speck_floor(largest: float) -> float:
+    """The fewest pixels a component needs beside a largest one of `largest` pixels (itself included) to be kept."""
+    return max(SPECK_PIXELS, SPECK_SHARE * largest)
+
+
 def _kept(sizes: np.ndarray) -> np.ndarray:
     """Per label (0 = background, never kept): True unless it is a speck beside a much larger component."""
-    keep = sizes >= max(SPECK_PIXELS, SPECK_SHARE * float(sizes[1:].max(initial=0)))
+    keep = sizes >= _speck_floor(float(sizes[1:].max(initial=0)))
     keep[0] = False
     return keep
 
@@ -497,7 +502,8 @@ def _single_digit(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     regions, count = ndimage.label(present, structure=EIGHT_NEIGHBOURS)
     strokes = ink > STROKE_LEVEL
     if count == 1:  # one piece of ink (most drawings): the digit unless a speck, found with no per-pixel lookups
-        if np.count_nonzero(strokes) >= SPECK_PIXELS:  # _kept's rule for a piece alone
+        size = np.count_nonzero(strokes)
+        if size >= _speck_floor(size):  # _kept's rule, without its per-label arrays
             return strokes, present
         return np.zeros_like(strokes), np.zeros_like(present)
     sizes = np.bincount(regions[strokes], minlength=count + 1)  # stroke pixels of each piece

@@ -308,7 +308,8 @@ def values_written(side: int) -> bool:
 def pixel_values_caption(side: int, max_value: int) -> str:
     """What the sample's pixel_heatmap shows, said under it."""
     where = "" if values_written(side) else "; point at a pixel for its value"
-    scale = "each counts the ink in a 4x4 block of the scanned digit." if max_value == 16 else f"{max_value} is full ink."
+    scale = ("each counts the ink in a 4x4 block of the scanned digit." if max_value == 16 else
+             f"{max_value} is full ink.")
     return f"Pixel values from 0 to {max_value} ({side}x{side} pixels{where}): {scale}"
 
 

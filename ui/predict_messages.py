@@ -12,8 +12,8 @@ from ui.text import escape_markdown
 
 def empty_message(source: str) -> None:
     if source == "Draw":
-        st.info("**Draw a digit** in the black square: the answer appears as soon as you lift the mouse or your finger.",
-                icon=":material/draw:")
+        st.info("**Draw a digit** in the black square: the answer appears as soon as you lift the mouse or your "
+                "finger.", icon=":material/draw:")
     elif source == "Upload":
         st.info("**Upload pictures** of digits: drawings, scans, photos of ink on paper or screenshots.",
                 icon=":material/upload:")
